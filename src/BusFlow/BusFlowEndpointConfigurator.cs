@@ -1,0 +1,68 @@
+using BusFlow.Contracts;
+using BusFlow.Internal;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace BusFlow;
+
+/// <summary>Configures BusFlow's receive endpoints on any MassTransit transport.</summary>
+public static class BusFlowEndpointConfigurator
+{
+    /// <summary>How many partitions order the saga's messages per pipeline.</summary>
+    public const int SagaPartitions = 32;
+
+    /// <summary>
+    /// Adds the saga endpoint (<c>busflow-pipeline</c>), one queue per local worker
+    /// (<c>busflow-step-&lt;worker&gt;</c>) and a per-process temporary queue that receives cancel signals.
+    /// </summary>
+    public static void ConfigureBusFlowEndpoints<TEndpointConfigurator>(this IBusFactoryConfigurator<TEndpointConfigurator> cfg, IBusRegistrationContext context)
+        where TEndpointConfigurator : IReceiveEndpointConfigurator
+    {
+        var registry = context.GetRequiredService<PipelineRegistry>();
+        var roles = context.GetRequiredService<BusFlowRoles>();
+
+        // Events are published as their concrete types; the abstract bases need no exchanges.
+        cfg.Publish<PipelineEvent>(p => p.Exclude = true);
+        cfg.Publish<StepEvent>(p => p.Exclude = true);
+
+        if (roles.RunSaga)
+        {
+            cfg.ReceiveEndpoint(QueueNames.Saga, e =>
+            {
+                e.PrefetchCount = 64;
+                e.UseMessageRetry(r => r.Intervals(10, 50, 100, 250, 500, 1000));
+                e.UseInMemoryOutbox(context);
+                var partitioner = e.CreatePartitioner(SagaPartitions);
+                e.ConfigureSaga<PipelineState>(context, s =>
+                {
+                    // One pipeline's messages are decided one at a time, in arrival order.
+                    s.Message<StartPipeline>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
+                    s.Message<CancelPipeline>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
+                    s.Message<SubmitStepAction>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
+                    s.Message<ReportStepProgress>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
+                    s.Message<ReportStepSucceeded>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
+                    s.Message<ReportStepFaulted>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
+                    s.Message<ReportStepSuspended>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
+                    s.Message<WakePipeline>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
+                    s.Message<ChildPipelineFinished>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
+                });
+            });
+        }
+
+        foreach (var worker in registry.Workers.Values)
+        {
+            cfg.ReceiveEndpoint(QueueNames.Worker(worker.Name), e =>
+            {
+                e.PrefetchCount = worker.Concurrency;
+                e.ConcurrentMessageLimit = worker.Concurrency;
+                e.ConfigureConsumer<ExecuteStepConsumer>(context);
+            });
+        }
+
+        if (registry.Workers.Count > 0)
+        {
+            cfg.ReceiveEndpoint(new TemporaryEndpointDefinition(QueueNames.NodePrefix), DefaultEndpointNameFormatter.Instance, e =>
+                e.ConfigureConsumer<CancelStepExecutionsConsumer>(context));
+        }
+    }
+}

@@ -1,0 +1,85 @@
+using BusFlow.Internal;
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace BusFlow;
+
+/// <summary>Registers BusFlow with MassTransit.</summary>
+public static class BusFlowServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds BusFlow to an existing MassTransit registration: the pipeline saga, the step workers and
+    /// the clock. Call <see cref="BusFlowEndpointConfigurator.ConfigureBusFlowEndpoints"/> in the
+    /// transport's configure callback. Definitions are validated here: an invalid pipeline throws
+    /// <see cref="PipelineDefinitionException"/> naming every problem.
+    /// </summary>
+    public static IBusRegistrationConfigurator AddBusFlow(this IBusRegistrationConfigurator configurator, Action<BusFlowBuilder> configure)
+    {
+        var builder = new BusFlowBuilder(configurator);
+        configure(builder);
+        var registry = builder.Build();
+        configurator.AddSingleton(registry);
+        configurator.AddSingleton(new BusFlowRoles(builder.RunSaga));
+        configurator.TryAddSingleton(TimeProvider.System);
+        configurator.TryAddSingleton<RunningSteps>();
+        configurator.TryAddSingleton<PipelineClock>();
+        configurator.AddHostedService(sp => sp.GetRequiredService<PipelineClock>());
+
+        if (builder.RunSaga)
+        {
+            var saga = configurator.AddSagaStateMachine<PipelineStateMachine, PipelineState>();
+            saga.ExcludeFromConfigureEndpoints();
+            builder.SagaRepository(saga);
+        }
+
+        configurator.AddConsumer<ExecuteStepConsumer>().ExcludeFromConfigureEndpoints();
+        configurator.AddConsumer<CancelStepExecutionsConsumer>().ExcludeFromConfigureEndpoints();
+        return configurator;
+    }
+
+    /// <summary>
+    /// Adds MassTransit with BusFlow on the transport the <c>BusFlow</c> configuration section names
+    /// (<c>InMemory</c> by default, or <c>RabbitMq</c>). An invalid setting fails at start naming it.
+    /// </summary>
+    public static IServiceCollection AddBusFlow(
+        this IServiceCollection services,
+        IConfiguration configuration,
+        Action<BusFlowBuilder> configure,
+        Action<IBusRegistrationConfigurator>? configureBus = null)
+    {
+        var options = BusFlowOptionsReader.Read(configuration);
+        services.AddOptions<BusFlowOptions>().BindConfiguration(BusFlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddMassTransit(x =>
+        {
+            x.AddBusFlow(configure);
+            x.DisableUsageTelemetry();
+            configureBus?.Invoke(x);
+            switch (options.Transport)
+            {
+                case BusFlowTransport.RabbitMq:
+                    x.UsingRabbitMq((context, cfg) =>
+                    {
+                        var rabbit = options.RabbitMq;
+                        cfg.Host(rabbit.Host, (ushort)rabbit.Port, rabbit.VirtualHost, h =>
+                        {
+                            h.Username(rabbit.Username);
+                            h.Password(rabbit.Password);
+                        });
+                        cfg.ConfigureBusFlowEndpoints(context);
+                        cfg.ConfigureEndpoints(context);
+                    });
+                    break;
+                default:
+                    x.UsingInMemory((context, cfg) =>
+                    {
+                        cfg.ConfigureBusFlowEndpoints(context);
+                        cfg.ConfigureEndpoints(context);
+                    });
+                    break;
+            }
+        });
+        return services;
+    }
+}

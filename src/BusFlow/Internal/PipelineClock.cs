@@ -1,0 +1,90 @@
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace BusFlow.Internal;
+
+/// <summary>
+/// Wakes pipelines at their deadlines (retry back-off, step timeouts, suspension expiry) by sending
+/// <see cref="WakePipeline"/> to the saga. It needs no broker plugin: deadlines live in the saga
+/// state, and a spurious or repeated wake-up changes nothing, so this clock only has to be punctual.
+/// </summary>
+internal sealed partial class PipelineClock(IServiceProvider services, TimeProvider time, ILogger<PipelineClock> logger) : BackgroundService
+{
+    private readonly PriorityQueue<(Guid PipelineId, DateTimeOffset Due), DateTimeOffset> _queue = new();
+    private readonly HashSet<(Guid, DateTimeOffset)> _scheduled = [];
+    private readonly Lock _lock = new();
+    private readonly SemaphoreSlim _changed = new(0);
+
+    public void Schedule(Guid pipelineId, DateTimeOffset due)
+    {
+        lock (_lock)
+        {
+            if (!_scheduled.Add((pipelineId, due)))
+            {
+                return;
+            }
+
+            _queue.Enqueue((pipelineId, due), due);
+        }
+
+        _changed.Release();
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var bus = services.GetRequiredService<IBus>();
+        var saga = new Uri("queue:" + QueueNames.Saga);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var due = new List<Guid>();
+            TimeSpan wait;
+            lock (_lock)
+            {
+                var now = time.GetUtcNow();
+                while (_queue.TryPeek(out var next, out _) && next.Due <= now)
+                {
+                    _queue.Dequeue();
+                    _scheduled.Remove(next);
+                    due.Add(next.PipelineId);
+                }
+
+                wait = _queue.TryPeek(out var first, out _) ? first.Due - now : Timeout.InfiniteTimeSpan;
+            }
+
+            foreach (var id in due.Distinct())
+            {
+                try
+                {
+                    var endpoint = await bus.GetSendEndpoint(saga);
+                    await endpoint.Send(new WakePipeline(id), stoppingToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // The bus is down: try again shortly; the deadline stays in the saga state.
+                    LogWakeFailed(logger, ex, id);
+                    Schedule(id, time.GetUtcNow().AddSeconds(1));
+                }
+            }
+
+            try
+            {
+                await _changed.WaitAsync(wait > TimeSpan.Zero || wait == Timeout.InfiniteTimeSpan ? wait : TimeSpan.Zero, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    public override void Dispose()
+    {
+        _changed.Dispose();
+        base.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not wake pipeline {PipelineId}; retrying in 1 s")]
+    private static partial void LogWakeFailed(ILogger logger, Exception exception, Guid pipelineId);
+}

@@ -1,0 +1,88 @@
+using System.Text.Json;
+using BusFlow.Contracts;
+
+namespace BusFlow;
+
+/// <summary>What a step handler gets: its input, a cancellation token, and ways to report progress, stream chunks and suspend.</summary>
+public sealed class StepContext
+{
+    private readonly Func<ReportStepProgress, Task> _report;
+
+    internal StepContext(ExecuteStep command, JsonSerializerOptions json, Func<ReportStepProgress, Task> report, CancellationToken cancellationToken)
+    {
+        Command = command;
+        JsonOptions = json;
+        _report = report;
+        CancellationToken = cancellationToken;
+    }
+
+    /// <summary>The command as the saga sent it.</summary>
+    public ExecuteStep Command { get; }
+
+    /// <summary>Signalled when the pipeline is cancelled, fails elsewhere, or this attempt times out.</summary>
+    public CancellationToken CancellationToken { get; }
+
+    public Guid PipelineId => Command.PipelineId;
+
+    public string StepName => Command.StepName;
+
+    public int Attempt => Command.Attempt;
+
+    /// <summary>For map steps: the index of the item.</summary>
+    public int? ItemIndex => Command.ItemIndex;
+
+    public IReadOnlyDictionary<string, string> Tags => Command.Tags;
+
+    /// <summary>For a step that suspended and was answered: the answer; null on the first run.</summary>
+    public JsonElement? Resume => Command.Resume;
+
+    internal JsonSerializerOptions JsonOptions { get; }
+
+    /// <summary>The pipeline's input, deserialised.</summary>
+    public T? GetPipelineInput<T>() => Command.PipelineInput is { } e ? e.Deserialize<T>(JsonOptions) : default;
+
+    /// <summary>The output named <paramref name="name"/> of a step this step consumes.</summary>
+    public T? GetInput<T>(string name) =>
+        Command.Inputs.TryGetValue(name, out var value)
+            ? value.Deserialize<T>(JsonOptions)
+            : throw new KeyNotFoundException($"Step '{StepName}' has no input named '{name}'; it consumes: {string.Join(", ", Command.Inputs.Keys)}.");
+
+    /// <summary>For map steps: the item, deserialised.</summary>
+    public T? GetItem<T>() => Command.Item is { } e ? e.Deserialize<T>(JsonOptions) : default;
+
+    /// <summary>For a resumed step: the answer, deserialised.</summary>
+    public T? GetResume<T>() => Command.Resume is { } e ? e.Deserialize<T>(JsonOptions) : default;
+
+    /// <summary>Reports progress; it arrives as a <see cref="StepProgress"/> event.</summary>
+    public Task ReportProgressAsync(double? percent, string? message = null) =>
+        _report(new ReportStepProgress { PipelineId = PipelineId, ExecutionId = Command.ExecutionId, Percent = percent, Message = message });
+
+    /// <summary>Streams a chunk of output (Hatchet's <c>put_stream</c>); it arrives as a <see cref="StepProgress"/> event with <c>chunk</c>.</summary>
+    public Task StreamAsync<T>(T chunk) =>
+        _report(new ReportStepProgress { PipelineId = PipelineId, ExecutionId = Command.ExecutionId, Chunk = JsonSerializer.SerializeToElement(chunk, JsonOptions) });
+}
+
+/// <summary>How a step handler ended.</summary>
+public abstract record StepResult
+{
+    /// <summary>The step succeeded with <paramref name="value"/> as its output.</summary>
+    public static StepResult Success(object? value = null) => new Succeeded(value);
+
+    /// <summary>The step failed; <paramref name="retryable"/> false skips the retry policy.</summary>
+    public static StepResult Fail(string message, bool retryable = true, string kind = "step_failed") => new Failed(new StepError(kind, message), retryable);
+
+    /// <summary>The step waits for an outside answer; it runs again with <see cref="StepContext.Resume"/> set when answered.</summary>
+    public static StepResult Suspend(string? reason = null, object? request = null, TimeSpan? timeout = null) => new Suspended(reason, request, timeout);
+
+    public sealed record Succeeded(object? Value) : StepResult;
+
+    public sealed record Failed(StepError Error, bool Retryable) : StepResult;
+
+    public sealed record Suspended(string? Reason, object? Request, TimeSpan? Timeout) : StepResult;
+}
+
+/// <summary>A step worker registered through BusFlow's worker API; resolved from a DI scope per attempt.</summary>
+public interface IStepHandler
+{
+    Task<StepResult> HandleAsync(StepContext context);
+}
