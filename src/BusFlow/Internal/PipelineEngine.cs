@@ -10,6 +10,8 @@ namespace BusFlow.Internal;
 /// </summary>
 internal sealed class PipelineEngine(PipelineDefinition definition, PipelineState state, DateTimeOffset now)
 {
+    private static readonly JsonElement JsonNull = JsonSerializer.SerializeToElement<object?>(null);
+
     public PipelineDecision Decision { get; } = new();
 
     private bool Finished => state.Status != PipelineStatus.Running;
@@ -391,7 +393,7 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
             state.Status = PipelineStatus.Completed;
             state.FinishedAt = now;
             state.NextDeadline = null;
-            var outputs = definition.Sinks.ToDictionary(s => s.Name, s => byName[s.Name].Result ?? default, StringComparer.Ordinal);
+            var outputs = definition.Sinks.ToDictionary(s => s.Name, s => byName[s.Name].Result ?? JsonNull, StringComparer.Ordinal);
             Emit(new PipelineCompleted
             {
                 PipelineId = state.CorrelationId,
@@ -493,7 +495,7 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         item.SuspendId = item.Resume is null ? null : item.SuspendId;
         var inputs = def.Consumes.ToDictionary(
             name => name,
-            name => state.Steps[definition.Steps.First(s => s.OutputName == name).Index].Result ?? default,
+            name => state.Steps[definition.Steps.First(s => s.OutputName == name).Index].Result ?? JsonNull,
             StringComparer.Ordinal);
 
         if (def.Kind == StepKind.Child)

@@ -1,0 +1,126 @@
+using System.Collections.Concurrent;
+using BusFlow.Contracts;
+using MassTransit;
+
+namespace BusFlow.Tests.Support;
+
+/// <summary>Every pipeline event a bus subscriber received, per pipeline, in arrival order.</summary>
+public sealed class RecordedEvents
+{
+    private readonly ConcurrentDictionary<Guid, List<PipelineEvent>> _events = new();
+    private readonly ConcurrentDictionary<Guid, TaskCompletionSource<PipelineEvent>> _ends = new();
+
+    public void Add(PipelineEvent e)
+    {
+        var list = _events.GetOrAdd(e.PipelineId, _ => []);
+        lock (list)
+        {
+            list.Add(e);
+        }
+
+        if (e is PipelineCompleted or PipelineFailed or PipelineCancelled)
+        {
+            End(e.PipelineId).TrySetResult(e);
+        }
+    }
+
+    public IReadOnlyList<PipelineEvent> For(Guid pipelineId)
+    {
+        if (!_events.TryGetValue(pipelineId, out var list))
+        {
+            return [];
+        }
+
+        lock (list)
+        {
+            return [.. list];
+        }
+    }
+
+    public IReadOnlyList<PipelineEvent> All() => _events.Keys.SelectMany(For).ToList();
+
+    public async Task<PipelineEvent> WaitForEnd(Guid pipelineId, TimeSpan? timeout = null)
+    {
+        try
+        {
+            return await End(pipelineId).Task.WaitAsync(timeout ?? TimeSpan.FromSeconds(30));
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"Pipeline {pipelineId} did not end; its events: {string.Join(", ", For(pipelineId).Select(e => $"{e.Seq}:{e.EventType}"))}");
+        }
+    }
+
+    public async Task<T> WaitFor<T>(Guid pipelineId, Func<T, bool>? match = null, TimeSpan? timeout = null)
+        where T : PipelineEvent
+    {
+        var until = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        while (DateTime.UtcNow < until)
+        {
+            if (For(pipelineId).OfType<T>().FirstOrDefault(e => match?.Invoke(e) ?? true) is { } found)
+            {
+                return found;
+            }
+
+            await Task.Delay(10);
+        }
+
+        throw new TimeoutException($"No {typeof(T).Name} for pipeline {pipelineId}; its events: {string.Join(", ", For(pipelineId).Select(e => $"{e.Seq}:{e.EventType}"))}");
+    }
+
+    private TaskCompletionSource<PipelineEvent> End(Guid pipelineId) =>
+        _ends.GetOrAdd(pipelineId, _ => new TaskCompletionSource<PipelineEvent>(TaskCreationOptions.RunContinuationsAsynchronously));
+}
+
+/// <summary>A bus subscriber to every pipeline event type, recording into <see cref="RecordedEvents"/>.</summary>
+public sealed class RecordingConsumer(RecordedEvents recorded) :
+    IConsumer<PipelineStarted>,
+    IConsumer<StepStarted>,
+    IConsumer<StepProgress>,
+    IConsumer<StepCompleted>,
+    IConsumer<StepFailed>,
+    IConsumer<StepSuspended>,
+    IConsumer<PipelineCompleted>,
+    IConsumer<PipelineFailed>,
+    IConsumer<PipelineCancelled>
+{
+    public Task Consume(ConsumeContext<PipelineStarted> context) => Record(context.Message);
+
+    public Task Consume(ConsumeContext<StepStarted> context) => Record(context.Message);
+
+    public Task Consume(ConsumeContext<StepProgress> context) => Record(context.Message);
+
+    public Task Consume(ConsumeContext<StepCompleted> context) => Record(context.Message);
+
+    public Task Consume(ConsumeContext<StepFailed> context) => Record(context.Message);
+
+    public Task Consume(ConsumeContext<StepSuspended> context) => Record(context.Message);
+
+    public Task Consume(ConsumeContext<PipelineCompleted> context) => Record(context.Message);
+
+    public Task Consume(ConsumeContext<PipelineFailed> context) => Record(context.Message);
+
+    public Task Consume(ConsumeContext<PipelineCancelled> context) => Record(context.Message);
+
+    private Task Record(PipelineEvent e)
+    {
+        recorded.Add(e);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>Assertions every pipeline's event log must pass.</summary>
+public static class EventAssertions
+{
+    public static void AssertGaplessSeq(IReadOnlyList<PipelineEvent> events)
+    {
+        var seqs = events.Select(e => e.Seq).OrderBy(s => s).ToList();
+        Assert.Equal(Enumerable.Range(1, seqs.Count).Select(i => (long)i), seqs);
+    }
+
+    public static IReadOnlyList<string> Types(IReadOnlyList<PipelineEvent> events, string? step = null) =>
+        events.OrderBy(e => e.Seq)
+            .Where(e => step is null || (e is StepEvent s && s.StepName == step))
+            .Select(e => e.EventType)
+            .ToList();
+}
