@@ -75,7 +75,12 @@ public sealed partial class BusFlowBuilder
     /// <summary>Declares a worker that runs in another process, so pipelines using it validate here.</summary>
     public BusFlowBuilder AddRemoteWorker(string name)
     {
-        _remoteWorkers.Add(ValidWorkerName(name));
+        if (_workers.ContainsKey(ValidWorkerName(name)))
+        {
+            throw new PipelineDefinitionException($"The worker '{name}' is registered here and declared remote; choose one.");
+        }
+
+        _remoteWorkers.Add(name);
         return this;
     }
 
@@ -89,6 +94,11 @@ public sealed partial class BusFlowBuilder
 
     private BusFlowBuilder AddWorker(WorkerRegistration worker)
     {
+        if (_remoteWorkers.Contains(worker.Name))
+        {
+            throw new PipelineDefinitionException($"The worker '{worker.Name}' is declared remote and registered here; choose one.");
+        }
+
         if (!_workers.TryAdd(worker.Name, worker))
         {
             throw new PipelineDefinitionException($"The worker '{worker.Name}' is registered twice.");
@@ -135,33 +145,44 @@ public sealed partial class BusFlowBuilder
         return new PipelineRegistry(definitions.DistinctBy(d => d.Name), _workers.Values);
     }
 
+    /// <summary>Depth-first search over "starts as a child" edges; each pipeline is explored once.</summary>
     private static void ChildCycleCheck(List<PipelineDefinition> definitions)
     {
-        var byName = definitions.ToDictionary(d => d.Name, StringComparer.Ordinal);
-        foreach (var root in definitions)
+        var byName = definitions.DistinctBy(d => d.Name).ToDictionary(d => d.Name, StringComparer.Ordinal);
+        var done = new HashSet<string>(StringComparer.Ordinal);
+        var path = new List<string>();
+        foreach (var root in byName.Keys)
         {
-            var path = new List<string> { root.Name };
-            if (FindChildCycle(root, byName, path))
+            if (Visit(root) is { } cycle)
             {
-                throw new PipelineDefinitionException([$"Pipelines start each other as children in a cycle: {string.Join(" -> ", path)}."]);
+                throw new PipelineDefinitionException([$"Pipelines start each other as children in a cycle: {string.Join(" -> ", cycle)}."]);
             }
         }
-    }
 
-    private static bool FindChildCycle(PipelineDefinition current, Dictionary<string, PipelineDefinition> byName, List<string> path)
-    {
-        foreach (var child in current.Steps.Where(s => s.Kind == StepKind.Child).Select(s => s.ChildDefinition!))
+        List<string>? Visit(string name)
         {
-            path.Add(child);
-            if (child == path[0] || (byName.TryGetValue(child, out var next) && path.Count <= byName.Count + 1 && FindChildCycle(next, byName, path)))
+            if (path.IndexOf(name) is var at and >= 0)
             {
-                return true;
+                return [.. path.Skip(at), name];
+            }
+
+            if (!done.Add(name) || !byName.TryGetValue(name, out var definition))
+            {
+                return null;
+            }
+
+            path.Add(name);
+            foreach (var child in definition.Steps.Where(s => s.Kind == StepKind.Child).Select(s => s.ChildDefinition!).Distinct(StringComparer.Ordinal))
+            {
+                if (Visit(child) is { } cycle)
+                {
+                    return cycle;
+                }
             }
 
             path.RemoveAt(path.Count - 1);
+            return null;
         }
-
-        return false;
     }
 
     private static string ValidWorkerName(string name) =>
@@ -169,6 +190,6 @@ public sealed partial class BusFlowBuilder
             ? name
             : throw new PipelineDefinitionException($"The worker name '{name}' is not usable as a queue name; use letters, digits, '-', '_' and '.', up to 100 characters.");
 
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\z")]
     private static partial Regex WorkerNamePattern();
 }

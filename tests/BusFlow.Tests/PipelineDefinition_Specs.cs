@@ -257,7 +257,7 @@ public static class PipelineDefinition_Specs
         [Fact]
         public void Should_name_the_duplicate_and_how_often_it_is_used()
         {
-            var pipeline = Pipeline("orders").Step("fetch").Step("fetch").Then("fetch").Step("report");
+            var pipeline = Pipeline("orders").Step("fetch").Step("fetch").Step("report").Step("fetch");
 
             var error = Assert.Single(Invalid(pipeline).Errors);
 

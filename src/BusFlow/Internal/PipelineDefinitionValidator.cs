@@ -16,7 +16,7 @@ internal static class PipelineDefinitionValidator
 
         if (builder.Steps.Count == 0)
         {
-            throw new PipelineDefinitionException([$"{where} it has no steps; add at least one with Step(), Then(), Map() or Child()."]);
+            errors.Add($"{where} it has no steps; add at least one with Step(), Then(), Map() or Child().");
         }
 
         if (builder.MaxParallelismValue < 1)
@@ -82,11 +82,13 @@ internal static class PipelineDefinitionValidator
                 }
             }
 
+            if (step.Kind == StepKind.Map && step.MapSource is null)
+            {
+                errors.Add($"{at} is a map step but says nothing to map over; call Over(\"<output>\") or Over(\"input.<property>\").");
+            }
+
             switch (step.Kind)
             {
-                case StepKind.Map when step.MapSource is null:
-                    errors.Add($"{at} is a map step but says nothing to map over; call Over(\"<output>\") or Over(\"input.<property>\").");
-                    break;
                 case StepKind.Map or StepKind.Task:
                     var worker = step.WorkerName ?? step.Name;
                     if (knownWorkers is not null && !knownWorkers.Contains(worker))
@@ -113,9 +115,14 @@ internal static class PipelineDefinitionValidator
                     break;
             }
 
-            if (step.RetryPolicy is { } retry && (retry.MaxAttempts < 1 || retry.InitialDelay < TimeSpan.Zero || retry.Multiplier < 1))
+            if (step.RetryPolicy is { } retry && !(retry.MaxAttempts >= 1 && retry.InitialDelay >= TimeSpan.Zero && retry.Multiplier >= 1 && double.IsFinite(retry.Multiplier) && (retry.MaxDelay is null || retry.MaxDelay >= TimeSpan.Zero)))
             {
-                errors.Add($"{at} has an invalid retry policy: attempts must be at least 1, the delay not negative and the multiplier at least 1.");
+                errors.Add($"{at} has an invalid retry policy: attempts must be at least 1, the delays not negative and the multiplier a number of at least 1.");
+            }
+
+            if (step.SuspensionTimeoutValue is { } suspension && suspension <= TimeSpan.Zero)
+            {
+                errors.Add($"{at} has a suspension timeout of {suspension}; it must be positive.");
             }
 
             if (step.TimeoutValue is { } timeout && timeout <= TimeSpan.Zero)
@@ -131,15 +138,17 @@ internal static class PipelineDefinitionValidator
             dependencies[step.Name] = deps.Distinct(StringComparer.Ordinal).ToList();
         }
 
+        // Cycles are looked for even when other problems were found, so one run reports them all.
+        var declared = builder.Steps.Select(s => s.Name).Distinct(StringComparer.Ordinal).ToList();
+        var order = TopologicalOrder(declared, dependencies, out var cycle);
+        if (cycle is not null)
+        {
+            errors.Add($"{where} the steps form a cycle: {string.Join(" -> ", cycle)}.");
+        }
+
         if (errors.Count > 0)
         {
             throw new PipelineDefinitionException(errors);
-        }
-
-        var order = TopologicalOrder(builder.Steps.Select(s => s.Name).ToList(), dependencies, out var cycle);
-        if (cycle is not null)
-        {
-            throw new PipelineDefinitionException([$"{where} the steps form a cycle: {string.Join(" -> ", cycle)}."]);
         }
 
         var byName = builder.Steps.ToDictionary(s => s.Name, StringComparer.Ordinal);
