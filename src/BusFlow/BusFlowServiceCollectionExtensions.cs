@@ -50,6 +50,13 @@ public static class BusFlowServiceCollectionExtensions
         Action<IBusRegistrationConfigurator>? configureBus = null)
     {
         var options = BusFlowOptionsReader.Read(configuration);
+        // Start-up finishes only once every queue and binding exists, so nothing published right after is lost.
+        services.AddOptions<MassTransitHostOptions>().Configure(o =>
+        {
+            o.WaitUntilStarted = true;
+            o.StartTimeout = TimeSpan.FromSeconds(60);
+            o.StopTimeout = TimeSpan.FromSeconds(30);
+        });
         services.AddOptions<BusFlowOptions>().BindConfiguration(BusFlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddMassTransit(x =>
         {
