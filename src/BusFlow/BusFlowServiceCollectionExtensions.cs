@@ -25,6 +25,9 @@ public static class BusFlowServiceCollectionExtensions
         configurator.TryAddSingleton(TimeProvider.System);
         configurator.TryAddSingleton<RunningSteps>();
         configurator.TryAddSingleton<PipelineClock>();
+        configurator.TryAddSingleton<PipelineFollowUp>();
+        configurator.TryAddScoped<IPipelineDecisionRecorder, BusDecisionRecorder>();
+        configurator.TryAddScoped<IStepReportOutbox, BusStepReportOutbox>();
         configurator.AddHostedService(sp => sp.GetRequiredService<PipelineClock>());
 
         if (builder.RunSaga)

@@ -38,6 +38,15 @@ public sealed class StepContext
 
     internal JsonSerializerOptions JsonOptions { get; }
 
+    internal List<Func<StepCommitContext, Task>> Effects { get; } = [];
+
+    /// <summary>
+    /// Enlists an effect that commits together with this attempt's outcome. With BusFlow.Store it
+    /// runs in the transaction that records the outcome and the inbox mark, so a crash or a
+    /// redelivery never leaves the effect applied twice or without its outcome.
+    /// </summary>
+    public void Enlist(Func<StepCommitContext, Task> effect) => Effects.Add(effect);
+
     /// <summary>The pipeline's input, deserialised.</summary>
     public T? GetPipelineInput<T>() => Command.PipelineInput is { } e ? e.Deserialize<T>(JsonOptions) : default;
 

@@ -5,28 +5,20 @@ using Microsoft.Extensions.Logging;
 namespace BusFlow.Internal;
 
 /// <summary>
-/// Applies one message to a pipeline through <see cref="PipelineEngine"/> and carries out what it
-/// decided: publish the events in seq order, send step commands to worker queues, start or cancel
-/// children, tell workers to stop, schedule the next wake-up and notify in-process observers.
+/// Applies one message to a pipeline through <see cref="PipelineEngine"/> and hands what it decided
+/// to the <see cref="IPipelineDecisionRecorder"/>, which makes it durable and delivers it.
 /// </summary>
 internal sealed partial class DecideActivity<TMessage>(
     PipelineRegistry registry,
-    PipelineClock clock,
+    IPipelineDecisionRecorder recorder,
     TimeProvider time,
-    IEnumerable<IPipelineObserver> observers,
     ILogger<PipelineStateMachine> logger) : IStateMachineActivity<PipelineState, TMessage>
     where TMessage : class
 {
     public async Task Execute(BehaviorContext<PipelineState, TMessage> context, IBehavior<PipelineState, TMessage> next)
     {
         var decision = Decide(context.Saga, context.Message);
-        await Deliver(context, decision);
-        if (context.Saga.NextDeadline is { } deadline)
-        {
-            clock.Schedule(context.Saga.CorrelationId, deadline);
-        }
-
-        await Notify(decision, context.CancellationToken);
+        await recorder.RecordAsync(context, context.Saga, decision);
         await next.Execute(context);
     }
 
@@ -110,58 +102,6 @@ internal sealed partial class DecideActivity<TMessage>(
         return decision;
     }
 
-    private static async Task Deliver(BehaviorContext<PipelineState, TMessage> context, PipelineDecision decision)
-    {
-        foreach (var e in decision.Events)
-        {
-            await context.Publish(e, e.GetType());
-        }
-
-        foreach (var command in decision.StepCommands)
-        {
-            var endpoint = await context.GetSendEndpoint(QueueNames.WorkerAddress(command.Worker));
-            await endpoint.Send(command);
-        }
-
-        foreach (var start in decision.ChildStarts)
-        {
-            await context.Publish(start);
-        }
-
-        foreach (var cancel in decision.ChildCancels)
-        {
-            await context.Publish(cancel);
-        }
-
-        foreach (var cancel in decision.StepCancels)
-        {
-            await context.Publish(cancel);
-        }
-
-        if (decision.ParentNotice is { } notice)
-        {
-            await context.Publish(notice);
-        }
-    }
-
-    private async Task Notify(PipelineDecision decision, CancellationToken cancellationToken)
-    {
-        foreach (var observer in observers)
-        {
-            foreach (var e in decision.Events)
-            {
-                try
-                {
-                    await observer.OnEventAsync(e, cancellationToken);
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    LogObserverFailed(logger, ex, observer.GetType().Name, e.EventType, e.PipelineId);
-                }
-            }
-        }
-    }
-
     public void Probe(ProbeContext context) => context.CreateScope("busflow-decide");
 
     public void Accept(StateMachineVisitor visitor) => visitor.Visit(this);
@@ -172,6 +112,4 @@ internal sealed partial class DecideActivity<TMessage>(
     [LoggerMessage(Level = LogLevel.Error, Message = "No pipeline definition named '{Definition}' is registered; pipeline {PipelineId} fails")]
     private static partial void LogUnknownDefinition(ILogger logger, string definition, Guid pipelineId);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Observer {Observer} failed on {EventType} of pipeline {PipelineId}; the pipeline goes on")]
-    private static partial void LogObserverFailed(ILogger logger, Exception exception, string observer, string eventType, Guid pipelineId);
 }

@@ -12,6 +12,7 @@ namespace BusFlow.Internal;
 internal sealed partial class ExecuteStepConsumer(
     PipelineRegistry registry,
     RunningSteps running,
+    IStepReportOutbox reports,
     IServiceProvider services,
     TimeProvider time,
     ILogger<ExecuteStepConsumer> logger) : IConsumer<ExecuteStep>
@@ -30,6 +31,12 @@ internal sealed partial class ExecuteStepConsumer(
                 Error = new StepError("unknown_worker", $"The process consuming queue '{QueueNames.Worker(command.Worker)}' has no worker '{command.Worker}'."),
                 Retryable = false,
             });
+            return;
+        }
+
+        if (await reports.AlreadyHandledAsync(context))
+        {
+            LogDuplicate(logger, command.StepName, command.PipelineId, command.Attempt);
             return;
         }
 
@@ -77,13 +84,16 @@ internal sealed partial class ExecuteStepConsumer(
             },
             _ => throw new InvalidOperationException($"Unknown step result {result.GetType().Name}."),
         };
-        await context.Publish(report, report.GetType());
+        await reports.ReportAsync(context, report, result is StepResult.Failed ? [] : step.Effects);
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Step {StepName} of pipeline {PipelineId} (attempt {Attempt}) was stopped by the saga")]
     private static partial void LogStopped(ILogger logger, string stepName, Guid pipelineId, int attempt);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Step {StepName} of pipeline {PipelineId} (attempt {Attempt}) was delivered again after its outcome was recorded; not run twice")]
+    private static partial void LogDuplicate(ILogger logger, string stepName, Guid pipelineId, int attempt);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Step {StepName} of pipeline {PipelineId} (attempt {Attempt}) threw")]
     private static partial void LogStepThrew(ILogger logger, Exception exception, string stepName, Guid pipelineId, int attempt);

@@ -122,6 +122,7 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         {
             foreach (var item in step.Items.Where(i => i.Status == WorkStatus.Suspended && i.SuspendId == suspendId))
             {
+                Decision.ClosedSuspensions.Add(suspendId);
                 item.Resume = payload;
                 Dispatch(definition[step.Name], step, item, item.Attempt);
                 Advance();
@@ -153,6 +154,7 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
                         FailAttempt(step, item, new StepError("timeout", $"Step '{step.Name}' did not finish within {def.Timeout}."), retryable: true);
                         break;
                     case WorkStatus.Suspended:
+                        Decision.ClosedSuspensions.Add(item.SuspendId!.Value);
                         FailAttempt(step, item, new StepError("suspension_expired", $"Step '{step.Name}' waited for an answer until {item.DueAt:O}; none came."), retryable: false);
                         break;
                 }
@@ -572,6 +574,11 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         if (item.Status == WorkStatus.Running)
         {
             StopRemote(item, reason);
+        }
+
+        if (item.Status == WorkStatus.Suspended)
+        {
+            Decision.ClosedSuspensions.Add(item.SuspendId!.Value);
         }
 
         item.Status = WorkStatus.Cancelled;
