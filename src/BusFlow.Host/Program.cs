@@ -3,23 +3,34 @@ using BusFlow;
 using BusFlow.Contracts;
 using BusFlow.Host;
 using BusFlow.Host.Samples;
+using BusFlow.Store;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
-// Runs one sample pipeline end to end on the configured transport (in-memory by default) and prints its events.
-var builder = Host.CreateApplicationBuilder(args);
+// Runs one sample pipeline end to end on the configured transport and store (in-memory bus and a
+// SQLite file by default) and prints its events. --migrate applies the store's migrations and exits.
+var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
+var migrateOnly = args.Contains("--migrate");
 var pipeline = builder.Configuration["pipeline"] ?? "demo";
 var input = builder.Configuration["input"] ?? """{"delayMs":50,"progressTicks":2,"failStep":null,"flakyStep":"enrich"}""";
 builder.Services.AddSingleton<ConsoleEventPrinter>();
 builder.Services.AddBusFlow(builder.Configuration, busflow =>
 {
+    busflow.UseStore(builder.Configuration, store => store.ApplyMigrations = migrateOnly ? true : store.ApplyMigrations);
     SamplePipelines.Register(busflow);
     busflow.Services.AddSingleton<IPipelineObserver>(sp => sp.GetRequiredService<ConsoleEventPrinter>());
 });
 
 using var host = builder.Build();
 await host.StartAsync();
+if (migrateOnly)
+{
+    // The store applied its migrations while starting.
+    await host.StopAsync();
+    return 0;
+}
+
 var printer = host.Services.GetRequiredService<ConsoleEventPrinter>();
 var id = NewId.NextGuid();
 var finished = printer.WaitForEnd(id);

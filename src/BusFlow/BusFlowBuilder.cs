@@ -26,6 +26,18 @@ public sealed partial class BusFlowBuilder
     /// <summary>How the saga keeps its state; the default keeps it in memory (tests and demos only).</summary>
     public Action<ISagaRegistrationConfigurator<PipelineState>> SagaRepository { get; set; } = r => r.InMemoryRepository();
 
+    internal List<Func<Exception, bool>> TransientFailures { get; } = [];
+
+    /// <summary>
+    /// Marks failures (a database or broker away) after which the saga and workers wait and retry
+    /// the message until it succeeds, instead of giving up after a few quick retries.
+    /// </summary>
+    public BusFlowBuilder TreatAsTransient(Func<Exception, bool> isTransient)
+    {
+        TransientFailures.Add(isTransient);
+        return this;
+    }
+
     /// <summary>Registers a pipeline definition; it is validated when <c>AddBusFlow</c> completes.</summary>
     public BusFlowBuilder AddPipeline(string name, Action<PipelineBuilder> configure)
     {

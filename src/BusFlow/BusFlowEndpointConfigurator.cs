@@ -8,6 +8,28 @@ namespace BusFlow;
 /// <summary>Configures BusFlow's receive endpoints on any MassTransit transport.</summary>
 public static class BusFlowEndpointConfigurator
 {
+    /// <summary>
+    /// Transient failures (the store away) retry until they succeed, so work pauses and resumes
+    /// instead of failing; anything else (optimistic-concurrency conflicts, bugs) gets a few quick retries.
+    /// </summary>
+    private static void UseRetry(IReceiveEndpointConfigurator e, BusFlowRoles roles)
+    {
+        if (roles.TransientFailures.Count > 0)
+        {
+            e.UseMessageRetry(r =>
+            {
+                r.Exponential(int.MaxValue, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(200));
+                r.Handle<Exception>(roles.IsTransient);
+            });
+        }
+
+        e.UseMessageRetry(r =>
+        {
+            r.Intervals(10, 50, 100, 250, 500, 1000);
+            r.Ignore<Exception>(roles.IsTransient);
+        });
+    }
+
     /// <summary>How many partitions order the saga's messages per pipeline.</summary>
     public const int SagaPartitions = 32;
 
@@ -30,7 +52,7 @@ public static class BusFlowEndpointConfigurator
             cfg.ReceiveEndpoint(QueueNames.Saga, e =>
             {
                 e.PrefetchCount = 64;
-                e.UseMessageRetry(r => r.Intervals(10, 50, 100, 250, 500, 1000));
+                UseRetry(e, roles);
                 e.UseInMemoryOutbox(context);
                 var partitioner = e.CreatePartitioner(SagaPartitions);
                 e.ConfigureSaga<PipelineState>(context, s =>
@@ -55,6 +77,7 @@ public static class BusFlowEndpointConfigurator
             {
                 e.PrefetchCount = worker.Concurrency;
                 e.ConcurrentMessageLimit = worker.Concurrency;
+                UseRetry(e, roles);
                 e.ConfigureConsumer<ExecuteStepConsumer>(context);
             });
         }

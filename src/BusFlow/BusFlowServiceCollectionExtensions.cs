@@ -21,7 +21,7 @@ public static class BusFlowServiceCollectionExtensions
         configure(builder);
         var registry = builder.Build();
         configurator.AddSingleton(registry);
-        configurator.AddSingleton(new BusFlowRoles(builder.RunSaga));
+        configurator.AddSingleton(new BusFlowRoles(builder.RunSaga, [.. builder.TransientFailures]));
         configurator.TryAddSingleton(TimeProvider.System);
         configurator.TryAddSingleton<RunningSteps>();
         configurator.TryAddSingleton<PipelineClock>();

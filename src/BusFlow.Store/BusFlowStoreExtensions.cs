@@ -1,0 +1,101 @@
+using System.Data.Common;
+using BusFlow.Store.Internal;
+using MassTransit.Configuration;
+using MassTransit.Saga;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace BusFlow.Store;
+
+/// <summary>Runs BusFlow on its EF Core store.</summary>
+public static class BusFlowStoreExtensions
+{
+    /// <summary>
+    /// Keeps saga state, the event log, the outbox and the inbox in the database the
+    /// <c>BusFlow:Store</c> section names (SQLite by default). Call inside <c>AddBusFlow</c>.
+    /// </summary>
+    public static BusFlowBuilder UseStore(this BusFlowBuilder busflow, IConfiguration configuration, Action<BusFlowStoreOptions>? configure = null)
+    {
+        var options = ReadOptions(configuration);
+        configure?.Invoke(options);
+        return busflow.UseStore(options);
+    }
+
+    /// <summary>Keeps BusFlow's state in the store these options describe.</summary>
+    public static BusFlowBuilder UseStore(this BusFlowBuilder busflow, BusFlowStoreOptions options)
+    {
+        var services = busflow.Services;
+        services.AddSingleton(options);
+        services.AddDbContextFactory<BusFlowDbContext>(o => StoreProvider.Configure(o, options.Provider, options.ConnectionString));
+        // Hosted services start in registration order, and the bus (registered by AddMassTransit
+        // before this runs) must not consume a message before the schema exists.
+        services.Insert(0, ServiceDescriptor.Singleton<IHostedService, StoreStartup>());
+        services.AddScoped<StoreSession>();
+        services.AddScoped<IPipelineDecisionRecorder, StoreDecisionRecorder>();
+        services.AddScoped<IStepReportOutbox, StoreStepReportOutbox>();
+        services.AddSingleton<OutboxSignal>();
+        services.AddSingleton<OutboxDelivery>();
+        services.AddHostedService(sp => sp.GetRequiredService<OutboxDelivery>());
+        services.AddSingleton<RetentionService>();
+        services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());
+        services.AddSingleton<PipelineEventReader>();
+        services.AddSingleton<PipelineStore>();
+
+        busflow.TreatAsTransient(IsTransient);
+        busflow.SagaRepository = saga => saga.Repository(r =>
+        {
+            r.RegisterSagaRepository<PipelineState, StoreSession, SagaConsumeContextFactory<StoreSession, PipelineState>, StoreSagaRepositoryContextFactory>();
+            r.RegisterLoadSagaRepository<PipelineState, StoreSagaRepositoryContextFactory>();
+        });
+        return busflow;
+    }
+
+    /// <summary>A database that is away, or busy, is waited for; a constraint violation or a bug is not.</summary>
+    internal static bool IsTransient(Exception exception) => exception switch
+    {
+        DbUpdateConcurrencyException => false,
+        DbUpdateException e when StoreProvider.IsUniqueViolation(e) => false,
+        DbUpdateException { InnerException: { } inner } => IsTransient(inner),
+        Npgsql.PostgresException pg => pg.IsTransient || pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("57P", StringComparison.Ordinal),
+        Npgsql.NpgsqlException => true,
+        Microsoft.Data.Sqlite.SqliteException sqlite => sqlite.SqliteErrorCode is 5 or 6 or 10 or 14,
+        DbException { IsTransient: true } => true,
+        TimeoutException => true,
+        InvalidOperationException { InnerException: { } inner } => IsTransient(inner),
+        _ => false,
+    };
+
+    private static BusFlowStoreOptions ReadOptions(IConfiguration configuration)
+    {
+        var section = configuration.GetSection(BusFlowStoreOptions.Section);
+        var provider = section["Provider"];
+        if (provider is not null && !Enum.TryParse<StoreProviderKind>(provider, ignoreCase: true, out _))
+        {
+            throw new InvalidOperationException($"Invalid setting '{BusFlowStoreOptions.Section}:Provider' = '{provider}': use Sqlite or Postgres.");
+        }
+
+        var options = new BusFlowStoreOptions();
+        try
+        {
+            section.Bind(options);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new InvalidOperationException($"Invalid setting in '{BusFlowStoreOptions.Section}': {e.InnerException?.Message ?? e.Message}", e);
+        }
+
+        if (string.IsNullOrWhiteSpace(options.ConnectionString))
+        {
+            throw new InvalidOperationException($"Setting '{BusFlowStoreOptions.Section}:ConnectionString' is empty.");
+        }
+
+        if (options.DeliveryBatchSize < 1 || options.DeliveryParallelism < 1)
+        {
+            throw new InvalidOperationException($"Settings '{BusFlowStoreOptions.Section}:DeliveryBatchSize' and 'DeliveryParallelism' must be at least 1.");
+        }
+
+        return options;
+    }
+}

@@ -1,0 +1,47 @@
+using System.Text.Json;
+using BusFlow.Contracts;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace BusFlow.Store.Internal;
+
+/// <summary>The saga state's mapping: scalar columns to query by, the step tree as one JSON column.</summary>
+internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
+{
+    internal static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
+
+    public void Configure(EntityTypeBuilder<PipelineState> e)
+    {
+        e.ToTable("busflow_pipelines");
+        e.HasKey(x => x.CorrelationId);
+        e.Property(x => x.CorrelationId).HasColumnName("PipelineId");
+        e.Property(x => x.Version).IsConcurrencyToken();
+        e.Property(x => x.CurrentState).HasMaxLength(64);
+        e.Property(x => x.Definition).HasMaxLength(200);
+        e.Property(x => x.Status).HasConversion<string>().HasMaxLength(16);
+        e.Property(x => x.ParentStepName).HasMaxLength(200);
+        e.Property(x => x.FailedStep).HasMaxLength(200);
+        e.HasIndex(x => x.NextDeadline);
+        e.HasIndex(x => x.FinishedAt);
+        e.HasIndex(x => x.ParentPipelineId);
+        Json(e.Property(x => x.Steps));
+        Json(e.Property(x => x.Tags));
+        Json(e.Property(x => x.Input));
+        Json(e.Property(x => x.Error));
+    }
+
+    private static void Json<T>(PropertyBuilder<T> property) =>
+        property.HasConversion(
+            v => JsonSerializer.Serialize(v, JsonOptions),
+            v => JsonSerializer.Deserialize<T>(v, JsonOptions)!,
+            new ValueComparer<T>(
+                (a, b) => JsonSerializer.Serialize(a, JsonOptions) == JsonSerializer.Serialize(b, JsonOptions),
+                v => JsonSerializer.Serialize(v, JsonOptions).GetHashCode(StringComparison.Ordinal),
+                v => JsonSerializer.Deserialize<T>(JsonSerializer.Serialize(v, JsonOptions), JsonOptions)!));
+
+    /// <summary>Serialises an event as clients and the log see it: through its base type, with <c>type</c>.</summary>
+    public static string Serialize(PipelineEvent e) => JsonSerializer.Serialize(e, JsonOptions);
+
+    public static PipelineEvent? Deserialize(string payload) => JsonSerializer.Deserialize<PipelineEvent>(payload, JsonOptions);
+}

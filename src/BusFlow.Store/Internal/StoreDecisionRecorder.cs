@@ -1,0 +1,67 @@
+using BusFlow.Contracts;
+using BusFlow.Internal;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+
+namespace BusFlow.Store.Internal;
+
+/// <summary>
+/// The transactional outbox for the saga: a transition's events become event-log rows and its
+/// commands outbox rows in the saga's own database context, so they commit with the saga state in
+/// one transaction; the outbox delivery sends them after commit.
+/// </summary>
+internal sealed class StoreDecisionRecorder(StoreSession session, PipelineFollowUp followUp, OutboxSignal signal, TimeProvider time) : IPipelineDecisionRecorder
+{
+    public async Task RecordAsync(ConsumeContext context, PipelineState state, PipelineDecision decision)
+    {
+        var db = session.Db;
+        var now = time.GetUtcNow();
+        foreach (var e in decision.Events)
+        {
+            db.Events.Add(new PipelineEventRecord
+            {
+                PipelineId = e.PipelineId,
+                Seq = e.Seq,
+                Type = e.EventType,
+                Timestamp = e.Timestamp,
+                Payload = PipelineStateMap.Serialize(e),
+            });
+
+            if (e is StepSuspended suspended)
+            {
+                db.Suspensions.Add(new SuspensionRecord
+                {
+                    SuspendId = suspended.SuspendId,
+                    PipelineId = suspended.PipelineId,
+                    StepName = suspended.StepName,
+                    ItemIndex = suspended.ItemIndex,
+                    CreatedAt = now,
+                    ExpiresAt = suspended.ExpiresAt,
+                });
+            }
+        }
+
+        foreach (var outgoing in decision.Messages())
+        {
+            db.Outbox.Add(OutboxRows.Create(outgoing.Message, outgoing.Destination, state.CorrelationId, now));
+        }
+
+        if (decision.ClosedSuspensions.Count > 0)
+        {
+            var closed = decision.ClosedSuspensions;
+            foreach (var suspension in await db.Suspensions.Where(s => closed.Contains(s.SuspendId)).ToListAsync(context.CancellationToken))
+            {
+                suspension.ClosedAt = now;
+            }
+        }
+
+        var pipelineId = state.CorrelationId;
+        var deadline = state.NextDeadline;
+        var events = decision.Events.ToList();
+        session.AfterCommit(() =>
+        {
+            signal.Wake();
+            return followUp.AfterCommitAsync(pipelineId, deadline, events, CancellationToken.None);
+        });
+    }
+}

@@ -1,0 +1,120 @@
+using MassTransit;
+using MassTransit.Context;
+using MassTransit.Middleware;
+using MassTransit.Saga;
+using Microsoft.EntityFrameworkCore;
+
+namespace BusFlow.Store.Internal;
+
+/// <summary>
+/// MassTransit saga repository for <see cref="PipelineState"/> on EF Core: one database context
+/// per message; a new instance is inserted, a loaded one updated with optimistic concurrency
+/// (<see cref="PipelineState.Version"/>), and everything the transition added (events, outbox
+/// rows) saves in the same SaveChanges, hence the same transaction.
+/// </summary>
+internal sealed class StoreSagaRepositoryContextFactory(
+    IDbContextFactory<BusFlowDbContext> databases,
+    StoreSession session,
+    ISagaConsumeContextFactory<StoreSession, PipelineState> factory) :
+    ISagaRepositoryContextFactory<PipelineState>,
+    ILoadSagaRepositoryContextFactory<PipelineState>
+{
+    public async Task Send<T>(ConsumeContext<T> context, IPipe<SagaRepositoryContext<PipelineState, T>> next)
+        where T : class
+    {
+        await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
+        session.Begin(db);
+        try
+        {
+            await next.Send(new StoreSagaRepositoryContext<T>(db, session, context, factory));
+        }
+        catch
+        {
+            session.End();
+            throw;
+        }
+
+        await session.CommittedAsync();
+    }
+
+    public Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<PipelineState> query, IPipe<SagaRepositoryQueryContext<PipelineState, T>> next)
+        where T : class =>
+        throw new NotSupportedException("The pipeline saga correlates every message by pipeline id; queries are not used.");
+
+    public async Task<T> Execute<T>(Func<LoadSagaRepositoryContext<PipelineState>, Task<T>> asyncMethod, CancellationToken cancellationToken = default)
+        where T : class
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        return await asyncMethod(new StoreLoadContext(db, cancellationToken));
+    }
+
+    public void Probe(ProbeContext context) => context.Add("persistence", "busflow-store");
+
+    private sealed class StoreLoadContext(BusFlowDbContext db, CancellationToken cancellationToken) : BasePipeContext(cancellationToken), LoadSagaRepositoryContext<PipelineState>
+    {
+        public Task<PipelineState> Load(Guid correlationId) =>
+            db.Pipelines.AsNoTracking().FirstOrDefaultAsync(p => p.CorrelationId == correlationId, CancellationToken)!;
+    }
+}
+
+internal sealed class StoreSagaRepositoryContext<TMessage> :
+    ConsumeContextScope<TMessage>,
+    SagaRepositoryContext<PipelineState, TMessage>
+    where TMessage : class
+{
+    private readonly BusFlowDbContext db;
+    private readonly StoreSession session;
+    private readonly ConsumeContext<TMessage> context;
+    private readonly ISagaConsumeContextFactory<StoreSession, PipelineState> factory;
+
+    public StoreSagaRepositoryContext(BusFlowDbContext db, StoreSession session, ConsumeContext<TMessage> context, ISagaConsumeContextFactory<StoreSession, PipelineState> factory)
+        : base(context)
+    {
+        this.db = db;
+        this.session = session;
+        this.context = context;
+        this.factory = factory;
+    }
+
+    public Task<SagaConsumeContext<PipelineState, TMessage>> Add(PipelineState instance) =>
+        factory.CreateSagaConsumeContext(session, context, instance, SagaConsumeContextMode.Add);
+
+    public async Task<SagaConsumeContext<PipelineState, TMessage>> Insert(PipelineState instance)
+    {
+        db.Pipelines.Add(instance);
+        await db.SaveChangesAsync(CancellationToken);
+        return await factory.CreateSagaConsumeContext(session, context, instance, SagaConsumeContextMode.Insert);
+    }
+
+    public async Task<SagaConsumeContext<PipelineState, TMessage>> Load(Guid correlationId)
+    {
+        var instance = await db.Pipelines.FirstOrDefaultAsync(p => p.CorrelationId == correlationId, CancellationToken);
+        return instance is null ? default! : await factory.CreateSagaConsumeContext(session, context, instance, SagaConsumeContextMode.Load);
+    }
+
+    public async Task Save(SagaConsumeContext<PipelineState> context)
+    {
+        db.Pipelines.Add(context.Saga);
+        await db.SaveChangesAsync(CancellationToken);
+    }
+
+    public async Task Update(SagaConsumeContext<PipelineState> context)
+    {
+        context.Saga.Version++;
+        await db.SaveChangesAsync(CancellationToken);
+    }
+
+    public async Task Delete(SagaConsumeContext<PipelineState> context)
+    {
+        db.Pipelines.Remove(context.Saga);
+        await db.SaveChangesAsync(CancellationToken);
+    }
+
+    public Task Discard(SagaConsumeContext<PipelineState> context) => Task.CompletedTask;
+
+    public Task Undo(SagaConsumeContext<PipelineState> context) => Task.CompletedTask;
+
+    public Task<SagaConsumeContext<PipelineState, T>> CreateSagaConsumeContext<T>(ConsumeContext<T> consumeContext, PipelineState instance, SagaConsumeContextMode mode)
+        where T : class =>
+        factory.CreateSagaConsumeContext(session, consumeContext, instance, mode);
+}

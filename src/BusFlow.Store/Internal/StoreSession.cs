@@ -1,0 +1,39 @@
+namespace BusFlow.Store.Internal;
+
+/// <summary>
+/// The database context of the saga message being handled (scoped), shared by the saga repository
+/// and the decision recorder so saga state, event rows and outbox rows save in one transaction,
+/// and the work to do once that transaction committed.
+/// </summary>
+internal sealed class StoreSession
+{
+    private readonly List<Func<Task>> _afterCommit = [];
+    private BusFlowDbContext? _db;
+
+    public BusFlowDbContext Db => _db ?? throw new InvalidOperationException("No saga transaction is open: the BusFlow store's saga repository opens one per message.");
+
+    public void Begin(BusFlowDbContext db)
+    {
+        _db = db;
+        _afterCommit.Clear();
+    }
+
+    public void AfterCommit(Func<Task> action) => _afterCommit.Add(action);
+
+    public async Task CommittedAsync()
+    {
+        var actions = _afterCommit.ToList();
+        _afterCommit.Clear();
+        _db = null;
+        foreach (var action in actions)
+        {
+            await action();
+        }
+    }
+
+    public void End()
+    {
+        _afterCommit.Clear();
+        _db = null;
+    }
+}

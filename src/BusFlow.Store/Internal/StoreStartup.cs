@@ -1,0 +1,67 @@
+using System.Data.Common;
+using BusFlow.Internal;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace BusFlow.Store.Internal;
+
+/// <summary>
+/// Runs before the bus starts: checks the database is reachable (failing with a message naming the
+/// setting), applies migrations when configured, and re-arms the clock for every running pipeline's
+/// pending deadline, since the clock's memory does not survive a restart.
+/// </summary>
+internal sealed partial class StoreStartup(
+    IDbContextFactory<BusFlowDbContext> databases,
+    BusFlowStoreOptions options,
+    PipelineClock clock,
+    ILogger<StoreStartup> logger) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        try
+        {
+            if (options.ShouldMigrate)
+            {
+                await db.Database.MigrateAsync(cancellationToken);
+            }
+            else if (!await db.Database.CanConnectAsync(cancellationToken))
+            {
+                throw new InvalidOperationException("the database refused the connection");
+            }
+        }
+        catch (Exception ex) when (ex is DbException or InvalidOperationException or TimeoutException)
+        {
+            throw new InvalidOperationException(
+                $"BusFlow cannot use its store ({options.Provider}) at '{BusFlowStoreOptions.Section}:ConnectionString' = '{Redact(options.ConnectionString)}': {ex.Message}", ex);
+        }
+
+        var pending = await db.Pipelines.AsNoTracking()
+            .Where(p => p.Status == PipelineStatus.Running && p.NextDeadline != null)
+            .Select(p => new { p.CorrelationId, p.NextDeadline })
+            .ToListAsync(cancellationToken);
+        foreach (var p in pending)
+        {
+            clock.Schedule(p.CorrelationId, p.NextDeadline!.Value);
+        }
+
+        LogStarted(logger, options.Provider, pending.Count);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    internal static string Redact(string connectionString)
+    {
+        var builder = new DbConnectionStringBuilder { ConnectionString = connectionString };
+        foreach (var key in builder.Keys.Cast<string>().Where(k => k.Contains("password", StringComparison.OrdinalIgnoreCase) || k.Equals("pwd", StringComparison.OrdinalIgnoreCase)).ToList())
+        {
+            builder[key] = "***";
+        }
+
+        return builder.ConnectionString;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "BusFlow store ready on {Provider}; {Count} pipeline deadlines re-armed")]
+    private static partial void LogStarted(ILogger logger, StoreProviderKind provider, int count);
+}

@@ -1,0 +1,68 @@
+using BusFlow.Contracts;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using Microsoft.Extensions.Logging;
+
+namespace BusFlow.Store.Internal;
+
+/// <summary>
+/// The worker's inbox and outbox: a step's report, the inbox row of the command it answers and the
+/// effects the step enlisted commit in one transaction at the end of the attempt. A redelivered
+/// command whose inbox row exists is not run again. The transaction is short (opened after the
+/// step ran) so a long step never holds a database lock, which SQLite's single writer needs.
+/// </summary>
+internal sealed partial class StoreStepReportOutbox(
+    IDbContextFactory<BusFlowDbContext> databases,
+    OutboxSignal signal,
+    TimeProvider time,
+    ILogger<StoreStepReportOutbox> logger) : IStepReportOutbox
+{
+    public async ValueTask<bool> AlreadyHandledAsync(ConsumeContext<ExecuteStep> context)
+    {
+        if (context.MessageId is not { } messageId)
+        {
+            return false;
+        }
+
+        var consumer = Consumer(context.Message);
+        await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
+        return await db.Inbox.AnyAsync(i => i.MessageId == messageId && i.Consumer == consumer, context.CancellationToken);
+    }
+
+    public async Task ReportAsync(ConsumeContext<ExecuteStep> context, object report, IReadOnlyList<Func<StepCommitContext, Task>> effects)
+    {
+        var now = time.GetUtcNow();
+        await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
+        await using var transaction = await db.Database.BeginTransactionAsync(context.CancellationToken);
+        if (context.MessageId is { } messageId)
+        {
+            db.Inbox.Add(new InboxRecord { MessageId = messageId, Consumer = Consumer(context.Message), ReceivedAt = now });
+        }
+
+        db.Outbox.Add(OutboxRows.Create(report, null, context.Message.PipelineId, now));
+        try
+        {
+            await db.SaveChangesAsync(context.CancellationToken);
+        }
+        catch (DbUpdateException e) when (StoreProvider.IsUniqueViolation(e))
+        {
+            // Another delivery of the same command recorded its outcome first.
+            LogDuplicate(logger, context.Message.StepName, context.Message.PipelineId);
+            return;
+        }
+
+        foreach (var effect in effects)
+        {
+            await effect(new StepCommitContext(db.Database.GetDbConnection(), transaction.GetDbTransaction(), context.CancellationToken));
+        }
+
+        await transaction.CommitAsync(context.CancellationToken);
+        signal.Wake();
+    }
+
+    private static string Consumer(ExecuteStep command) => "step:" + command.Worker;
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Step {StepName} of pipeline {PipelineId}: a concurrent delivery already recorded the outcome; this one is dropped")]
+    private static partial void LogDuplicate(ILogger logger, string stepName, Guid pipelineId);
+}

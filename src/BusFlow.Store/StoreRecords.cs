@@ -1,0 +1,104 @@
+namespace BusFlow.Store;
+
+/// <summary>
+/// One row of the append-only event log. <see cref="Position"/> is given after commit by the
+/// outbox delivery, in the order commits become visible, so a reader by position never skips a row
+/// that committed late (see docs/architecture.md).
+/// </summary>
+public sealed class PipelineEventRecord
+{
+    public long Id { get; set; }
+
+    public long? Position { get; set; }
+
+    public Guid PipelineId { get; set; }
+
+    public long Seq { get; set; }
+
+    public string Type { get; set; } = "";
+
+    public DateTimeOffset Timestamp { get; set; }
+
+    /// <summary>The event as JSON, serialised through its base type (with its <c>type</c>).</summary>
+    public string Payload { get; set; } = "";
+
+    public DateTimeOffset? DeliveredAt { get; set; }
+}
+
+/// <summary>A message a transition or a step decided to send, delivered to the broker after commit.</summary>
+public sealed class OutboxMessageRecord
+{
+    public long Id { get; set; }
+
+    /// <summary>The MessageId it is sent with, every time it is sent, so receivers can de-duplicate.</summary>
+    public Guid MessageId { get; set; }
+
+    public Guid PipelineId { get; set; }
+
+    /// <summary>The queue to send to; null to publish.</summary>
+    public string? Destination { get; set; }
+
+    public string MessageType { get; set; } = "";
+
+    public string Body { get; set; } = "";
+
+    public DateTimeOffset CreatedAt { get; set; }
+
+    public DateTimeOffset? DeliveredAt { get; set; }
+}
+
+/// <summary>A message a consumer has handled; a redelivery with the same id is not handled again.</summary>
+public sealed class InboxRecord
+{
+    public Guid MessageId { get; set; }
+
+    public string Consumer { get; set; } = "";
+
+    public DateTimeOffset ReceivedAt { get; set; }
+}
+
+/// <summary>An idempotency key: the same key maps to one pipeline (or action) forever.</summary>
+public sealed class IdempotencyKeyRecord
+{
+    public string Scope { get; set; } = "";
+
+    public string Key { get; set; } = "";
+
+    /// <summary>A hash of the request body: the same key with another body is a conflict.</summary>
+    public string RequestHash { get; set; } = "";
+
+    public Guid PipelineId { get; set; }
+
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>A step waiting for an outside answer.</summary>
+public sealed class SuspensionRecord
+{
+    public Guid SuspendId { get; set; }
+
+    public Guid PipelineId { get; set; }
+
+    public string StepName { get; set; } = "";
+
+    public int? ItemIndex { get; set; }
+
+    public DateTimeOffset CreatedAt { get; set; }
+
+    public DateTimeOffset? ExpiresAt { get; set; }
+
+    /// <summary>When the suspension was answered, expired or cancelled; null while open.</summary>
+    public DateTimeOffset? ClosedAt { get; set; }
+}
+
+/// <summary>A named lease held by one process at a time (the outbox deliverer), and the last position given.</summary>
+public sealed class StoreLease
+{
+    public string Name { get; set; } = "";
+
+    public string? Owner { get; set; }
+
+    public DateTimeOffset ExpiresAt { get; set; }
+
+    public long LastPosition { get; set; }
+}
