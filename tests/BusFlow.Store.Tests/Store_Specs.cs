@@ -1,0 +1,301 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using BusFlow.Contracts;
+using BusFlow.Store.Internal;
+using BusFlow.Store.Tests.Support;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using static BusFlow.Tests.Support.EventAssertions;
+
+namespace BusFlow.Store.Tests;
+
+public sealed class When_pipelines_run_on_the_store
+{
+    private static void Pipelines(BusFlowBuilder b) => b
+        .AddWorker("work", ctx => Task.FromResult(StepResult.Success(new { ctx.StepName })), concurrency: 64)
+        .AddPipeline("dag", p => p
+            .Step("a", s => s.Worker("work"))
+            .Step("b", s => s.Worker("work").After("a"))
+            .Step("c", s => s.Worker("work").After("a"))
+            .Step("d", s => s.Worker("work").After("b", "c")));
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_log_every_event_gapless_give_positions_and_deliver_them_as_logged(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var host = await StoreHost.Start(db.Options(), Pipelines);
+
+        var id = await host.StartPipeline("dag");
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+
+        var logged = await host.Reader.ReadPipelineAsync(id, 0, 100);
+        AssertGaplessSeq(logged);
+        Assert.Equal(10, logged.Count);
+        Assert.All(logged, e => Assert.True(e.Position > 0));
+        Assert.Equal(logged.Select(e => e.Position).Order(), logged.Select(e => e.Position));
+        var delivered = host.Events.For(id).OrderBy(e => e.Seq).ToList();
+        Assert.Equal(logged.Select(e => (e.Seq, e.Position, e.EventType)), delivered.Select(e => (e.Seq, e.Position, e.EventType)));
+        Assert.Equal(3, (await host.Reader.ReadPipelineAsync(id, 7, 100)).Count);
+
+        var state = await host.Services.GetRequiredService<PipelineStore>().FindAsync(id);
+        Assert.Equal(PipelineStatus.Completed, state!.Status);
+        Assert.All(state.Steps, s => Assert.Equal(StepStatus.Completed, s.Status));
+    }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_finish_a_pipeline_after_a_restart_from_the_state_it_stored(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var events = new RecordedEventsHolder();
+        var attempts = new ConcurrentQueue<int>();
+        void Flaky(BusFlowBuilder b) => b
+            .AddWorker("flaky", ctx =>
+            {
+                attempts.Enqueue(ctx.Attempt);
+                return Task.FromResult(ctx.Attempt == 1 ? StepResult.Fail("first attempt fails") : StepResult.Success("second"));
+            })
+            .AddPipeline("restart", p => p.Then("flaky", s => s.Retry(2, TimeSpan.FromSeconds(2))));
+
+        Guid id;
+        await using (var first = await StoreHost.Start(db.Options(), Flaky, events.Events))
+        {
+            id = await first.StartPipeline("restart");
+            await first.Events.WaitFor<StepFailed>(id);
+        }
+
+        // The retry is due in the stopped process's clock; the new process re-arms it from the store.
+        await using var second = await StoreHost.Start(db.Options(), Flaky, events.Events);
+        Assert.IsType<PipelineCompleted>(await second.Events.WaitForEnd(id));
+        Assert.Equal([1, 2], attempts);
+        var logged = await second.Reader.ReadPipelineAsync(id, 0, 100);
+        AssertGaplessSeq(logged);
+        Assert.Equal(["PipelineStarted", "StepStarted", "StepFailed", "StepStarted", "StepCompleted", "PipelineCompleted"], Types(logged));
+    }
+
+    private sealed class RecordedEventsHolder
+    {
+        public BusFlow.Tests.Support.RecordedEvents Events { get; } = new();
+    }
+}
+
+public sealed class When_replaying_by_position_under_concurrent_writers
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_never_skip_an_event(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("w", async ctx =>
+            {
+                await Task.Yield();
+                return StepResult.Success();
+            }, concurrency: 64)
+            .AddPipeline("wide", p =>
+            {
+                p.Step("root", s => s.Worker("w"));
+                for (var i = 0; i < 6; i++)
+                {
+                    p.Step($"b{i}", s => s.Worker("w").After("root"));
+                }
+            }));
+
+        var writers = Task.WhenAll(Enumerable.Range(0, 60).Select(_ => host.StartPipeline("wide")));
+        var seen = new List<PipelineEvent>();
+        var ids = await writers;
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        var expected = ids.Length * 16;
+        while (seen.Count < expected && DateTime.UtcNow < deadline)
+        {
+            var after = seen.Count == 0 ? 0 : seen[^1].Position;
+            var batch = await host.Reader.ReadAllAsync(after, 37);
+            for (var i = 0; i < batch.Count; i++)
+            {
+                // Positions are contiguous: a reader that skipped a late commit would see a gap here.
+                Assert.Equal(after + i + 1, batch[i].Position);
+            }
+
+            seen.AddRange(batch);
+            if (batch.Count == 0)
+            {
+                await Task.Delay(5);
+            }
+        }
+
+        Assert.Equal(expected, seen.Count);
+        foreach (var id in ids)
+        {
+            AssertGaplessSeq(seen.Where(e => e.PipelineId == id).ToList());
+            Assert.Equal(seen.Where(e => e.PipelineId == id).Select(e => e.Seq), seen.Where(e => e.PipelineId == id).Select(e => e.Seq).Order());
+        }
+    }
+}
+
+public sealed class When_a_step_command_is_delivered_twice
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_run_the_step_and_its_enlisted_effect_once(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var runs = 0;
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("once", ctx =>
+            {
+                Interlocked.Increment(ref runs);
+                ctx.Enlist(async commit =>
+                {
+                    await using var insert = commit.Connection!.CreateCommand();
+                    insert.Transaction = commit.Transaction;
+                    insert.CommandText = "INSERT INTO side_effects (execution_id) VALUES ('" + ctx.Command.ExecutionId + "')";
+                    await insert.ExecuteNonQueryAsync(commit.CancellationToken);
+                });
+                return Task.FromResult(StepResult.Success());
+            })
+            .AddPipeline("noop", p => p.Then("once")));
+        await Execute(host, "CREATE TABLE side_effects (execution_id VARCHAR(64) NOT NULL)");
+
+        var command = new ExecuteStep { PipelineId = NewId.NextGuid(), ExecutionId = NewId.NextGuid(), Definition = "noop", StepName = "once", Worker = "once", Attempt = 1 };
+        var messageId = NewId.NextGuid();
+        var endpoint = await host.Bus.GetSendEndpoint(new Uri("queue:busflow-step-once"));
+        await endpoint.Send(command, c => c.MessageId = messageId);
+        await WaitForOutboxRow(host, command.PipelineId);
+        await endpoint.Send(command, c => c.MessageId = messageId);
+        await endpoint.Send(command with { ExecutionId = NewId.NextGuid() }, c => c.MessageId = NewId.NextGuid());
+        await WaitUntil(() => runs == 2);
+        await Task.Delay(300);
+
+        Assert.Equal(2, runs);
+        Assert.Equal(2L, await Scalar(host, "SELECT COUNT(*) FROM side_effects"));
+    }
+
+    private static async Task WaitForOutboxRow(StoreHost host, Guid pipelineId)
+    {
+        var databases = host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>();
+        for (var i = 0; i < 500; i++)
+        {
+            await using var db = await databases.CreateDbContextAsync();
+            if (await db.Outbox.AnyAsync(o => o.PipelineId == pipelineId))
+            {
+                return;
+            }
+
+            await Task.Delay(10);
+        }
+
+        Assert.Fail("The step's report never reached the outbox.");
+    }
+
+    private static async Task WaitUntil(Func<bool> condition)
+    {
+        for (var i = 0; i < 500 && !condition(); i++)
+        {
+            await Task.Delay(10);
+        }
+    }
+
+    internal static async Task Execute(StoreHost host, string sql)
+    {
+        await using var db = await host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync();
+        await db.Database.ExecuteSqlRawAsync(sql);
+    }
+
+    internal static async Task<long> Scalar(StoreHost host, string sql)
+    {
+        await using var db = await host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync();
+        var connection = db.Database.GetDbConnection();
+        await connection.OpenAsync();
+        await using DbCommand command = connection.CreateCommand();
+        command.CommandText = sql;
+        return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+}
+
+public sealed class When_the_log_holds_a_row_this_version_cannot_read
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_skip_it_on_replay_and_delivery_and_keep_serving(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
+            .AddPipeline("one", p => p.Then("w")));
+        var id = await host.StartPipeline("one");
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+
+        var databases = host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>();
+        await using (var ctx = await databases.CreateDbContextAsync())
+        {
+            ctx.Events.Add(new PipelineEventRecord { PipelineId = id, Seq = 5, Type = "StepTeleported", Timestamp = DateTimeOffset.UtcNow, Payload = """{"type":"StepTeleported","pipelineId":"x"}""" });
+            ctx.Events.Add(new PipelineEventRecord { PipelineId = id, Seq = 6, Type = "StepCompleted", Timestamp = DateTimeOffset.UtcNow, Payload = "{not json" });
+            await ctx.SaveChangesAsync();
+        }
+
+        var second = await host.StartPipeline("one");
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(second));
+
+        var replayed = await host.Reader.ReadPipelineAsync(id, 0, 100);
+        Assert.Equal([1L, 2, 3, 4], replayed.Select(e => e.Seq));
+        var all = await host.Reader.ReadAllAsync(0, 1000);
+        Assert.Contains(all, e => e.PipelineId == second);
+        Assert.DoesNotContain(all, e => e.PipelineId == id && e.Seq > 4);
+    }
+}
+
+public sealed class When_retention_runs
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_prune_finished_pipelines_and_keep_running_ones(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var release = new TaskCompletionSource<StepResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var host = await StoreHost.Start(db.Options(o => o.Retention = TimeSpan.Zero), b => b
+            .AddWorker("quick", ctx => Task.FromResult(StepResult.Success()))
+            .AddWorker("held", ctx => release.Task)
+            .AddPipeline("quick", p => p.Then("quick"))
+            .AddPipeline("held", p => p.Then("held")));
+
+        var done = await host.StartPipeline("quick");
+        var running = await host.StartPipeline("held");
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(done));
+        await host.Events.WaitFor<StepStarted>(running);
+        await Task.Delay(300);
+
+        var pruned = await host.Services.GetRequiredService<RetentionService>().PruneAsync(CancellationToken.None);
+
+        Assert.True(pruned > 0);
+        Assert.Empty(await host.Reader.ReadPipelineAsync(done, 0, 100));
+        Assert.Null(await host.Services.GetRequiredService<PipelineStore>().FindAsync(done));
+        Assert.NotEmpty(await host.Reader.ReadPipelineAsync(running, 0, 100));
+        release.SetResult(StepResult.Success());
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(running));
+    }
+}
+
+public sealed class When_the_database_is_unreachable_at_start
+{
+    [Fact]
+    public async Task Should_fail_with_a_message_naming_the_setting()
+    {
+        var options = new BusFlowStoreOptions { Provider = StoreProviderKind.Postgres, ConnectionString = "Host=127.0.0.1;Port=1;Username=postgres;Password=secret;Timeout=2", ApplyMigrations = true };
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => StoreHost.Start(options, b => b
+            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
+            .AddPipeline("one", p => p.Then("w"))));
+
+        Assert.Contains("BusFlow:Store:ConnectionString", error.Message, StringComparison.Ordinal);
+        Assert.Contains("port=1", error.Message, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("secret", error.Message, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,65 @@
+using System.Text.Json;
+using BusFlow.Contracts;
+using BusFlow.Tests.Support;
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace BusFlow.Store.Tests.Support;
+
+/// <summary>A real generic host running BusFlow on the store, on the in-memory transport, with a bus subscriber recording events.</summary>
+public sealed class StoreHost : IAsyncDisposable
+{
+    private readonly IHost _host;
+
+    private StoreHost(IHost host, RecordedEvents events)
+    {
+        _host = host;
+        Events = events;
+    }
+
+    public RecordedEvents Events { get; }
+
+    public IServiceProvider Services => _host.Services;
+
+    public IBus Bus => _host.Services.GetRequiredService<IBus>();
+
+    public PipelineEventReader Reader => _host.Services.GetRequiredService<PipelineEventReader>();
+
+    public static async Task<StoreHost> Start(BusFlowStoreOptions store, Action<BusFlowBuilder> configure, RecordedEvents? events = null)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["BusFlow:Transport"] = "InMemory" });
+        var recorded = events ?? new RecordedEvents();
+        builder.Services.AddSingleton(recorded);
+        builder.Services.AddBusFlow(builder.Configuration, b =>
+        {
+            b.UseStore(store);
+            configure(b);
+        }, bus => bus.AddConsumer<RecordingConsumer>());
+        var host = builder.Build();
+        await host.StartAsync();
+        return new StoreHost(host, recorded);
+    }
+
+    public async Task<Guid> StartPipeline(string definition, object? input = null)
+    {
+        var id = NewId.NextGuid();
+        await Bus.Publish(new StartPipeline
+        {
+            PipelineId = id,
+            Definition = definition,
+            Input = input is null ? null : JsonSerializer.SerializeToElement(input, JsonSerializerOptions.Web),
+        });
+        return id;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _host.StopAsync();
+        _host.Dispose();
+    }
+}
