@@ -23,6 +23,13 @@ internal sealed class StoreSagaRepositoryContextFactory(
         where T : class
     {
         await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
+        var consumer = InboxConsumer<T>();
+        if (context.MessageId is { } messageId && await db.Inbox.AnyAsync(i => i.MessageId == messageId && i.Consumer == consumer, context.CancellationToken))
+        {
+            // Redelivered after its transition committed (a crash before the broker's ack): already applied.
+            return;
+        }
+
         session.Begin(db);
         try
         {
@@ -36,6 +43,9 @@ internal sealed class StoreSagaRepositoryContextFactory(
 
         await session.CommittedAsync();
     }
+
+    /// <summary>The inbox name of the saga's handling of one message type.</summary>
+    internal static string InboxConsumer<T>() => "saga:" + typeof(T).Name;
 
     public Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<PipelineState> query, IPipe<SagaRepositoryQueryContext<PipelineState, T>> next)
         where T : class =>
@@ -95,13 +105,24 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     public async Task Save(SagaConsumeContext<PipelineState> context)
     {
         db.Pipelines.Add(context.Saga);
+        MarkHandled();
         await db.SaveChangesAsync(CancellationToken);
     }
 
     public async Task Update(SagaConsumeContext<PipelineState> context)
     {
         context.Saga.Version++;
+        MarkHandled();
         await db.SaveChangesAsync(CancellationToken);
+    }
+
+    /// <summary>The inbox row commits with the transition, so a redelivery of this message is recognised.</summary>
+    private void MarkHandled()
+    {
+        if (context.MessageId is { } messageId)
+        {
+            db.Inbox.Add(new InboxRecord { MessageId = messageId, Consumer = StoreSagaRepositoryContextFactory.InboxConsumer<TMessage>(), ReceivedAt = DateTimeOffset.UtcNow });
+        }
     }
 
     public async Task Delete(SagaConsumeContext<PipelineState> context)
