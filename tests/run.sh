@@ -73,8 +73,8 @@ trap stop_started EXIT
 
 export BUSFLOW_TEST_RABBITMQ="amqp://guest:guest@127.0.0.1:$BUSFLOW_RABBITMQ_PORT/"
 export BUSFLOW_TEST_POSTGRES="Host=127.0.0.1;Port=$BUSFLOW_POSTGRES_PORT;Username=postgres"
-# Tests that need a server fail, rather than skip, when it is missing.
-export BUSFLOW_REQUIRE_SERVERS=1
+# Tests that need a server fail when it is missing (developers may opt out with BUSFLOW_SKIP_SERVER_TESTS=1).
+
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 MASSTRANSIT_USAGE_TELEMETRY=false
 
 log "checking formatting"

@@ -24,6 +24,13 @@ public sealed class BusFlowOptions
     public RabbitMqOptions RabbitMq { get; set; } = new();
 }
 
+/// <summary>The transport this process's bus runs on, when BusFlow chose it from configuration.</summary>
+public sealed record BusFlowTransportInfo(BusFlowTransport Transport)
+{
+    /// <summary>True when messages in flight do not survive the process (the in-memory transport).</summary>
+    public bool LosesMessagesOnRestart => Transport == BusFlowTransport.InMemory;
+}
+
 /// <summary>Settings of the <c>BusFlow:RabbitMq</c> section.</summary>
 public sealed class RabbitMqOptions
 {

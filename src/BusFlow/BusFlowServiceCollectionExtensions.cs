@@ -53,6 +53,7 @@ public static class BusFlowServiceCollectionExtensions
         Action<IBusRegistrationConfigurator>? configureBus = null)
     {
         var options = BusFlowOptionsReader.Read(configuration);
+        services.AddSingleton(new BusFlowTransportInfo(options.Transport));
         // Start-up finishes only once every queue and binding exists, so nothing published right after is lost.
         services.AddOptions<MassTransitHostOptions>().Configure(o =>
         {

@@ -54,7 +54,11 @@ public sealed class PipelineDecision
 }
 
 /// <summary>A message to send to <see cref="Destination"/>, or to publish when it is null.</summary>
-public sealed record OutgoingMessage(object Message, Uri? Destination);
+public sealed record OutgoingMessage(object Message, Uri? Destination)
+{
+    /// <summary>The pipeline the message concerns: the parent for a child's notice, else the deciding pipeline (null).</summary>
+    public Guid? ConcernsPipeline => Message is ChildPipelineFinished notice ? notice.PipelineId : null;
+}
 
 /// <summary>
 /// Makes a transition's decision durable and delivers it. The default publishes at once on the bus;

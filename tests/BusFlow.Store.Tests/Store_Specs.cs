@@ -299,3 +299,42 @@ public sealed class When_the_database_is_unreachable_at_start
         Assert.DoesNotContain("secret", error.Message, StringComparison.Ordinal);
     }
 }
+
+public sealed class When_the_in_memory_transport_restarts_with_a_step_in_flight
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_send_the_lost_step_command_again_and_finish(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var events = new BusFlow.Tests.Support.RecordedEvents();
+        var firstProcess = true;
+        void Pipelines(BusFlowBuilder b) => b
+            .AddWorker("hang-once", async ctx =>
+            {
+                if (Volatile.Read(ref firstProcess))
+                {
+                    await Task.Delay(Timeout.Infinite, ctx.CancellationToken);
+                }
+
+                return StepResult.Success("ran after restart");
+            })
+            .AddPipeline("inflight", p => p.Then("hang-once"));
+
+        Guid id;
+        await using (var first = await StoreHost.Start(db.Options(), Pipelines, events))
+        {
+            id = await first.StartPipeline("inflight");
+            await first.Events.WaitFor<StepStarted>(id);
+            await Task.Delay(200);
+        }
+
+        // The ExecuteStep lived only in the stopped process's memory.
+        Volatile.Write(ref firstProcess, false);
+        await using var second = await StoreHost.Start(db.Options(), Pipelines, events);
+        var end = Assert.IsType<PipelineCompleted>(await second.Events.WaitForEnd(id));
+        Assert.Equal("ran after restart", end.Outputs["hang-once"].GetString());
+        AssertGaplessSeq(await second.Reader.ReadPipelineAsync(id, 0, 100));
+    }
+}

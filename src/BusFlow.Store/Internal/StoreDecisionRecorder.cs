@@ -43,7 +43,7 @@ internal sealed class StoreDecisionRecorder(StoreSession session, PipelineFollow
 
         foreach (var outgoing in decision.Messages())
         {
-            db.Outbox.Add(OutboxRows.Create(outgoing.Message, outgoing.Destination, state.CorrelationId, now));
+            db.Outbox.Add(OutboxRows.Create(outgoing.Message, outgoing.Destination, outgoing.ConcernsPipeline ?? state.CorrelationId, now));
         }
 
         if (decision.ClosedSuspensions.Count > 0)

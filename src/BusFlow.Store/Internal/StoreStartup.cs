@@ -1,6 +1,7 @@
 using System.Data.Common;
 using BusFlow.Internal;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -15,6 +16,8 @@ internal sealed partial class StoreStartup(
     IDbContextFactory<BusFlowDbContext> databases,
     BusFlowStoreOptions options,
     PipelineClock clock,
+    TimeProvider time,
+    IServiceProvider services,
     ILogger<StoreStartup> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -46,7 +49,13 @@ internal sealed partial class StoreStartup(
             clock.Schedule(p.CorrelationId, p.NextDeadline!.Value);
         }
 
-        LogStarted(logger, options.Provider, pending.Count);
+        var requeued = 0;
+        if (services.GetService<BusFlowTransportInfo>() is { LosesMessagesOnRestart: true })
+        {
+            requeued = await InFlightRecovery.RequeueAsync(db, options.InboxWindow, time.GetUtcNow(), cancellationToken);
+        }
+
+        LogStarted(logger, options.Provider, pending.Count, requeued);
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -62,6 +71,6 @@ internal sealed partial class StoreStartup(
         return builder.ConnectionString;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "BusFlow store ready on {Provider}; {Count} pipeline deadlines re-armed")]
-    private static partial void LogStarted(ILogger logger, StoreProviderKind provider, int count);
+    [LoggerMessage(Level = LogLevel.Information, Message = "BusFlow store ready on {Provider}; {Count} pipeline deadlines re-armed, {Requeued} in-flight messages of the in-memory transport queued again")]
+    private static partial void LogStarted(ILogger logger, StoreProviderKind provider, int count, int requeued);
 }

@@ -147,7 +147,9 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
                 switch (item.Status)
                 {
                     case WorkStatus.WaitingRetry:
-                        Dispatch(def, step, item, item.Attempt + 1);
+                        // Due: back in line; DispatchReady runs it as the next attempt within the limits.
+                        item.Status = WorkStatus.Pending;
+                        item.DueAt = null;
                         break;
                     case WorkStatus.Running:
                         StopRemote(item, "timeout");
@@ -203,7 +205,7 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         }
         else
         {
-            var error = message.Error ?? new StepError("child_" + message.Outcome.ToString().ToUpperInvariant(), $"Child pipeline {message.ChildPipelineId} ended {message.Outcome}.");
+            var error = message.Error ?? new StepError("child_" + message.Outcome.ToString().ToLowerInvariant(), $"Child pipeline {message.ChildPipelineId} ended {message.Outcome}.");
             FailAttempt(found.Step, found.Item, error, retryable: message.Outcome == PipelineStatus.Failed);
         }
 
@@ -480,7 +482,7 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
                     break;
                 }
 
-                Dispatch(def, step, item, attempt: 1);
+                Dispatch(def, step, item, attempt: item.Attempt + 1);
                 running++;
                 runningInStep++;
             }

@@ -25,7 +25,7 @@ internal sealed partial class PipelineFollowUp(PipelineClock clock, IEnumerable<
                 {
                     await observer.OnEventAsync(e, cancellationToken);
                 }
-                catch (Exception ex) when (ex is not OperationCanceledException)
+                catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
                 {
                     LogObserverFailed(logger, ex, observer.GetType().Name, e.EventType, e.PipelineId);
                 }

@@ -31,7 +31,10 @@ public sealed class RabbitMqVirtualHost : IAsyncDisposable
     }
 
     /// <summary>Configuration that points BusFlow at this virtual host.</summary>
-    public Dictionary<string, string?> BusFlowSettings()
+    public Dictionary<string, string?> BusFlowSettings() => Settings(Name);
+
+    /// <summary>Configuration that points BusFlow at the named virtual host of the test broker.</summary>
+    public static Dictionary<string, string?> Settings(string virtualHost)
     {
         var broker = TestServers.RabbitMq;
         return new()
@@ -39,7 +42,7 @@ public sealed class RabbitMqVirtualHost : IAsyncDisposable
             ["BusFlow:Transport"] = "RabbitMq",
             ["BusFlow:RabbitMq:Host"] = broker.Host,
             ["BusFlow:RabbitMq:Port"] = broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["BusFlow:RabbitMq:VirtualHost"] = Name,
+            ["BusFlow:RabbitMq:VirtualHost"] = virtualHost,
             ["BusFlow:RabbitMq:Username"] = Uri.UnescapeDataString(broker.UserInfo.Split(':')[0]),
             ["BusFlow:RabbitMq:Password"] = Uri.UnescapeDataString(broker.UserInfo.Split(':')[1]),
         };

@@ -25,3 +25,15 @@ public sealed class ServerFactAttribute : FactAttribute
         }
     }
 }
+
+/// <summary>A theory that needs a real server; skipped only when the developer opted out.</summary>
+public sealed class ServerTheoryAttribute : TheoryAttribute
+{
+    public ServerTheoryAttribute()
+    {
+        if (TestServers.OptedOut)
+        {
+            Skip = "BUSFLOW_SKIP_SERVER_TESTS=1: server tests skipped on this developer machine.";
+        }
+    }
+}

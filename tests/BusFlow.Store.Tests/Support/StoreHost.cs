@@ -40,6 +40,9 @@ public sealed class StoreHost : IAsyncDisposable
             b.UseStore(store);
             configure(b);
         }, bus => bus.AddConsumer<RecordingConsumer>());
+
+        // Tests stop hosts with steps still running; do not wait long for them to drain.
+        builder.Services.PostConfigure<MassTransitHostOptions>(o => o.StopTimeout = TimeSpan.FromSeconds(2));
         var host = builder.Build();
         await host.StartAsync();
         return new StoreHost(host, recorded);

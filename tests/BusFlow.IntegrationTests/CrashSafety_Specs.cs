@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using BusFlow.Contracts;
+using BusFlow.IntegrationTests.Support;
+using BusFlow.Store;
+using BusFlow.Store.Tests.Support;
+using BusFlow.Tests.Support;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Xunit.Abstractions;
+
+namespace BusFlow.IntegrationTests;
+
+/// <summary>
+/// A child process running pipelines on RabbitMQ and the store is killed with SIGKILL at random
+/// moments, many times; then it runs to the end. Nothing may be lost, doubled or applied twice.
+/// </summary>
+[Collection(RabbitMqCollection.Name)]
+public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelper output)
+{
+    private const int Pipelines = 40;
+    private const int Kills = 7;
+
+    [ServerTheory]
+    [InlineData(StoreProviderKind.Postgres)]
+    [InlineData(StoreProviderKind.Sqlite)]
+    public async Task Should_lose_nothing_record_nothing_twice_and_apply_each_effect_once(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var vhost = await RabbitMqVirtualHost.Create();
+        await using (var context = CreateContext(db))
+        {
+            await context.Database.MigrateAsync();
+            await context.Database.ExecuteSqlRawAsync("CREATE TABLE side_effects (pipeline_id VARCHAR(64) NOT NULL, step VARCHAR(64) NOT NULL, attempt INTEGER NOT NULL, item INTEGER NOT NULL)");
+        }
+
+        var events = new RecordedEvents();
+        using var subscriber = await StartSubscriber(vhost, events);
+        var seed = Guid.NewGuid().ToString("N");
+        var random = new Random(42);
+        for (var kill = 0; kill < Kills; kill++)
+        {
+            using var child = StartChild(provider, db, vhost, seed);
+            var after = TimeSpan.FromMilliseconds(random.Next(500, 4500));
+            await Task.Delay(after);
+            child.Kill(entireProcessTree: true);
+            await child.WaitForExitAsync();
+            output.WriteLine($"kill {kill + 1}: SIGKILL after {after.TotalMilliseconds} ms; events logged so far: {await CountLogged(db)}, pipelines ended: {await CountTerminal(db)}");
+        }
+
+        using (var last = StartChild(provider, db, vhost, seed))
+        {
+            var until = DateTime.UtcNow.AddMinutes(3);
+            while ((await CountTerminal(db) < Pipelines || await CountUndelivered(db) > 0) && DateTime.UtcNow < until)
+            {
+                await Task.Delay(250);
+            }
+
+            last.Kill(entireProcessTree: true);
+            await last.WaitForExitAsync();
+        }
+
+        await using var verify = CreateContext(db);
+        var ids = Enumerable.Range(0, Pipelines).Select(i => CrashTarget.PipelineId(seed, i)).ToList();
+        var states = await verify.Pipelines.AsNoTracking().Where(p => ids.Contains(p.CorrelationId)).ToListAsync();
+        Assert.Equal(Pipelines, states.Count);
+        Assert.All(states, s => Assert.Equal(PipelineStatus.Completed, s.Status));
+
+        var logged = await verify.Events.AsNoTracking().Where(e => ids.Contains(e.PipelineId)).ToListAsync();
+        var effects = await ReadEffects(verify);
+        foreach (var id in ids)
+        {
+            // Gapless and duplicate-free per pipeline.
+            var seqs = logged.Where(e => e.PipelineId == id).Select(e => e.Seq).Order().ToList();
+            Assert.Equal(Enumerable.Range(1, seqs.Count).Select(i => (long)i), seqs);
+
+            // One effect per step execution the saga recorded as completed, never two for one attempt.
+            var completed = logged.Where(e => e.PipelineId == id && e.Type == nameof(StepCompleted))
+                .Select(e => (StepCompleted)BusFlowJson.Event(e.Payload))
+                .Where(e => e.StepName != "m" || e.ItemIndex is not null)
+                .Select(e => (e.StepName, e.Attempt, e.ItemIndex ?? -1))
+                .Order()
+                .ToList();
+            var applied = effects.Where(e => e.PipelineId == id.ToString()).Select(e => (e.Step, e.Attempt, e.Item)).Order().ToList();
+            Assert.Equal(applied.Distinct().Count(), applied.Count);
+            Assert.Equal(completed, applied);
+        }
+
+        // Every logged event reached a bus subscriber at least once.
+        var until2 = DateTime.UtcNow.AddSeconds(30);
+        while (logged.Any(e => !events.For(e.PipelineId).Any(r => r.Seq == e.Seq)) && DateTime.UtcNow < until2)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.All(logged, e => Assert.Contains(events.For(e.PipelineId), r => r.Seq == e.Seq && r.EventType == e.Type));
+        output.WriteLine($"{logged.Count} events logged, {events.All().Count} received (duplicates included), {effects.Count} effects.");
+    }
+
+    private static Process StartChild(StoreProviderKind provider, TestDatabase db, RabbitMqVirtualHost vhost, string seed)
+    {
+        var start = new ProcessStartInfo("dotnet", [typeof(CrashTarget).Assembly.Location, "crash-target"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            Environment =
+            {
+                ["BUSFLOW_CRASH_PROVIDER"] = provider.ToString(),
+                ["BUSFLOW_CRASH_DB"] = db.ConnectionString,
+                ["BUSFLOW_CRASH_VHOST"] = vhost.Name,
+                ["BUSFLOW_CRASH_COUNT"] = Pipelines.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["BUSFLOW_CRASH_SEED"] = seed,
+            },
+        };
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private static async Task<IHost> StartSubscriber(RabbitMqVirtualHost vhost, RecordedEvents events)
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Configuration.AddInMemoryCollection(vhost.BusFlowSettings());
+        builder.Services.AddSingleton(events);
+        builder.Services.AddBusFlow(builder.Configuration, b => b.RunSaga = false, bus => bus.AddConsumer<RecordingConsumer>());
+        var host = builder.Build();
+        await host.StartAsync();
+        return host;
+    }
+
+    private static BusFlowDbContext CreateContext(TestDatabase db)
+    {
+        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(options, db.Provider, db.ConnectionString);
+        return new BusFlowDbContext(options.Options);
+    }
+
+    private static async Task<int> CountTerminal(TestDatabase db)
+    {
+        await using var context = CreateContext(db);
+        return await context.Pipelines.CountAsync(p => p.Status != PipelineStatus.Running);
+    }
+
+    private static async Task<int> CountLogged(TestDatabase db)
+    {
+        await using var context = CreateContext(db);
+        return await context.Events.CountAsync();
+    }
+
+    private static async Task<int> CountUndelivered(TestDatabase db)
+    {
+        await using var context = CreateContext(db);
+        return await context.Events.CountAsync(e => e.DeliveredAt == null) + await context.Outbox.CountAsync(o => o.DeliveredAt == null);
+    }
+
+    private static async Task<List<(string PipelineId, string Step, int Attempt, int Item)>> ReadEffects(BusFlowDbContext context)
+    {
+        var connection = context.Database.GetDbConnection();
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT pipeline_id, step, attempt, item FROM side_effects";
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<(string, string, int, int)>();
+        while (await reader.ReadAsync())
+        {
+            rows.Add((reader.GetString(0), reader.GetString(1), Convert.ToInt32(reader.GetValue(2), System.Globalization.CultureInfo.InvariantCulture), Convert.ToInt32(reader.GetValue(3), System.Globalization.CultureInfo.InvariantCulture)));
+        }
+
+        return rows;
+    }
+}
