@@ -108,6 +108,6 @@ public sealed record PipelineCancelled : PipelineEvent
 }
 
 /// <summary>A step error as reported to clients.</summary>
-/// <param name="Kind">A short machine-readable kind: an exception type name, <c>timeout</c>, <c>suspension_expired</c>, <c>cancelled</c>, <c>skipped</c>.</param>
+/// <param name="Kind">A short machine-readable kind: an exception type name, <c>timeout</c>, <c>suspension_expired</c>, <c>invalid_input</c>, <c>unknown_definition</c>, <c>unknown_worker</c>, <c>child_cancelled</c>, or a kind the step chose.</param>
 /// <param name="Message">A human-readable message.</param>
 public sealed record StepError(string Kind, string Message);

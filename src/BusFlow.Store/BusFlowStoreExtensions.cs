@@ -52,10 +52,13 @@ public static class BusFlowStoreExtensions
         return busflow;
     }
 
-    /// <summary>A database that is away, or busy, is waited for; a constraint violation or a bug is not.</summary>
+    /// <summary>
+    /// A database that is away or busy is waited for, and an optimistic-concurrency conflict is
+    /// retried until it applies; a constraint violation or a bug is not retried forever.
+    /// </summary>
     internal static bool IsTransient(Exception exception) => exception switch
     {
-        DbUpdateConcurrencyException => false,
+        DbUpdateConcurrencyException => true,
         DbUpdateException e when StoreProvider.IsUniqueViolation(e) => false,
         DbUpdateException { InnerException: { } inner } => IsTransient(inner),
         Npgsql.PostgresException pg => pg.IsTransient || pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("57P", StringComparison.Ordinal),
