@@ -53,13 +53,15 @@ public static class BusFlowStoreExtensions
     }
 
     /// <summary>
-    /// A database that is away or busy is waited for, and an optimistic-concurrency conflict is
-    /// retried until it applies; a constraint violation or a bug is not retried forever.
+    /// A database that is away or busy is waited for, and a conflict with a concurrent transition
+    /// is retried until it applies: a stale <c>Version</c>, or a unique key another transaction
+    /// took first (the same pipeline's next seq, the same message's inbox row, the same start).
+    /// Each retry re-reads the state, so it either applies on top or finds the work done.
     /// </summary>
     internal static bool IsTransient(Exception exception) => exception switch
     {
         DbUpdateConcurrencyException => true,
-        DbUpdateException e when StoreProvider.IsUniqueViolation(e) => false,
+        DbUpdateException e when StoreProvider.IsUniqueViolation(e) => true,
         DbUpdateException { InnerException: { } inner } => IsTransient(inner),
         Npgsql.PostgresException pg => pg.IsTransient || pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("57P", StringComparison.Ordinal),
         Npgsql.NpgsqlException => true,

@@ -1,0 +1,138 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using BusFlow.Contracts;
+using BusFlow.IntegrationTests.Support;
+using BusFlow.Store;
+using BusFlow.Store.Tests.Support;
+using BusFlow.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit.Abstractions;
+using static BusFlow.Tests.Support.EventAssertions;
+
+namespace BusFlow.IntegrationTests;
+
+[Collection(RabbitMqCollection.Name)]
+public sealed class When_RabbitMQ_restarts_while_pipelines_run(ITestOutputHelper output)
+{
+    [ServerFact]
+    public async Task Should_pause_resume_by_itself_and_lose_or_double_nothing()
+    {
+        await using var db = await TestDatabase.Create(StoreProviderKind.Postgres);
+        await using var vhost = await RabbitMqVirtualHost.Create();
+        var events = new RecordedEvents();
+        var effects = new ConcurrentDictionary<(Guid, string, int), int>();
+        using var host = await StoreOnRabbitMqHost.Start(vhost, db, b => b
+            .AddWorker("tick", async ctx =>
+            {
+                await Task.Delay(2000, ctx.CancellationToken);
+                ctx.Enlist(_ =>
+                {
+                    effects.AddOrUpdate((ctx.PipelineId, ctx.StepName, ctx.Attempt), 1, (_, n) => n + 1);
+                    return Task.CompletedTask;
+                });
+                return StepResult.Success(ctx.StepName);
+            })
+            .AddPipeline("ticks", p => p.Then("one", s => s.Worker("tick")).Then("two", s => s.Worker("tick")).Then("three", s => s.Worker("tick")).Then("four", s => s.Worker("tick"))), events);
+
+        var ids = new List<Guid>();
+        for (var i = 0; i < 20; i++)
+        {
+            ids.Add(await host.StartPipeline("ticks"));
+        }
+
+        await events.WaitFor<StepStarted>(ids[^1], timeout: TimeSpan.FromSeconds(30));
+        int beforeStop;
+        try
+        {
+            await RabbitMqCtl("stop_app");
+            beforeStop = events.All().Count;
+            output.WriteLine($"broker stopped with {beforeStop} of {ids.Count * 10} events received");
+            await Task.Delay(TimeSpan.FromSeconds(3));
+        }
+        finally
+        {
+            await RabbitMqCtl("start_app");
+        }
+
+        output.WriteLine("broker started again");
+        Assert.True(beforeStop < ids.Count * 10 / 2, "the broker must go away while most of the work is still to do");
+
+        foreach (var id in ids)
+        {
+            Assert.IsType<PipelineCompleted>(await events.WaitForEnd(id, TimeSpan.FromMinutes(2)));
+        }
+
+        var reader = host.Services.GetRequiredService<PipelineEventReader>();
+        foreach (var id in ids)
+        {
+            var logged = await reader.ReadPipelineAsync(id, 0, 1000);
+            AssertGaplessSeq(logged);
+            Assert.Equal(10, logged.Count);
+            Assert.All(logged, e => Assert.Contains(events.For(id), r => r.Seq == e.Seq));
+            Assert.Equal(logged.Select(e => e.Seq), events.For(id).Select(e => e.Seq).Distinct().Order());
+        }
+
+        Assert.Equal(ids.Count * 4, effects.Count);
+        Assert.All(effects.Values, n => Assert.Equal(1, n));
+    }
+
+    private static async Task RabbitMqCtl(string command)
+    {
+        var ctl = Environment.GetEnvironmentVariable("BUSFLOW_RABBITMQCTL")
+            ?? throw new InvalidOperationException("BUSFLOW_RABBITMQCTL is not set: run the tests through tests/run.sh, which starts the broker this test restarts.");
+        using var process = Process.Start(new ProcessStartInfo(ctl, [command]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        await process.WaitForExitAsync();
+        Assert.True(process.ExitCode == 0, $"rabbitmqctl {command} failed: {await process.StandardError.ReadToEndAsync()}");
+    }
+}
+
+[Collection(RabbitMqCollection.Name)]
+public sealed class When_two_saga_processes_share_one_store
+{
+    [ServerFact]
+    public async Task Should_never_lose_an_update_when_parallel_results_race()
+    {
+        await using var db = await TestDatabase.Create(StoreProviderKind.Postgres);
+        await using var vhost = await RabbitMqVirtualHost.Create();
+        var events = new RecordedEvents();
+        static void Fanout(BusFlowBuilder b) => b
+            .AddWorker("leaf", ctx => Task.FromResult(StepResult.Success(ctx.StepName)), concurrency: 64)
+            .AddPipeline("fanout", p =>
+            {
+                p.Step("root", s => s.Worker("leaf"));
+                var branches = Enumerable.Range(0, 20).Select(i => $"branch{i}").ToArray();
+                foreach (var branch in branches)
+                {
+                    p.Step(branch, s => s.Worker("leaf").After("root"));
+                }
+
+                p.Step("join", s => s.Worker("leaf").Consumes(branches));
+            });
+
+        using var first = await StoreOnRabbitMqHost.Start(vhost, db, Fanout, events);
+        using var second = await StoreOnRabbitMqHost.Start(vhost, db, Fanout);
+        var ids = new List<Guid>();
+        for (var i = 0; i < 15; i++)
+        {
+            ids.Add(await (i % 2 == 0 ? first : second).StartPipeline("fanout"));
+        }
+
+        foreach (var id in ids)
+        {
+            Assert.IsType<PipelineCompleted>(await events.WaitForEnd(id, TimeSpan.FromMinutes(2)));
+        }
+
+        var reader = first.Services.GetRequiredService<PipelineEventReader>();
+        foreach (var id in ids)
+        {
+            var logged = await reader.ReadPipelineAsync(id, 0, 1000);
+            AssertGaplessSeq(logged);
+
+            // PipelineStarted, 22 steps x (StepStarted + StepCompleted), PipelineCompleted: every result applied once.
+            Assert.Equal(46, logged.Count);
+            Assert.Equal(22, logged.OfType<StepCompleted>().Select(e => e.StepName).Distinct().Count());
+            var join = logged.OfType<StepStarted>().Single(e => e.StepName == "join").Seq;
+            Assert.All(logged.OfType<StepCompleted>().Where(e => e.StepName.StartsWith("branch", StringComparison.Ordinal)), e => Assert.True(e.Seq < join));
+        }
+    }
+}
