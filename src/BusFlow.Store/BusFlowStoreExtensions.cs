@@ -42,6 +42,7 @@ public static class BusFlowStoreExtensions
         services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());
         services.AddSingleton<PipelineEventReader>();
         services.AddSingleton<PipelineStore>();
+        services.AddHealthChecks().AddCheck<StoreHealthCheck>(StoreHealthCheck.Name, tags: ["ready"]);
 
         busflow.TreatAsTransient(IsTransient);
         busflow.SagaRepository = saga => saga.Repository(r =>

@@ -338,3 +338,30 @@ public sealed class When_the_in_memory_transport_restarts_with_a_step_in_flight
         AssertGaplessSeq(await second.Reader.ReadPipelineAsync(id, 0, 100));
     }
 }
+
+public sealed class When_readiness_is_checked
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_report_the_store_healthy_while_it_answers_and_unhealthy_when_it_does_not(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
+            .AddPipeline("one", p => p.Then("w")));
+
+        var report = await host.Services.GetRequiredService<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckService>()
+            .CheckHealthAsync(c => c.Tags.Contains("ready"));
+        Assert.Equal(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Healthy, report.Entries[StoreHealthCheck.Name].Status);
+
+        var unreachable = new BusFlowStoreOptions { Provider = StoreProviderKind.Postgres, ConnectionString = "Host=127.0.0.1;Port=1;Username=postgres;Timeout=2" };
+        var services = new ServiceCollection();
+        services.AddDbContextFactory<BusFlowDbContext>(o => StoreProvider.Configure(o, unreachable.Provider, unreachable.ConnectionString));
+        await using var provider2 = services.BuildServiceProvider();
+        var check = new StoreHealthCheck(provider2.GetRequiredService<IDbContextFactory<BusFlowDbContext>>(), unreachable);
+        var result = await check.CheckHealthAsync(new Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckContext());
+        Assert.Equal(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Unhealthy, result.Status);
+        Assert.Contains("BusFlow:Store:ConnectionString", result.Description, StringComparison.Ordinal);
+    }
+}
