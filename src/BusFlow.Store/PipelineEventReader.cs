@@ -41,23 +41,14 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
         var events = new List<PipelineEvent>(rows.Count);
         foreach (var row in rows)
         {
-            PipelineEvent? e;
-            try
+            if (PipelineStateMap.Read(row) is { } e)
             {
-                e = PipelineStateMap.Deserialize(row.Payload);
+                events.Add(e);
             }
-            catch (Exception ex) when (ex is System.Text.Json.JsonException or NotSupportedException)
-            {
-                e = null;
-            }
-
-            if (e is null)
+            else
             {
                 LogUnreadable(logger, row.Id, row.Type, row.PipelineId);
-                continue;
             }
-
-            events.Add(e with { Position = row.Position ?? 0 });
         }
 
         return events;

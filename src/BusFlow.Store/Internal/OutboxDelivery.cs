@@ -1,4 +1,3 @@
-using BusFlow.Contracts;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Hosting;
@@ -166,23 +165,12 @@ internal sealed partial class OutboxDelivery(
 
     private async Task PublishEventAsync(PipelineEventRecord row, CancellationToken cancellationToken)
     {
-        PipelineEvent? e;
-        try
-        {
-            e = PipelineStateMap.Deserialize(row.Payload);
-        }
-        catch (Exception ex) when (ex is System.Text.Json.JsonException or NotSupportedException)
-        {
-            e = null;
-        }
-
-        if (e is null)
+        if (PipelineStateMap.Read(row) is not { } e)
         {
             LogUnreadableEvent(logger, row.Id, row.Type, row.PipelineId);
             return;
         }
 
-        e = e with { Position = row.Position ?? 0 };
         var messageId = EventMessageId(row);
         await bus.Publish(e, e.GetType(), Pipe.Execute<PublishContext>(c => c.MessageId = messageId), cancellationToken);
     }

@@ -43,5 +43,16 @@ internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
     /// <summary>Serialises an event as clients and the log see it: through its base type, with <c>type</c>.</summary>
     public static string Serialize(PipelineEvent e) => JsonSerializer.Serialize(e, JsonOptions);
 
-    public static PipelineEvent? Deserialize(string payload) => JsonSerializer.Deserialize<PipelineEvent>(payload, JsonOptions);
+    /// <summary>Reads a log row back as its event with the row's position; null when this version cannot read it.</summary>
+    public static PipelineEvent? Read(PipelineEventRecord row)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<PipelineEvent>(row.Payload, JsonOptions) is { } e ? e with { Position = row.Position ?? 0 } : null;
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException)
+        {
+            return null;
+        }
+    }
 }
