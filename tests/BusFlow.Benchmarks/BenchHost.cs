@@ -55,38 +55,11 @@ public sealed class EventCounter
 }
 
 /// <summary>A bus subscriber to every pipeline event type (its own queue, bound to each event's exchange).</summary>
-public sealed class CountingConsumer(EventCounter counter) :
-    IConsumer<PipelineStarted>,
-    IConsumer<StepStarted>,
-    IConsumer<StepProgress>,
-    IConsumer<StepCompleted>,
-    IConsumer<StepFailed>,
-    IConsumer<StepSuspended>,
-    IConsumer<PipelineCompleted>,
-    IConsumer<PipelineFailed>,
-    IConsumer<PipelineCancelled>
+public sealed class CountingConsumer(EventCounter counter) : PipelineEventsConsumer
 {
-    public Task Consume(ConsumeContext<PipelineStarted> context) => Count(context.Message);
-
-    public Task Consume(ConsumeContext<StepStarted> context) => Count(context.Message);
-
-    public Task Consume(ConsumeContext<StepProgress> context) => Count(context.Message);
-
-    public Task Consume(ConsumeContext<StepCompleted> context) => Count(context.Message);
-
-    public Task Consume(ConsumeContext<StepFailed> context) => Count(context.Message);
-
-    public Task Consume(ConsumeContext<StepSuspended> context) => Count(context.Message);
-
-    public Task Consume(ConsumeContext<PipelineCompleted> context) => Count(context.Message);
-
-    public Task Consume(ConsumeContext<PipelineFailed> context) => Count(context.Message);
-
-    public Task Consume(ConsumeContext<PipelineCancelled> context) => Count(context.Message);
-
-    private Task Count(PipelineEvent e)
+    protected override Task ConsumeEvent(PipelineEvent pipelineEvent, ConsumeContext context)
     {
-        counter.Add(e);
+        counter.Add(pipelineEvent);
         return Task.CompletedTask;
     }
 }

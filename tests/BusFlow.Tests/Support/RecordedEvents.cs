@@ -73,38 +73,11 @@ public sealed class RecordedEvents
 }
 
 /// <summary>A bus subscriber to every pipeline event type, recording into <see cref="RecordedEvents"/>.</summary>
-public sealed class RecordingConsumer(RecordedEvents recorded) :
-    IConsumer<PipelineStarted>,
-    IConsumer<StepStarted>,
-    IConsumer<StepProgress>,
-    IConsumer<StepCompleted>,
-    IConsumer<StepFailed>,
-    IConsumer<StepSuspended>,
-    IConsumer<PipelineCompleted>,
-    IConsumer<PipelineFailed>,
-    IConsumer<PipelineCancelled>
+public sealed class RecordingConsumer(RecordedEvents recorded) : PipelineEventsConsumer
 {
-    public Task Consume(ConsumeContext<PipelineStarted> context) => Record(context.Message);
-
-    public Task Consume(ConsumeContext<StepStarted> context) => Record(context.Message);
-
-    public Task Consume(ConsumeContext<StepProgress> context) => Record(context.Message);
-
-    public Task Consume(ConsumeContext<StepCompleted> context) => Record(context.Message);
-
-    public Task Consume(ConsumeContext<StepFailed> context) => Record(context.Message);
-
-    public Task Consume(ConsumeContext<StepSuspended> context) => Record(context.Message);
-
-    public Task Consume(ConsumeContext<PipelineCompleted> context) => Record(context.Message);
-
-    public Task Consume(ConsumeContext<PipelineFailed> context) => Record(context.Message);
-
-    public Task Consume(ConsumeContext<PipelineCancelled> context) => Record(context.Message);
-
-    private Task Record(PipelineEvent e)
+    protected override Task ConsumeEvent(PipelineEvent pipelineEvent, ConsumeContext context)
     {
-        recorded.Add(e);
+        recorded.Add(pipelineEvent);
         return Task.CompletedTask;
     }
 }
