@@ -3,21 +3,28 @@ namespace BusFlow.Store.Internal;
 /// <summary>Wakes the outbox delivery when this process committed something to deliver.</summary>
 internal sealed class OutboxSignal : IDisposable
 {
-    private readonly SemaphoreSlim _signal = new(0, 1);
+    private readonly SemaphoreSlim _signal = new(0);
+    private int _pending;
 
+    /// <summary>Called on every commit: only the first wake-up since the delivery last woke releases it (no exception, no lock).</summary>
     public void Wake()
     {
-        try
+        if (Interlocked.Exchange(ref _pending, 1) == 0)
         {
             _signal.Release();
         }
-        catch (SemaphoreFullException)
-        {
-            // Already signalled; one wake-up covers every commit before it.
-        }
     }
 
-    public Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken) => _signal.WaitAsync(timeout, cancellationToken);
+    /// <summary>
+    /// Waits for a wake-up or the timeout. The pending flag is cleared before the caller's round
+    /// reads the database, so a commit that woke nobody is still seen by that round.
+    /// </summary>
+    public async Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var woken = await _signal.WaitAsync(timeout, cancellationToken);
+        Interlocked.Exchange(ref _pending, 0);
+        return woken;
+    }
 
     public void Dispose() => _signal.Dispose();
 }
