@@ -1,46 +1,54 @@
-using System.Text.Json;
 using BusFlow;
-using BusFlow.Contracts;
+using BusFlow.Edge;
 using BusFlow.Host;
 using BusFlow.Host.Samples;
 using BusFlow.Store;
-using MassTransit;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 
-// Runs one sample pipeline end to end on the configured transport and store (in-memory bus and a
-// SQLite file by default) and prints its events. --migrate applies the store's migrations and exits.
-var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
-var migrateOnly = args.Contains("--migrate");
-var pipeline = builder.Configuration["pipeline"] ?? "demo";
-var input = builder.Configuration["input"] ?? """{"delayMs":50,"progressTicks":2,"failStep":null,"flakyStep":"enrich"}""";
-builder.Services.AddSingleton<ConsoleEventPrinter>();
-builder.Services.AddBusFlow(builder.Configuration, busflow =>
+// Serves BusFlow: the saga, the sample workers, the web edge and the dashboard on the embedded
+// defaults (in-memory bus, SQLite file) at http://localhost:5080 unless --urls says otherwise.
+// Verbs: `run` runs one sample pipeline in the terminal; `--migrate` applies the store's migrations.
+if (args.Contains("--migrate") || args.FirstOrDefault() == "run")
 {
-    busflow.UseStore(builder.Configuration, store => store.ApplyMigrations = migrateOnly ? true : store.ApplyMigrations);
-    SamplePipelines.Register(busflow);
-    busflow.Services.AddSingleton<IPipelineObserver>(sp => sp.GetRequiredService<ConsoleEventPrinter>());
-});
-
-using var host = builder.Build();
-await host.StartAsync();
-if (migrateOnly)
-{
-    // The store applied its migrations while starting.
-    await host.StopAsync();
-    return 0;
+    return await ConsoleRun.RunAsync([.. args.SkipWhile(a => a == "run")], migrateOnly: args.Contains("--migrate"));
 }
 
-var printer = host.Services.GetRequiredService<ConsoleEventPrinter>();
-var id = NewId.NextGuid();
-var finished = printer.WaitForEnd(id);
-await host.Services.GetRequiredService<IBus>().Publish(new StartPipeline
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+if (string.IsNullOrEmpty(builder.Configuration["urls"]))
 {
-    PipelineId = id,
-    Definition = pipeline,
-    Input = JsonDocument.Parse(input).RootElement,
-    Tags = new Dictionary<string, string> { ["source"] = "busflow-host" },
+    builder.WebHost.UseUrls("http://localhost:5080");
+}
+
+var roles = HostRoles.Read(builder.Configuration);
+builder.Services.AddBusFlow(builder.Configuration, busflow =>
+{
+    busflow.RunSaga = roles.Saga;
+    busflow.UseStore(builder.Configuration);
+    SamplePipelines.Register(busflow, runWorkers: roles.Worker);
+    if (roles.Edge)
+    {
+        busflow.UseEdge(builder.Configuration);
+    }
 });
-var last = await finished.WaitAsync(TimeSpan.FromMinutes(5));
-await host.StopAsync();
-return last is PipelineCompleted ? 0 : 1;
+
+var app = builder.Build();
+if (roles.Edge)
+{
+    app.UseDefaultFiles();
+    app.UseStaticFiles();
+    app.MapBusFlowEdge();
+}
+else
+{
+    app.MapHealthChecks("/health/live", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });
+    app.MapHealthChecks("/health/ready", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") });
+}
+
+app.Lifetime.ApplicationStarted.Register(() =>
+{
+    foreach (var url in app.Urls)
+    {
+        Console.WriteLine(roles.Edge ? $"BusFlow ({roles}) is running: open {url}/ for the dashboard, {url}/api/definitions for the API" : $"BusFlow ({roles}) is running at {url}");
+    }
+});
+await app.RunAsync();
+return 0;

@@ -36,6 +36,43 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
         return Read(rows);
     }
 
+    /// <summary>
+    /// One pipeline's positioned events after <paramref name="afterSeq"/>, for subscribers: every event
+    /// they get carries its position. <see cref="ReplayPage.Last"/> is the last seq read, unreadable rows included.
+    /// </summary>
+    public async Task<ReplayPage> ReadPipelinePageAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        var rows = await db.Events.AsNoTracking()
+            .Where(e => e.PipelineId == pipelineId && e.Seq > afterSeq && e.Position != null)
+            .OrderBy(e => e.Seq)
+            .Take(limit)
+            .ToListAsync(cancellationToken);
+        return new ReplayPage(Read(rows), rows.Count == 0 ? afterSeq : rows[^1].Seq, rows.Count);
+    }
+
+    /// <summary>
+    /// Every pipeline's events after <paramref name="afterPosition"/> in position order;
+    /// <see cref="ReplayPage.Last"/> is the last position read, unreadable rows included.
+    /// </summary>
+    public async Task<ReplayPage> ReadAllPageAsync(long afterPosition, int limit, CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        var rows = await db.Events.AsNoTracking()
+            .Where(e => e.Position > afterPosition)
+            .OrderBy(e => e.Position)
+            .Take(limit)
+            .ToListAsync(cancellationToken);
+        return new ReplayPage(Read(rows), rows.Count == 0 ? afterPosition : rows[^1].Position!.Value, rows.Count);
+    }
+
+    /// <summary>The highest position given so far (0 when none).</summary>
+    public async Task<long> LastPositionAsync(CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        return await db.Events.MaxAsync(e => e.Position, cancellationToken) ?? 0;
+    }
+
     private List<PipelineEvent> Read(List<PipelineEventRecord> rows)
     {
         var events = new List<PipelineEvent>(rows.Count);
@@ -57,3 +94,6 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     [LoggerMessage(Level = LogLevel.Warning, Message = "Event row {RowId} ({Type}) of pipeline {PipelineId} cannot be read by this version; skipped on replay")]
     private static partial void LogUnreadable(ILogger logger, long rowId, string type, Guid pipelineId);
 }
+
+/// <summary>A page of replayed events and how far the read went (a seq or a position, unreadable rows included).</summary>
+public sealed record ReplayPage(IReadOnlyList<PipelineEvent> Events, long Last, int RowsRead);

@@ -10,4 +10,39 @@ public sealed class PipelineStore(IDbContextFactory<BusFlowDbContext> databases)
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         return await db.Pipelines.AsNoTracking().FirstOrDefaultAsync(p => p.CorrelationId == pipelineId, cancellationToken);
     }
+
+    /// <summary>A suspension of a pipeline, open or closed; null when there is none by that id.</summary>
+    public async Task<SuspensionRecord?> FindSuspensionAsync(Guid pipelineId, Guid suspendId, CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        return await db.Suspensions.AsNoTracking().FirstOrDefaultAsync(s => s.SuspendId == suspendId && s.PipelineId == pipelineId, cancellationToken);
+    }
+
+    /// <summary>The idempotency key record, if the key was claimed.</summary>
+    public async Task<IdempotencyKeyRecord?> FindKeyAsync(string scope, string key, CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        return await db.IdempotencyKeys.AsNoTracking().FirstOrDefaultAsync(k => k.Scope == scope && k.Key == key, cancellationToken);
+    }
+
+    /// <summary>
+    /// Claims an idempotency key for a request: the first claim stores it; later claims get the stored
+    /// record back, whose <see cref="IdempotencyKeyRecord.RequestHash"/> tells a repeat from a conflict.
+    /// </summary>
+    public async Task<IdempotencyKeyRecord> ClaimKeyAsync(string scope, string key, string requestHash, Guid pipelineId, CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        var record = new IdempotencyKeyRecord { Scope = scope, Key = key, RequestHash = requestHash, PipelineId = pipelineId, CreatedAt = DateTimeOffset.UtcNow };
+        db.IdempotencyKeys.Add(record);
+        try
+        {
+            await db.SaveChangesAsync(cancellationToken);
+            return record;
+        }
+        catch (DbUpdateException e) when (StoreProvider.IsUniqueViolation(e))
+        {
+            db.ChangeTracker.Clear();
+            return await db.IdempotencyKeys.AsNoTracking().SingleAsync(k => k.Scope == scope && k.Key == key, cancellationToken);
+        }
+    }
 }

@@ -5,13 +5,32 @@ namespace BusFlow.Host.Samples;
 /// <summary>The pipelines and workers shipped with the host, used by the README's tour, tests and docs.</summary>
 public static class SamplePipelines
 {
-    public static void Register(BusFlowBuilder busflow)
+    /// <summary>The sample workers' names.</summary>
+    public static readonly string[] Workers = ["demo-step", "count-words", "sum-counts", "approval-step"];
+
+    /// <summary>
+    /// Registers the sample pipelines, and their workers when <paramref name="runWorkers"/> is set;
+    /// otherwise the workers are expected in other processes (the <c>worker</c> role).
+    /// </summary>
+    public static void Register(BusFlowBuilder busflow, bool runWorkers = true)
     {
+        if (runWorkers)
+        {
+            busflow
+                .AddWorker<DemoStepHandler>("demo-step")
+                .AddWorker("count-words", CountWords)
+                .AddWorker("sum-counts", SumCounts)
+                .AddWorker("approval-step", Approval);
+        }
+        else
+        {
+            foreach (var worker in Workers)
+            {
+                busflow.AddRemoteWorker(worker);
+            }
+        }
+
         busflow
-            .AddWorker<DemoStepHandler>("demo-step")
-            .AddWorker("count-words", CountWords)
-            .AddWorker("sum-counts", SumCounts)
-            .AddWorker("approval-step", Approval)
             .AddPipeline("demo", p => p
                 .Step("fetch", s => s.Worker("demo-step"))
                 .Step("clean", s => s.Worker("demo-step").After("fetch"))

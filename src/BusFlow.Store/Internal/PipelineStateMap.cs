@@ -9,7 +9,7 @@ namespace BusFlow.Store.Internal;
 /// <summary>The saga state's mapping: scalar columns to query by, the step tree as one JSON column.</summary>
 internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
 {
-    internal static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
+    internal static readonly JsonSerializerOptions JsonOptions = PipelineEventJson.Options;
 
     public void Configure(EntityTypeBuilder<PipelineState> e)
     {
@@ -41,18 +41,9 @@ internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
                 v => JsonSerializer.Deserialize<T>(JsonSerializer.Serialize(v, JsonOptions), JsonOptions)!));
 
     /// <summary>Serialises an event as clients and the log see it: through its base type, with <c>type</c>.</summary>
-    public static string Serialize(PipelineEvent e) => JsonSerializer.Serialize(e, JsonOptions);
+    public static string Serialize(PipelineEvent e) => PipelineEventJson.Serialize(e);
 
     /// <summary>Reads a log row back as its event with the row's position; null when this version cannot read it.</summary>
-    public static PipelineEvent? Read(PipelineEventRecord row)
-    {
-        try
-        {
-            return JsonSerializer.Deserialize<PipelineEvent>(row.Payload, JsonOptions) is { } e ? e with { Position = row.Position ?? 0 } : null;
-        }
-        catch (Exception ex) when (ex is JsonException or NotSupportedException)
-        {
-            return null;
-        }
-    }
+    public static PipelineEvent? Read(PipelineEventRecord row) =>
+        PipelineEventJson.TryDeserialize(row.Payload) is { } e ? e with { Position = row.Position ?? 0 } : null;
 }

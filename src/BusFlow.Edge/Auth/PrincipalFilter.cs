@@ -1,0 +1,30 @@
+using BusFlow.Edge.Http;
+using Microsoft.AspNetCore.Http;
+
+namespace BusFlow.Edge.Auth;
+
+/// <summary>Resolves the caller before an edge endpoint runs; an unknown caller gets 401.</summary>
+internal static class PrincipalFilter
+{
+    private static readonly object ItemKey = new();
+
+    public static async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var resolver = http.RequestServices.GetService(typeof(IBusFlowPrincipalResolver)) as IBusFlowPrincipalResolver
+            ?? throw new InvalidOperationException("IBusFlowPrincipalResolver is not registered: call UseEdge.");
+        if (await resolver.ResolveAsync(http) is not { } principal)
+        {
+            return Problems.Unauthorized();
+        }
+
+        http.Items[ItemKey] = principal;
+        return await next(context);
+    }
+
+    /// <summary>The caller resolved for this request.</summary>
+    public static BusFlowPrincipal Principal(this HttpContext http) =>
+        http.Items.TryGetValue(ItemKey, out var principal) && principal is BusFlowPrincipal p
+            ? p
+            : throw new InvalidOperationException("The request has no BusFlow principal: the endpoint is not behind the principal filter.");
+}

@@ -1,0 +1,185 @@
+using System.Text;
+using BusFlow.Edge.Auth;
+using BusFlow.Edge.Http;
+using BusFlow.Edge.Live;
+using BusFlow.Edge.WebSockets;
+using MassTransit;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.Tokens;
+
+namespace BusFlow.Edge;
+
+/// <summary>Adds the web edge: REST API, WebSocket and SSE relay, long-poll, health and metrics.</summary>
+public static partial class BusFlowEdgeExtensions
+{
+    /// <summary>
+    /// Runs the edge in this process, with the settings of the <c>BusFlow:Edge</c> section. Needs the
+    /// store (<c>UseStore</c>): subscribers that resume or fall behind are served from it. Invalid
+    /// settings throw at start naming the setting.
+    /// </summary>
+    public static BusFlowBuilder UseEdge(this BusFlowBuilder busflow, IConfiguration configuration, Action<EdgeOptions>? configure = null)
+    {
+        var options = new EdgeOptions();
+        configuration.GetSection(EdgeOptions.Section).Bind(options);
+        configure?.Invoke(options);
+        Validate(options);
+
+        var services = busflow.Services;
+        services.AddSingleton(Options.Create(options));
+        services.AddMetrics();
+        services.AddProblemDetails();
+        services.AddSingleton<EdgeMetrics>();
+        services.AddSingleton<PipelineSignals>();
+        services.AddSingleton<SubscriptionHub>();
+        services.AddSingleton<LiveFeed>();
+        services.AddHostedService(sp => sp.GetRequiredService<LiveFeed>());
+        services.AddHostedService<EdgeHousekeeping>();
+        services.TryAddSingleton<IBusFlowPrincipalResolver, DefaultPrincipalResolver>();
+        if (options.Auth.Jwt.Enabled)
+        {
+            services.AddAuthentication().AddJwtBearer(DefaultPrincipalResolver.JwtScheme, jwt => ConfigureJwt(jwt, options.Auth.Jwt));
+        }
+
+        // Every edge node gets every event on its own auto-deleted queue.
+        var machine = new string([.. Environment.MachineName.ToLowerInvariant().Where(char.IsAsciiLetterOrDigit).Take(20)]);
+        var node = $"busflow-edge-{machine}-{Guid.NewGuid():N}";
+        ((IBusRegistrationConfigurator)services).AddConsumer<EdgeEventConsumer>().Endpoint(e =>
+        {
+            e.Name = node;
+            e.Temporary = true;
+            e.PrefetchCount = 256;
+        });
+        return busflow;
+    }
+
+    /// <summary>Maps <c>/api</c>, <c>/ws</c> and <c>/health</c>. Call after building the app.</summary>
+    public static IEndpointRouteBuilder MapBusFlowEdge(this WebApplication app)
+    {
+        var options = app.Services.GetRequiredService<IOptions<EdgeOptions>>().Value;
+        app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = options.HeartbeatInterval, KeepAliveTimeout = options.HeartbeatInterval * 2 });
+        if (!options.Auth.Enabled)
+        {
+            LogNoAuth(app.Logger);
+        }
+
+        var edge = app.MapGroup("").AddEndpointFilter(PrincipalFilter.InvokeAsync);
+        PipelinesApi.Map(edge);
+        edge.Map("/ws", WebSocketEndpoint.HandleAsync);
+        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
+        return app;
+    }
+
+    private static void ConfigureJwt(JwtBearerOptions jwt, EdgeJwtOptions settings)
+    {
+        jwt.MapInboundClaims = false;
+        if (!string.IsNullOrEmpty(settings.Authority))
+        {
+            jwt.Authority = settings.Authority;
+        }
+
+        jwt.TokenValidationParameters = new TokenValidationParameters
+        {
+            ValidateIssuer = !string.IsNullOrEmpty(settings.Issuer),
+            ValidIssuer = settings.Issuer,
+            ValidateAudience = !string.IsNullOrEmpty(settings.Audience),
+            ValidAudience = settings.Audience,
+            ValidateLifetime = true,
+            NameClaimType = "sub",
+        };
+        if (!string.IsNullOrEmpty(settings.SigningKey))
+        {
+            jwt.TokenValidationParameters.IssuerSigningKey = new SymmetricSecurityKey(Encoding.UTF8.GetBytes(settings.SigningKey));
+        }
+
+        // Browsers cannot set headers on WebSockets and EventSource: accept the token as access_token.
+        jwt.Events = new JwtBearerEvents
+        {
+            OnMessageReceived = context =>
+            {
+                if (string.IsNullOrEmpty(context.Request.Headers.Authorization) && context.Request.Query.TryGetValue("access_token", out var token))
+                {
+                    context.Token = token;
+                }
+
+                return Task.CompletedTask;
+            },
+        };
+    }
+
+    private static void Validate(EdgeOptions options)
+    {
+        var errors = new List<string>();
+        var context = new System.ComponentModel.DataAnnotations.ValidationContext(options);
+        var results = new List<System.ComponentModel.DataAnnotations.ValidationResult>();
+        if (!System.ComponentModel.DataAnnotations.Validator.TryValidateObject(options, context, results, validateAllProperties: true))
+        {
+            errors.AddRange(results.Select(r => $"{EdgeOptions.Section}:{string.Join(",", r.MemberNames)}: {r.ErrorMessage}"));
+        }
+
+        void Positive(TimeSpan value, string name)
+        {
+            if (value <= TimeSpan.Zero)
+            {
+                errors.Add($"{EdgeOptions.Section}:{name} must be a positive duration (for example 00:00:30), not {value}");
+            }
+        }
+
+        Positive(options.StallTimeout, nameof(options.StallTimeout));
+        Positive(options.HeartbeatInterval, nameof(options.HeartbeatInterval));
+        Positive(options.GapTimeout, nameof(options.GapTimeout));
+        Positive(options.DrainTimeout, nameof(options.DrainTimeout));
+        Positive(options.StartWait, nameof(options.StartWait));
+        if (options.Auth.Jwt.SigningKey is { Length: > 0 } key && Encoding.UTF8.GetByteCount(key) < 32)
+        {
+            errors.Add($"{EdgeOptions.Section}:Auth:Jwt:SigningKey must be at least 32 bytes");
+        }
+
+        foreach (var (apiKey, tenant) in options.Auth.ApiKeys)
+        {
+            if (string.IsNullOrWhiteSpace(apiKey) || string.IsNullOrWhiteSpace(tenant))
+            {
+                errors.Add($"{EdgeOptions.Section}:Auth:ApiKeys entries map a non-empty key to a non-empty tenant");
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new OptionsValidationException(EdgeOptions.Section, typeof(EdgeOptions), errors);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "BusFlow edge is running WITHOUT authentication: every caller sees and controls every pipeline. Configure BusFlow:Edge:Auth:ApiKeys or BusFlow:Edge:Auth:Jwt to require it.")]
+    private static partial void LogNoAuth(ILogger logger);
+}
+
+/// <summary>Closes stalled connections every second, and on shutdown drains and closes every connection with 1001.</summary>
+internal sealed class EdgeHousekeeping(SubscriptionHub hub, IHostApplicationLifetime lifetime) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // Before the server stops waiting for requests: connections are long requests.
+        lifetime.ApplicationStopping.Register(() => hub.ShutdownAsync(CancellationToken.None).GetAwaiter().GetResult());
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                hub.CloseStalled();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+}

@@ -1,0 +1,82 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace BusFlow.Edge;
+
+/// <summary>The web edge's limits, auth and timings (configuration section <c>BusFlow:Edge</c>).</summary>
+public sealed class EdgeOptions
+{
+    public const string Section = "BusFlow:Edge";
+
+    /// <summary>Open WebSocket and SSE connections at most; the next one is refused (WebSocket close 1013).</summary>
+    [Range(1, 1_000_000)]
+    public int MaxConnections { get; set; } = 10_000;
+
+    /// <summary>Subscriptions one WebSocket may hold at once.</summary>
+    [Range(1, 100_000)]
+    public int MaxSubscriptionsPerConnection { get; set; } = 100;
+
+    /// <summary>The largest client frame, in bytes; a larger one is discarded with a <c>frame_too_large</c> error.</summary>
+    [Range(256, 16 * 1024 * 1024)]
+    public int MaxFrameBytes { get; set; } = 16 * 1024;
+
+    /// <summary>Client messages per second per connection (burst of the same size); more get <c>rate_limited</c>.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxMessagesPerSecond { get; set; } = 50;
+
+    /// <summary>Events buffered per connection. When the buffer is full the subscriber is served from the store until it catches up.</summary>
+    [Range(1, 1_000_000)]
+    public int OutboundBuffer { get; set; } = 1024;
+
+    /// <summary>How long a connection may make no progress with events waiting before it is closed with code 4000 (resume).</summary>
+    public TimeSpan StallTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often idle connections are pinged (WebSocket keep-alive, SSE comment).</summary>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>How long live events may wait for an earlier position before the gap is read from the store.</summary>
+    public TimeSpan GapTimeout { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>How long shutdown lets connections drain their buffers before closing them with 1001.</summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long <c>POST /api/pipelines</c> waits for the saga to record the start before answering 202 anyway.</summary>
+    public TimeSpan StartWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Browser origins allowed to open WebSockets and streams, besides the edge's own; <c>*</c> allows any.</summary>
+    public List<string> AllowedOrigins { get; set; } = [];
+
+    public EdgeAuthOptions Auth { get; set; } = new();
+}
+
+/// <summary>
+/// Who may call the edge. With no API keys and no JWT settings the edge runs without auth (every
+/// caller sees every pipeline) and says so in its start-up log.
+/// </summary>
+public sealed class EdgeAuthOptions
+{
+    /// <summary>API key to tenant. Sent as <c>X-Api-Key</c>, <c>Authorization: ApiKey &lt;key&gt;</c> or <c>access_token</c>.</summary>
+    public Dictionary<string, string> ApiKeys { get; set; } = [];
+
+    public EdgeJwtOptions Jwt { get; set; } = new();
+
+    /// <summary>The claim that names a principal's tenant.</summary>
+    public string TenantClaim { get; set; } = "tenant";
+
+    /// <summary>True when any way to authenticate is configured.</summary>
+    public bool Enabled => ApiKeys.Count > 0 || Jwt.Enabled;
+}
+
+/// <summary>JWT bearer validation: an <c>Authority</c> (OpenID Connect discovery), or a symmetric <c>SigningKey</c>.</summary>
+public sealed class EdgeJwtOptions
+{
+    public string? Authority { get; set; }
+
+    public string? Issuer { get; set; }
+
+    public string? Audience { get; set; }
+
+    /// <summary>A shared secret (at least 32 bytes as UTF-8) for HMAC-SHA256-signed tokens.</summary>
+    public string? SigningKey { get; set; }
+
+    public bool Enabled => !string.IsNullOrEmpty(Authority) || !string.IsNullOrEmpty(SigningKey);
+}

@@ -1,0 +1,344 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using BusFlow.Contracts;
+using BusFlow.Edge.Auth;
+using BusFlow.Edge.Live;
+using BusFlow.Store;
+using MassTransit;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+
+namespace BusFlow.Edge.Http;
+
+/// <summary>The REST API of design.md's wire contract (docs/protocol.md).</summary>
+internal static class PipelinesApi
+{
+    private const int MaxBodyBytes = 1024 * 1024;
+    private const int MaxIdempotencyKeyLength = 128;
+
+    public static void Map(IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api");
+        api.MapGet("/definitions", (PipelineRegistry registry) =>
+            Results.Ok(registry.Definitions.OrderBy(d => d.Name, StringComparer.Ordinal).Select(DefinitionView.From)));
+        api.MapPost("/pipelines", StartAsync);
+        api.MapGet("/pipelines/{id}", StatusAsync);
+        api.MapPost("/pipelines/{id}/cancel", CancelAsync);
+        api.MapGet("/pipelines/{id}/events", EventsAsync);
+        api.MapGet("/pipelines/{id}/stream", StreamAsync);
+        api.MapPost("/pipelines/{id}/actions/{suspendId}", ActionAsync);
+        api.MapGet("/metrics", (EdgeMetrics metrics) => Results.Ok(metrics.Snapshot()));
+    }
+
+    private static async Task<IResult> StartAsync(
+        HttpContext http,
+        PipelineRegistry registry,
+        PipelineStore store,
+        PipelineSignals signals,
+        IPublishEndpoint publish,
+        IOptions<EdgeOptions> options)
+    {
+        var principal = http.Principal();
+        var (body, problem) = await ReadJsonAsync(http.Request);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            return Problems.Invalid("invalid_body", "The body is a JSON object: {\"definition\":\"demo\",\"input\":{...},\"tags\":{\"k\":\"v\"}}.");
+        }
+
+        if (!body.TryGetProperty("definition", out var nameElement) || nameElement.ValueKind != JsonValueKind.String)
+        {
+            return Problems.Invalid("invalid_body", "\"definition\" is required: the name of a registered pipeline definition.");
+        }
+
+        var name = nameElement.GetString()!;
+        if (registry.Find(name) is null)
+        {
+            return Problems.Of(
+                StatusCodes.Status422UnprocessableEntity,
+                "unknown_definition",
+                "Unknown pipeline definition",
+                $"No pipeline definition is named '{Problems.Truncate(name)}'. Known: {string.Join(", ", registry.Definitions.Select(d => d.Name).Order(StringComparer.Ordinal))}.");
+        }
+
+        JsonElement? input = body.TryGetProperty("input", out var inputElement) && inputElement.ValueKind != JsonValueKind.Null ? inputElement.Clone() : null;
+        var tags = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (body.TryGetProperty("tags", out var tagElement) && tagElement.ValueKind != JsonValueKind.Null)
+        {
+            if (tagElement.ValueKind != JsonValueKind.Object)
+            {
+                return Problems.Invalid("invalid_tags", "\"tags\" is an object of string values.");
+            }
+
+            foreach (var tag in tagElement.EnumerateObject())
+            {
+                if (tag.Value.ValueKind != JsonValueKind.String)
+                {
+                    return Problems.Invalid("invalid_tags", $"Tag '{Problems.Truncate(tag.Name)}' must be a string.");
+                }
+
+                tags[tag.Name] = tag.Value.GetString()!;
+            }
+        }
+
+        if (principal.Tenant is { } tenant)
+        {
+            if (tags.TryGetValue(BusFlowPrincipal.TenantTag, out var given) && given != tenant)
+            {
+                return Problems.Invalid("tenant_tag_reserved", $"The '{BusFlowPrincipal.TenantTag}' tag is set from your credentials.");
+            }
+
+            tags[BusFlowPrincipal.TenantTag] = tenant;
+        }
+
+        var pipelineId = NewId.NextGuid();
+        if (http.Request.Headers.TryGetValue("Idempotency-Key", out var keyHeader))
+        {
+            var key = keyHeader.ToString();
+            if (key.Length is 0 or > MaxIdempotencyKeyLength)
+            {
+                return Problems.Invalid("invalid_idempotency_key", $"Idempotency-Key must be 1 to {MaxIdempotencyKeyLength} characters.");
+            }
+
+            var hash = Hash($"{name}\n{(input is { } i ? JsonSerializer.Serialize(i) : "null")}\n{string.Join('\n', tags.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => $"{t.Key}={t.Value}"))}");
+            var claim = await store.ClaimKeyAsync("start", $"{principal.Tenant}:{key}", hash, pipelineId, http.RequestAborted);
+            if (claim.RequestHash != hash)
+            {
+                return Problems.Of(StatusCodes.Status409Conflict, "idempotency_key_reused", "Idempotency key reused", "This Idempotency-Key was used with a different request body.");
+            }
+
+            pipelineId = claim.PipelineId;
+        }
+
+        using (var started = signals.Register(pipelineId))
+        {
+            // A repeat of an accepted start publishes again (the saga ignores starts of a pipeline it has),
+            // so a start whose publish failed after its key was claimed still happens.
+            if (await store.FindAsync(pipelineId, http.RequestAborted) is null)
+            {
+                await publish.Publish(new StartPipeline { PipelineId = pipelineId, Definition = name, Input = input, Tags = tags }, http.RequestAborted);
+                if (await store.FindAsync(pipelineId, http.RequestAborted) is null)
+                {
+                    await started.WaitAsync(options.Value.StartWait, http.RequestAborted);
+                }
+            }
+        }
+
+        return Results.Accepted($"/api/pipelines/{pipelineId}", new { pipelineId });
+    }
+
+    private static async Task<IResult> StatusAsync(HttpContext http, string id, PipelineStore store)
+    {
+        var (state, problem) = await FindVisibleAsync(http, id, store);
+        return problem ?? Results.Ok(PipelineView.From(state!));
+    }
+
+    private static async Task<IResult> CancelAsync(HttpContext http, string id, PipelineStore store, IPublishEndpoint publish)
+    {
+        var (state, problem) = await FindVisibleAsync(http, id, store);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        if (state!.Status != PipelineStatus.Running)
+        {
+            return Problems.Of(StatusCodes.Status409Conflict, "pipeline_finished", "Pipeline already finished", $"Pipeline {state.CorrelationId} is {state.Status}; there is nothing to cancel.");
+        }
+
+        await publish.Publish(new CancelPipeline { PipelineId = state.CorrelationId, Reason = $"cancelled through the API by {http.Principal().Name}" }, http.RequestAborted);
+        return Results.Accepted($"/api/pipelines/{state.CorrelationId}", new { pipelineId = state.CorrelationId });
+    }
+
+    private static async Task<IResult> EventsAsync(HttpContext http, string id, PipelineStore store, PipelineEventReader reader, PipelineSignals signals)
+    {
+        if (!TryQuery(http.Request, "after", 0, 0, long.MaxValue, out var after)
+            || !TryQuery(http.Request, "limit", 100, 1, 1000, out var limit)
+            || !TryQuery(http.Request, "waitMs", 0, 0, 60_000, out var waitMs))
+        {
+            return Problems.Invalid("invalid_query", "after (>= 0), limit (1 to 1000) and waitMs (0 to 60000) are whole numbers.");
+        }
+
+        var (state, problem) = await FindVisibleAsync(http, id, store);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        using var registration = signals.Register(state!.CorrelationId);
+        var page = await reader.ReadPipelinePageAsync(state.CorrelationId, after, (int)limit, http.RequestAborted);
+        if (page.RowsRead == 0 && waitMs > 0 && await registration.WaitAsync(TimeSpan.FromMilliseconds(waitMs), http.RequestAborted))
+        {
+            page = await reader.ReadPipelinePageAsync(state.CorrelationId, after, (int)limit, http.RequestAborted);
+        }
+
+        return new EventPageResult(page);
+    }
+
+    private static async Task StreamAsync(HttpContext http, string id, PipelineStore store, SubscriptionHub hub, EdgeMetrics metrics)
+    {
+        var principal = http.Principal();
+        var after = 0L;
+        var lastEventId = http.Request.Headers["Last-Event-ID"].ToString();
+        if ((lastEventId.Length > 0 && !long.TryParse(lastEventId, out after)) || !TryQuery(http.Request, "after", after, 0, long.MaxValue, out after) || after < 0)
+        {
+            await Problems.Invalid("invalid_query", "after and Last-Event-ID are seqs (whole numbers >= 0).").ExecuteAsync(http);
+            return;
+        }
+
+        var (state, problem) = await FindVisibleAsync(http, id, store);
+        if (problem is not null)
+        {
+            await problem.ExecuteAsync(http);
+            return;
+        }
+
+        if (!OriginPolicy.Allows(http.Request, hub.Options.AllowedOrigins))
+        {
+            await Problems.Of(StatusCodes.Status403Forbidden, "origin_not_allowed", "Origin not allowed", "This origin is not in BusFlow:Edge:AllowedOrigins.").ExecuteAsync(http);
+            return;
+        }
+
+        if (state!.Status != PipelineStatus.Running && after >= state.LastSeq)
+        {
+            // Finished and fully seen: 204 tells EventSource to stop reconnecting.
+            http.Response.StatusCode = StatusCodes.Status204NoContent;
+            return;
+        }
+
+        var connection = new SseConnection(http.Response, principal, hub.Options, metrics);
+        if (!hub.TryOpen(connection))
+        {
+            await Problems.Of(StatusCodes.Status503ServiceUnavailable, "too_many_connections", "Too many connections", "This edge node is full or shutting down; try again later or another node.").ExecuteAsync(http);
+            return;
+        }
+
+        var subscription = new Subscription(state.CorrelationId.ToString(), state.CorrelationId, new PipelineEventFilter { EventTypes = EventTypes(http.Request) }, connection, after);
+        try
+        {
+            hub.Add(subscription);
+            await connection.RunAsync(http.RequestAborted);
+        }
+        finally
+        {
+            hub.Remove(subscription);
+            hub.Closed(connection);
+        }
+    }
+
+    private static async Task<IResult> ActionAsync(HttpContext http, string id, string suspendId, PipelineStore store, IPublishEndpoint publish)
+    {
+        if (!Guid.TryParse(suspendId, out var suspension))
+        {
+            return Problems.Invalid("invalid_suspend_id", $"'{Problems.Truncate(suspendId)}' is not a suspension id (a uuid).");
+        }
+
+        var (state, problem) = await FindVisibleAsync(http, id, store);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        var (payload, bodyProblem) = await ReadJsonAsync(http.Request, allowEmpty: true);
+        if (bodyProblem is not null)
+        {
+            return bodyProblem;
+        }
+
+        var record = await store.FindSuspensionAsync(state!.CorrelationId, suspension, http.RequestAborted);
+        if (record is null)
+        {
+            return Problems.Of(StatusCodes.Status404NotFound, "suspension_not_found", "Suspension not found", $"Pipeline {state.CorrelationId} has no suspension {suspension}.");
+        }
+
+        var payloadText = payload.ValueKind == JsonValueKind.Undefined ? "null" : JsonSerializer.Serialize(payload);
+        var hash = Hash($"{http.Request.Headers["Idempotency-Key"]}\n{payloadText}");
+        var answered = record.ClosedAt is null
+            ? await store.ClaimKeyAsync("action", suspension.ToString(), hash, state.CorrelationId, http.RequestAborted)
+            : await store.FindKeyAsync("action", suspension.ToString(), http.RequestAborted);
+        if (answered?.RequestHash != hash)
+        {
+            return Problems.Of(
+                StatusCodes.Status409Conflict,
+                "suspension_closed",
+                "Suspension already closed",
+                answered is null ? $"Suspension {suspension} is no longer open (it expired or its pipeline ended)." : $"Suspension {suspension} was already answered with another request.");
+        }
+
+        if (record.ClosedAt is null)
+        {
+            await publish.Publish(
+                new SubmitStepAction { PipelineId = state.CorrelationId, SuspendId = suspension, Payload = payload.ValueKind == JsonValueKind.Undefined ? null : payload },
+                http.RequestAborted);
+        }
+
+        return Results.Accepted($"/api/pipelines/{state.CorrelationId}", new { pipelineId = state.CorrelationId, suspendId = suspension });
+    }
+
+    /// <summary>The pipeline if it exists and the caller may see it; another tenant's pipeline is reported exactly like a missing one.</summary>
+    private static async Task<(PipelineState? State, IResult? Problem)> FindVisibleAsync(HttpContext http, string id, PipelineStore store)
+    {
+        if (!Guid.TryParse(id, out var pipelineId))
+        {
+            return (null, Problems.InvalidPipelineId(id));
+        }
+
+        var state = await store.FindAsync(pipelineId, http.RequestAborted);
+        return state is not null && http.Principal().Sees(state.Tags) ? (state, null) : (null, Problems.PipelineNotFound(pipelineId));
+    }
+
+    private static async Task<(JsonElement Body, IResult? Problem)> ReadJsonAsync(HttpRequest request, bool allowEmpty = false)
+    {
+        if (request.ContentLength > MaxBodyBytes)
+        {
+            return (default, Problems.Of(StatusCodes.Status413PayloadTooLarge, "body_too_large", "Body too large", $"Bodies are limited to {MaxBodyBytes} bytes."));
+        }
+
+        using var buffer = new MemoryStream();
+        await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
+        if (buffer.Length > MaxBodyBytes)
+        {
+            return (default, Problems.Of(StatusCodes.Status413PayloadTooLarge, "body_too_large", "Body too large", $"Bodies are limited to {MaxBodyBytes} bytes."));
+        }
+
+        if (buffer.Length == 0 && allowEmpty)
+        {
+            return (default, null);
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(buffer.ToArray());
+            return (document.RootElement.Clone(), null);
+        }
+        catch (JsonException ex)
+        {
+            return (default, Problems.Invalid("invalid_json", $"The body is not JSON: {ex.Message}"));
+        }
+    }
+
+    private static bool TryQuery(HttpRequest request, string name, long fallback, long min, long max, out long value)
+    {
+        value = fallback;
+        if (!request.Query.TryGetValue(name, out var text))
+        {
+            return true;
+        }
+
+        return long.TryParse(text, out value) && value >= min && value <= max;
+    }
+
+    private static HashSet<string>? EventTypes(HttpRequest request) =>
+        request.Query.TryGetValue("eventTypes", out var types) && types.Count > 0
+            ? types.SelectMany(t => (t ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToHashSet(StringComparer.Ordinal)
+            : null;
+
+    private static string Hash(string value) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
+}

@@ -1,0 +1,79 @@
+using System.Text;
+using BusFlow.Contracts;
+using BusFlow.Edge.Auth;
+using BusFlow.Edge.Live;
+using Microsoft.AspNetCore.Http;
+
+namespace BusFlow.Edge.Http;
+
+/// <summary>
+/// A server-sent event stream of one pipeline: <c>id:</c> is the seq, <c>event:</c> the type,
+/// <c>data:</c> the event JSON. Ends after the pipeline's final event; EventSource clients
+/// reconnect with <c>Last-Event-ID</c> and get the rest.
+/// </summary>
+internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal principal, EdgeOptions options, EdgeMetrics metrics)
+    : EdgeConnection(principal, options.OutboundBuffer, metrics)
+{
+    private static readonly byte[] Heartbeat = ": ping\n\n"u8.ToArray();
+    private static readonly byte[] DataPrefix = "data: "u8.ToArray();
+    private static readonly byte[] EventEnd = "\n\n"u8.ToArray();
+
+    public async Task RunAsync(CancellationToken aborted)
+    {
+        response.Headers.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        await response.Body.FlushAsync(aborted);
+        using var timer = new PeriodicTimer(options.HeartbeatInterval);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(aborted, Closing.Token);
+        var heartbeats = BeatAsync(timer, stop.Token);
+        try
+        {
+            await RunWriterAsync(aborted);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            // The client went away.
+        }
+        finally
+        {
+            RequestClose(1000, "", drain: false);
+            await heartbeats;
+        }
+    }
+
+    private async Task BeatAsync(PeriodicTimer timer, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                // Only when there is room: a heartbeat never waits behind a full buffer.
+                _ = TryEnqueueControl(Heartbeat);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    protected override async ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken)
+    {
+        var header = Encoding.UTF8.GetBytes($"id: {e.Event.Seq}\nevent: {e.Event.EventType}\n");
+        await response.Body.WriteAsync(header, cancellationToken);
+        await response.Body.WriteAsync(DataPrefix, cancellationToken);
+        await response.Body.WriteAsync(e.Json, cancellationToken);
+        await response.Body.WriteAsync(EventEnd, cancellationToken);
+        await response.Body.FlushAsync(cancellationToken);
+        if (e.Event is PipelineCompleted or PipelineFailed or PipelineCancelled)
+        {
+            RequestClose(1000, "pipeline finished", drain: true);
+        }
+    }
+
+    protected override async ValueTask WriteControlAsync(byte[] json, CancellationToken cancellationToken)
+    {
+        await response.Body.WriteAsync(json, cancellationToken);
+        await response.Body.FlushAsync(cancellationToken);
+    }
+}

@@ -1,0 +1,98 @@
+using System.Text.Json;
+
+namespace BusFlow.Edge.Http;
+
+/// <summary>What <c>GET /api/definitions</c> returns for one definition: its steps, edges and parallel levels.</summary>
+internal sealed record DefinitionView(string Name, IReadOnlyList<StepView> Steps, IReadOnlyList<EdgeView> Edges, IReadOnlyList<IReadOnlyList<string>> Levels)
+{
+    public static DefinitionView From(PipelineDefinition d) => new(
+        d.Name,
+        [.. d.Steps.Select(s => new StepView(
+            s.Name,
+            s.Index,
+            s.Level,
+            s.Kind.ToString(),
+            s.Worker,
+            s.ChildDefinition,
+            s.DependsOn,
+            s.Consumes,
+            s.OutputName,
+            s.MapSource,
+            s.Retry.MaxAttempts,
+            s.Timeout?.TotalMilliseconds,
+            s.OnFailure.ToString(),
+            s.MaxParallelism == int.MaxValue ? null : s.MaxParallelism))],
+        [.. d.Edges.Select(e => new EdgeView(e.From, e.To))],
+        [.. d.Levels.Select(l => (IReadOnlyList<string>)[.. l.Select(s => s.Name)])]);
+}
+
+internal sealed record StepView(
+    string Name,
+    int Index,
+    int Level,
+    string Kind,
+    string? Worker,
+    string? ChildDefinition,
+    IReadOnlyList<string> DependsOn,
+    IReadOnlyList<string> Consumes,
+    string Produces,
+    string? Over,
+    int MaxAttempts,
+    double? TimeoutMs,
+    string OnFailure,
+    int? MaxParallelism);
+
+internal sealed record EdgeView(string From, string To);
+
+/// <summary>What <c>GET /api/pipelines/{id}</c> returns.</summary>
+internal sealed record PipelineView(
+    Guid PipelineId,
+    string Definition,
+    string Status,
+    IReadOnlyDictionary<string, string> Tags,
+    Guid? ParentPipelineId,
+    long LastSeq,
+    DateTimeOffset StartedAt,
+    DateTimeOffset? FinishedAt,
+    string? FailedStep,
+    Contracts.StepError? Error,
+    JsonElement? Input,
+    IReadOnlyList<StepRunView> Steps)
+{
+    public static PipelineView From(PipelineState s) => new(
+        s.CorrelationId,
+        s.Definition,
+        s.Status.ToString(),
+        s.Tags,
+        s.ParentPipelineId,
+        s.LastSeq,
+        s.StartedAt,
+        s.FinishedAt,
+        s.FailedStep,
+        s.Error,
+        s.Input,
+        [.. s.Steps.Select(StepRunView.From)]);
+}
+
+internal sealed record StepRunView(
+    string Name,
+    string Status,
+    int Attempts,
+    DateTimeOffset? StartedAt,
+    DateTimeOffset? FinishedAt,
+    JsonElement? Result,
+    Contracts.StepError? Error,
+    IReadOnlyList<WorkItemView> Items)
+{
+    public static StepRunView From(StepRun r) => new(
+        r.Name,
+        r.Status.ToString(),
+        r.Items.Count == 0 ? 0 : r.Items.Max(i => i.Attempt),
+        r.StartedAt,
+        r.FinishedAt,
+        r.Result,
+        r.Error,
+        [.. r.Items.Select(i => new WorkItemView(i.Index, i.Status.ToString(), i.Attempt, i.DueAt, i.Error, i.SuspendId, i.ChildPipelineId))]);
+}
+
+internal sealed record WorkItemView(int? Index, string Status, int Attempt, DateTimeOffset? DueAt, Contracts.StepError? Error, Guid? SuspendId, Guid? ChildPipelineId);

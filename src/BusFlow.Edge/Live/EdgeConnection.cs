@@ -1,0 +1,110 @@
+using System.Threading.Channels;
+using BusFlow.Edge.Auth;
+
+namespace BusFlow.Edge.Live;
+
+/// <summary>An item in a connection's outbound buffer: an event, or a control message's JSON.</summary>
+internal readonly record struct Outbound(EdgeEvent? Event, byte[]? Control);
+
+/// <summary>
+/// One subscriber connection (a WebSocket or an event stream) with its bounded outbound buffer. Live
+/// events are offered without waiting; a full buffer turns the subscription to the store instead of
+/// delaying the broadcast. One writer drains the buffer onto the wire.
+/// </summary>
+internal abstract class EdgeConnection
+{
+    private readonly Channel<Outbound> _outbound;
+    private readonly int _capacity;
+    private long _lastProgress = Environment.TickCount64;
+    private int _closeRequested;
+
+    protected EdgeConnection(BusFlowPrincipal principal, int capacity, EdgeMetrics metrics)
+    {
+        Principal = principal;
+        Metrics = metrics;
+        _capacity = capacity;
+        _outbound = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(capacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+    }
+
+    public BusFlowPrincipal Principal { get; }
+
+    protected EdgeMetrics Metrics { get; }
+
+    /// <summary>Cancelled when the connection is closing: catch-up readers and waits stop.</summary>
+    public CancellationTokenSource Closing { get; } = new();
+
+    /// <summary>The close status the connection ends with (WebSocket codes; SSE just ends).</summary>
+    public int CloseCode { get; private set; } = 1000;
+
+    public string CloseReason { get; private set; } = "";
+
+    /// <summary>Whether events still buffered are written before closing.</summary>
+    protected bool DrainOnClose { get; private set; } = true;
+
+    /// <summary>Offers a live event; false when the buffer is full (the subscriber falls behind).</summary>
+    public bool TryEnqueue(EdgeEvent e) => _outbound.Writer.TryWrite(new Outbound(e, null));
+
+    /// <summary>Queues a control message only if there is room now (heartbeats).</summary>
+    protected bool TryEnqueueControl(byte[] bytes) => _outbound.Writer.TryWrite(new Outbound(null, bytes));
+
+    /// <summary>Waits for room (catch-up from the store and control replies).</summary>
+    public ValueTask EnqueueAsync(Outbound item, CancellationToken cancellationToken) => _outbound.Writer.WriteAsync(item, cancellationToken);
+
+    /// <summary>True when the buffer has been full with nothing written for longer than <paramref name="timeout"/>.</summary>
+    public bool IsStalled(TimeSpan timeout) =>
+        _outbound.Reader.Count >= _capacity && Environment.TickCount64 - Interlocked.Read(ref _lastProgress) > timeout.TotalMilliseconds;
+
+    /// <summary>Asks the connection to close with a status; the first request wins.</summary>
+    public void RequestClose(int code, string reason, bool drain)
+    {
+        if (Interlocked.Exchange(ref _closeRequested, 1) != 0)
+        {
+            return;
+        }
+
+        CloseCode = code;
+        CloseReason = reason;
+        DrainOnClose = drain;
+        _outbound.Writer.TryComplete();
+        Closing.Cancel();
+    }
+
+    public bool CloseRequested => Volatile.Read(ref _closeRequested) != 0;
+
+    /// <summary>Writes buffered items until the connection closes.</summary>
+    protected async Task RunWriterAsync(CancellationToken cancellationToken)
+    {
+        var reader = _outbound.Reader;
+        while (await reader.WaitToReadAsync(cancellationToken))
+        {
+            Interlocked.Exchange(ref _lastProgress, Environment.TickCount64);
+            while (reader.TryRead(out var item))
+            {
+                if (CloseRequested && !DrainOnClose)
+                {
+                    return;
+                }
+
+                if (item.Event is { } e)
+                {
+                    await WriteEventAsync(e, cancellationToken);
+                    Metrics.EventWritten(e.Json.Length);
+                }
+                else if (item.Control is { } control)
+                {
+                    await WriteControlAsync(control, cancellationToken);
+                }
+
+                Interlocked.Exchange(ref _lastProgress, Environment.TickCount64);
+            }
+        }
+    }
+
+    protected abstract ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken);
+
+    protected abstract ValueTask WriteControlAsync(byte[] json, CancellationToken cancellationToken);
+}

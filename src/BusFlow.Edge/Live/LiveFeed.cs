@@ -1,0 +1,187 @@
+using System.Threading.Channels;
+using BusFlow.Contracts;
+using BusFlow.Store;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace BusFlow.Edge.Live;
+
+/// <summary>
+/// Turns the bus's event deliveries (at least once, in any order across pipelines) into one gapless
+/// stream in position order, and hands it to the hub. Positions are given without gaps, so a
+/// missing one is either still in flight on the bus or only in the store: after
+/// <see cref="EdgeOptions.GapTimeout"/> the gap is read from the store. Repeats are dropped.
+/// </summary>
+internal sealed partial class LiveFeed(
+    SubscriptionHub hub,
+    PipelineEventReader reader,
+    EdgeMetrics metrics,
+    IOptions<EdgeOptions> options,
+    ILogger<LiveFeed> logger) : BackgroundService
+{
+    private readonly Channel<PipelineEvent> _incoming = Channel.CreateBounded<PipelineEvent>(new BoundedChannelOptions(10_000) { SingleReader = true });
+    private readonly SortedDictionary<long, PipelineEvent> _pending = [];
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TimeSpan _gapTimeout = options.Value.GapTimeout;
+    private long _head;
+
+    /// <summary>The last position handed to the hub.</summary>
+    public long Head => Interlocked.Read(ref _head);
+
+    /// <summary>Completes once the feed knows where the store stands.</summary>
+    public Task Ready => _ready.Task;
+
+    /// <summary>Takes an event from the bus; waits when the feed is 10,000 events behind (back-pressure onto the broker).</summary>
+    public ValueTask PostAsync(PipelineEvent e, CancellationToken cancellationToken)
+    {
+        metrics.EventReceived();
+        return _incoming.Writer.WriteAsync(e, cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        Interlocked.Exchange(ref _head, await StartingPositionAsync(stoppingToken));
+        _ready.TrySetResult();
+        // When the feed started waiting for the position after _head (0: not waiting).
+        var gapSince = 0L;
+        var gapAt = 0L;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var waitFor = Timeout.InfiniteTimeSpan;
+            if (_pending.Count > 0)
+            {
+                var left = _gapTimeout.TotalMilliseconds - (Environment.TickCount64 - gapSince);
+                waitFor = TimeSpan.FromMilliseconds(Math.Max(0, left));
+            }
+
+            if (await WaitForEventAsync(waitFor, stoppingToken))
+            {
+                while (_incoming.Reader.TryRead(out var e))
+                {
+                    Accept(e);
+                }
+            }
+
+            Drain();
+            if (_pending.Count == 0)
+            {
+                gapSince = 0;
+                continue;
+            }
+
+            if (gapSince == 0 || gapAt != _head)
+            {
+                gapSince = Environment.TickCount64;
+                gapAt = _head;
+            }
+            else if (Environment.TickCount64 - gapSince >= _gapTimeout.TotalMilliseconds)
+            {
+                await FillGapAsync(stoppingToken);
+                gapSince = 0;
+            }
+        }
+    }
+
+    private async Task<bool> WaitForEventAsync(TimeSpan timeout, CancellationToken stoppingToken)
+    {
+        if (_incoming.Reader.TryPeek(out _))
+        {
+            return true;
+        }
+
+        if (timeout == TimeSpan.Zero)
+        {
+            return false;
+        }
+
+        try
+        {
+            return await _incoming.Reader.WaitToReadAsync(stoppingToken).AsTask().WaitAsync(timeout, stoppingToken);
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    private void Accept(PipelineEvent e)
+    {
+        if (e.Position == 0)
+        {
+            // Recorded without the store (a saga on the in-memory repository): no position to order by.
+            hub.Dispatch(new EdgeEvent(e));
+            return;
+        }
+
+        if (e.Position > _head)
+        {
+            _pending.TryAdd(e.Position, e);
+        }
+    }
+
+    private void Drain()
+    {
+        while (_pending.Remove(_head + 1, out var next))
+        {
+            Interlocked.Increment(ref _head);
+            hub.Dispatch(new EdgeEvent(next));
+        }
+    }
+
+    private async Task FillGapAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            var until = _pending.Keys.First();
+            while (_head < until)
+            {
+                var page = await reader.ReadAllPageAsync(_head, 1000, stoppingToken);
+                if (page.RowsRead == 0)
+                {
+                    return;
+                }
+
+                foreach (var e in page.Events)
+                {
+                    _pending.Remove(e.Position);
+                    hub.Dispatch(new EdgeEvent(e));
+                }
+
+                Interlocked.Exchange(ref _head, page.Last);
+                foreach (var stale in _pending.Keys.TakeWhile(p => p <= page.Last).ToList())
+                {
+                    _pending.Remove(stale);
+                }
+            }
+
+            Drain();
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            LogGapFillFailed(logger, ex, _head);
+        }
+    }
+
+    private async Task<long> StartingPositionAsync(CancellationToken stoppingToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await reader.LastPositionAsync(stoppingToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogStoreAway(logger, ex, attempt);
+                await Task.Delay(TimeSpan.FromSeconds(Math.Min(attempt, 5)), stoppingToken);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Reading a gap after position {Position} from the store failed; retrying")]
+    private static partial void LogGapFillFailed(ILogger logger, Exception exception, long position);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The live feed cannot read the store yet (attempt {Attempt}); retrying")]
+    private static partial void LogStoreAway(ILogger logger, Exception exception, int attempt);
+}

@@ -1,0 +1,40 @@
+using BusFlow.Contracts;
+
+namespace BusFlow.Edge.Live;
+
+/// <summary>
+/// One subscription of a connection: a pipeline (ordered by seq) or every visible pipeline (ordered
+/// by position), with its filter and cursor. It is live (fed from the bus) or catching up (fed from
+/// the store); the hub switches it between the two under its lock so no event is missed or doubled.
+/// </summary>
+internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFilter filter, EdgeConnection connection, long? after)
+{
+    /// <summary>What the client subscribed to: a pipeline id, or <c>*</c>.</summary>
+    public string Key { get; } = key;
+
+    /// <summary>The pipeline, or null for every pipeline the principal may see.</summary>
+    public Guid? PipelineId { get; } = pipelineId;
+
+    public PipelineEventFilter Filter { get; } = filter;
+
+    public EdgeConnection Connection { get; } = connection;
+
+    public CancellationTokenSource Cancellation { get; } = CancellationTokenSource.CreateLinkedTokenSource(connection.Closing.Token);
+
+    /// <summary>The last seq (pipeline) or position (<c>*</c>) passed on or filtered out; null for live-only before the first event.</summary>
+    public long? Cursor { get; set; } = after;
+
+    /// <summary>Served from the store; live events are skipped (and remembered in <see cref="SkippedUpTo"/>).</summary>
+    public bool CatchingUp { get; set; }
+
+    /// <summary>The highest seq or position the live feed offered while this subscription was catching up.</summary>
+    public long SkippedUpTo { get; set; }
+
+    public bool Cancelled => Cancellation.IsCancellationRequested;
+
+    /// <summary>The event's place in this subscription's order.</summary>
+    public long Order(PipelineEvent e) => PipelineId is null ? e.Position : e.Seq;
+
+    /// <summary>Whether the subscriber gets the event: visible to its principal and passing its filter.</summary>
+    public bool Matches(PipelineEvent e) => Connection.Principal.Sees(e) && Filter.Matches(e);
+}

@@ -1,0 +1,293 @@
+using System.Collections.Concurrent;
+using BusFlow.Store;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace BusFlow.Edge.Live;
+
+/// <summary>
+/// The index of subscriptions on this edge node. The live feed hands it each event once, in
+/// position order; it finds the matching subscriptions (by pipeline id, plus the wildcards) and
+/// offers every one the same serialised bytes. A subscription whose connection cannot take the event
+/// now switches to catch-up: it reads from the store after its cursor until it reaches what the feed
+/// has offered, then rejoins the live stream, under its lock, so nothing is skipped or sent twice.
+/// </summary>
+internal sealed partial class SubscriptionHub(
+    PipelineEventReader reader,
+    PipelineSignals signals,
+    EdgeMetrics metrics,
+    IOptions<EdgeOptions> options,
+    ILogger<SubscriptionHub> logger)
+{
+    private const int PageSize = 500;
+
+    private readonly ConcurrentDictionary<Guid, Subscription[]> _byPipeline = new();
+    private readonly ConcurrentDictionary<EdgeConnection, byte> _connections = new();
+    private readonly Lock _gate = new();
+    private Subscription[] _wildcards = [];
+    private int _accepting = 1;
+
+    public EdgeOptions Options { get; } = options.Value;
+
+    public int ConnectionCount => _connections.Count;
+
+    public bool Accepting => Volatile.Read(ref _accepting) == 1;
+
+    /// <summary>Registers a connection unless the node is full or shutting down.</summary>
+    public bool TryOpen(EdgeConnection connection)
+    {
+        if (!Accepting || _connections.Count >= Options.MaxConnections || !_connections.TryAdd(connection, 0))
+        {
+            metrics.ConnectionRefused();
+            return false;
+        }
+
+        metrics.ConnectionOpened();
+        return true;
+    }
+
+    public void Closed(EdgeConnection connection)
+    {
+        if (_connections.TryRemove(connection, out _))
+        {
+            metrics.ConnectionClosed();
+        }
+    }
+
+    /// <summary>Adds a subscription; with a cursor it starts by catching up from the store.</summary>
+    public void Add(Subscription subscription)
+    {
+        lock (_gate)
+        {
+            if (subscription.PipelineId is { } id)
+            {
+                _byPipeline.AddOrUpdate(id, _ => [subscription], (_, existing) => [.. existing, subscription]);
+            }
+            else
+            {
+                _wildcards = [.. _wildcards, subscription];
+            }
+        }
+
+        metrics.SubscriptionAdded();
+        if (subscription.Cursor is not null)
+        {
+            lock (subscription)
+            {
+                subscription.CatchingUp = true;
+            }
+
+            StartCatchUp(subscription);
+        }
+    }
+
+    public void Remove(Subscription subscription)
+    {
+        subscription.Cancellation.Cancel();
+        lock (_gate)
+        {
+            if (subscription.PipelineId is { } id)
+            {
+                if (_byPipeline.TryGetValue(id, out var existing))
+                {
+                    var rest = existing.Where(s => s != subscription).ToArray();
+                    if (rest.Length == 0)
+                    {
+                        _byPipeline.TryRemove(id, out _);
+                    }
+                    else
+                    {
+                        _byPipeline[id] = rest;
+                    }
+                }
+            }
+            else
+            {
+                _wildcards = [.. _wildcards.Where(s => s != subscription)];
+            }
+        }
+
+        metrics.SubscriptionRemoved();
+    }
+
+    /// <summary>Called by the live feed for each event, in position order, from one thread.</summary>
+    public void Dispatch(EdgeEvent e)
+    {
+        if (_byPipeline.TryGetValue(e.Event.PipelineId, out var subscribers))
+        {
+            foreach (var subscription in subscribers)
+            {
+                Offer(subscription, e);
+            }
+        }
+
+        foreach (var subscription in Volatile.Read(ref _wildcards))
+        {
+            Offer(subscription, e);
+        }
+
+        signals.Signal(e.Event.PipelineId);
+    }
+
+    private void Offer(Subscription subscription, EdgeEvent e)
+    {
+        var order = subscription.Order(e.Event);
+        lock (subscription)
+        {
+            if (subscription.Cancelled)
+            {
+                return;
+            }
+
+            if (subscription.CatchingUp)
+            {
+                subscription.SkippedUpTo = Math.Max(subscription.SkippedUpTo, order);
+                return;
+            }
+
+            if (subscription.Cursor is { } cursor && order <= cursor)
+            {
+                return;
+            }
+
+            // A pipeline's events come in seq order; a hole means one is only in the store.
+            if (subscription.PipelineId is not null && subscription.Cursor is { } last && order > last + 1)
+            {
+                FallBehind(subscription, order);
+                return;
+            }
+
+            if (!subscription.Matches(e.Event))
+            {
+                subscription.Cursor = order;
+                return;
+            }
+
+            if (subscription.Connection.TryEnqueue(e))
+            {
+                subscription.Cursor = order;
+                metrics.Broadcast(e.ReceivedAt);
+                return;
+            }
+
+            subscription.Cursor ??= order - 1;
+            FallBehind(subscription, order);
+        }
+    }
+
+    private void FallBehind(Subscription subscription, long skipped)
+    {
+        subscription.CatchingUp = true;
+        subscription.SkippedUpTo = skipped;
+        StartCatchUp(subscription);
+    }
+
+    private void StartCatchUp(Subscription subscription) => _ = Task.Run(() => CatchUpAsync(subscription));
+
+    private async Task CatchUpAsync(Subscription subscription)
+    {
+        metrics.CatchUpStarted();
+        var token = subscription.Cancellation.Token;
+        try
+        {
+            while (!token.IsCancellationRequested)
+            {
+                long cursor;
+                lock (subscription)
+                {
+                    cursor = subscription.Cursor ?? 0;
+                }
+
+                var page = subscription.PipelineId is { } id
+                    ? await reader.ReadPipelinePageAsync(id, cursor, PageSize, token)
+                    : await reader.ReadAllPageAsync(cursor, PageSize, token);
+                foreach (var e in page.Events)
+                {
+                    if (subscription.Matches(e))
+                    {
+                        await subscription.Connection.EnqueueAsync(new Outbound(new EdgeEvent(e), null), token);
+                    }
+
+                    lock (subscription)
+                    {
+                        subscription.Cursor = subscription.Order(e);
+                    }
+                }
+
+                lock (subscription)
+                {
+                    subscription.Cursor = Math.Max(subscription.Cursor ?? 0, page.Last);
+                    if (page.RowsRead < PageSize && subscription.SkippedUpTo <= subscription.Cursor)
+                    {
+                        subscription.CatchingUp = false;
+                        return;
+                    }
+                }
+
+                if (page.RowsRead == 0)
+                {
+                    // The feed offered an event the store does not show yet (a replica behind); look again shortly.
+                    await Task.Delay(50, token);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            LogCatchUpFailed(logger, ex, subscription.Key);
+            subscription.Connection.RequestClose(1011, "replay failed; resume later", drain: true);
+        }
+        finally
+        {
+            metrics.CatchUpEnded();
+        }
+    }
+
+    /// <summary>Closes connections that stopped reading, with 4000: resume from the last seq or position seen.</summary>
+    public void CloseStalled()
+    {
+        foreach (var connection in _connections.Keys)
+        {
+            if (!connection.CloseRequested && connection.IsStalled(Options.StallTimeout))
+            {
+                metrics.ConnectionStalled();
+                connection.RequestClose(CloseCodes.Resume, "stalled: reconnect and resume with after", drain: false);
+            }
+        }
+    }
+
+    /// <summary>Stops accepting and tells every connection to reconnect elsewhere after draining what it has.</summary>
+    public async Task ShutdownAsync(CancellationToken cancellationToken)
+    {
+        Interlocked.Exchange(ref _accepting, 0);
+        foreach (var connection in _connections.Keys)
+        {
+            connection.RequestClose(CloseCodes.GoingAway, "server shutting down; reconnect and resume", drain: true);
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(Options.DrainTimeout);
+        while (!_connections.IsEmpty && !timeout.IsCancellationRequested)
+        {
+            await Task.Delay(20, CancellationToken.None);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Replay for subscription {Key} failed; the connection is closed so the client resumes")]
+    private static partial void LogCatchUpFailed(ILogger logger, Exception exception, string key);
+}
+
+/// <summary>WebSocket close codes the edge uses (docs/protocol.md).</summary>
+internal static class CloseCodes
+{
+    /// <summary>The server is going away: reconnect (to another node) and resume.</summary>
+    public const int GoingAway = 1001;
+
+    /// <summary>Too many connections: try again later.</summary>
+    public const int TryAgainLater = 1013;
+
+    /// <summary>The connection fell too far behind: reconnect and resume with <c>after</c>.</summary>
+    public const int Resume = 4000;
+}

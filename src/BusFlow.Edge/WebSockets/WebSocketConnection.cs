@@ -1,0 +1,303 @@
+using System.Net.WebSockets;
+using System.Text.Json;
+using BusFlow.Edge.Auth;
+using BusFlow.Edge.Live;
+using BusFlow.Store;
+using Microsoft.Extensions.Logging;
+
+namespace BusFlow.Edge.WebSockets;
+
+/// <summary>
+/// One client on <c>/ws</c>: reads its JSON messages (subscribe, unsubscribe, ping) with limits on
+/// frame size and rate, answers bad input with error frames and keeps the socket open, and writes
+/// events and replies from the outbound buffer.
+/// </summary>
+internal sealed partial class WebSocketConnection(
+    WebSocket socket,
+    BusFlowPrincipal principal,
+    SubscriptionHub hub,
+    PipelineStore pipelines,
+    PipelineEventReader reader,
+    EdgeMetrics metrics,
+    ILogger logger) : EdgeConnection(principal, hub.Options.OutboundBuffer, metrics)
+{
+    private static readonly byte[] Pong = """{"type":"pong"}"""u8.ToArray();
+
+    private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private CancellationTokenSource Abort { get; } = new();
+    private readonly EdgeOptions _options = hub.Options;
+    private double _tokens = hub.Options.MaxMessagesPerSecond;
+    private long _lastRefill = Environment.TickCount64;
+
+    public async Task RunAsync()
+    {
+        using var closing = Closing.Token.Register(() => _ = AbortIfStuckAsync());
+        var writer = WriteLoopAsync();
+        try
+        {
+            await ReceiveLoopAsync();
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or Microsoft.AspNetCore.Connections.ConnectionAbortedException)
+        {
+            // The client went away.
+        }
+        finally
+        {
+            RequestClose(1000, "", drain: false);
+            foreach (var subscription in _subscriptions.Values)
+            {
+                hub.Remove(subscription);
+            }
+
+            _subscriptions.Clear();
+        }
+
+        await writer;
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        try
+        {
+            await RunWriterAsync(Abort.Token);
+            if (socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Abort.Token);
+                timeout.CancelAfter(TimeSpan.FromSeconds(5));
+                await socket.CloseOutputAsync((WebSocketCloseStatus)CloseCode, CloseReason, timeout.Token);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
+        {
+            socket.Abort();
+        }
+        finally
+        {
+            // Ends the receive loop if the client never answers the close.
+            Abort.CancelAfter(TimeSpan.FromSeconds(5));
+        }
+    }
+
+    /// <summary>A connection asked to close gets the stall timeout to get its close frame out; then it is cut.</summary>
+    private async Task AbortIfStuckAsync()
+    {
+        await Task.Delay(DrainOnClose ? _options.DrainTimeout + TimeSpan.FromSeconds(1) : _options.StallTimeout);
+        if (socket.State != WebSocketState.Closed)
+        {
+            await Abort.CancelAsync();
+            socket.Abort();
+        }
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var buffer = new byte[_options.MaxFrameBytes];
+        var count = 0;
+        while (socket.State == WebSocketState.Open && !CloseRequested)
+        {
+            var result = await socket.ReceiveAsync(buffer.AsMemory(count), Abort.Token);
+            if (result.MessageType == WebSocketMessageType.Close)
+            {
+                RequestClose(1000, "", drain: false);
+                return;
+            }
+
+            count += result.Count;
+            if (!result.EndOfMessage)
+            {
+                if (count < buffer.Length)
+                {
+                    continue;
+                }
+
+                // Too large: read the rest of the frame away, say so, carry on.
+                do
+                {
+                    result = await socket.ReceiveAsync(buffer.AsMemory(), Abort.Token);
+                }
+                while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);
+
+                count = 0;
+                if (result.MessageType == WebSocketMessageType.Close)
+                {
+                    RequestClose(1000, "", drain: false);
+                    return;
+                }
+
+                await ErrorAsync(ClientErrors.FrameTooLarge, $"frames are limited to {_options.MaxFrameBytes} bytes");
+                continue;
+            }
+
+            var length = count;
+            count = 0;
+            if (!TakeToken())
+            {
+                await ErrorAsync(ClientErrors.RateLimited, $"more than {_options.MaxMessagesPerSecond} messages per second; message ignored");
+                continue;
+            }
+
+            if (result.MessageType == WebSocketMessageType.Binary)
+            {
+                await ErrorAsync(ClientErrors.BinaryNotSupported, "send JSON text frames");
+                continue;
+            }
+
+            await HandleAsync(buffer.AsMemory(0, length));
+        }
+    }
+
+    private bool TakeToken()
+    {
+        var now = Environment.TickCount64;
+        var rate = _options.MaxMessagesPerSecond;
+        _tokens = Math.Min(rate, _tokens + ((now - _lastRefill) * rate / 1000.0));
+        _lastRefill = now;
+        if (_tokens < 1)
+        {
+            return false;
+        }
+
+        _tokens -= 1;
+        return true;
+    }
+
+    private async Task HandleAsync(ReadOnlyMemory<byte> frame)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(frame);
+        }
+        catch (JsonException ex)
+        {
+            await ErrorAsync(ClientErrors.InvalidJson, $"not JSON: {ex.Message}");
+            return;
+        }
+
+        using (document)
+        {
+            var message = document.RootElement;
+            if (message.ValueKind != JsonValueKind.Object)
+            {
+                await ErrorAsync(ClientErrors.InvalidMessage, "a message is a JSON object with a \"type\"");
+                return;
+            }
+
+            if (!message.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+            {
+                await ErrorAsync(ClientErrors.InvalidMessage, "\"type\" is required: subscribe, unsubscribe or ping");
+                return;
+            }
+
+            switch (type.GetString())
+            {
+                case "subscribe":
+                    await SubscribeAsync(message);
+                    break;
+                case "unsubscribe":
+                    await UnsubscribeAsync(message);
+                    break;
+                case "ping":
+                    await SendAsync(Pong);
+                    break;
+                default:
+                    await ErrorAsync(ClientErrors.UnknownType, $"unknown message type '{SubscribeRequest.Truncate(type.GetString()!)}'; expected subscribe, unsubscribe or ping");
+                    break;
+            }
+        }
+    }
+
+    private async Task SubscribeAsync(JsonElement message)
+    {
+        var (request, code, error) = SubscribeRequest.Parse(message);
+        if (request is null)
+        {
+            await ErrorAsync(code!, error!);
+            return;
+        }
+
+        var replacing = _subscriptions.TryGetValue(request.Key, out var existing);
+        if (!replacing && _subscriptions.Count >= _options.MaxSubscriptionsPerConnection)
+        {
+            await ErrorAsync(ClientErrors.TooManySubscriptions, $"a connection may hold {_options.MaxSubscriptionsPerConnection} subscriptions", request.Key);
+            return;
+        }
+
+        if (request.After is { } after && after > await LastOrderAsync(request))
+        {
+            await ErrorAsync(ClientErrors.AfterOutOfRange, $"after {after} is beyond the last {(request.PipelineId is null ? "position" : "seq")} recorded", request.Key);
+            return;
+        }
+
+        if (existing is not null)
+        {
+            hub.Remove(existing);
+        }
+
+        var filter = new PipelineEventFilter { EventTypes = request.EventTypes, Tags = request.Tags };
+        var subscription = new Subscription(request.Key, request.PipelineId, filter, this, request.After);
+        _subscriptions[request.Key] = subscription;
+        await SendAsync(JsonSerializer.SerializeToUtf8Bytes(new { type = "subscribed", pipelineId = request.Key }, PipelineEventJson.Options));
+        hub.Add(subscription);
+    }
+
+    /// <summary>The last seq of a pipeline this principal may see (0 for one it may not), or the last position.</summary>
+    private async Task<long> LastOrderAsync(SubscribeRequest request)
+    {
+        if (request.PipelineId is not { } id)
+        {
+            return await reader.LastPositionAsync(Closing.Token);
+        }
+
+        var state = await pipelines.FindAsync(id, Closing.Token);
+        return state is not null && Principal.Sees(state.Tags) ? state.LastSeq : 0;
+    }
+
+    private async Task UnsubscribeAsync(JsonElement message)
+    {
+        if (!SubscribeRequest.TryParseKey(message, out var key, out _, out var code, out var error))
+        {
+            await ErrorAsync(code!, error!);
+            return;
+        }
+
+        if (!_subscriptions.Remove(key, out var subscription))
+        {
+            await ErrorAsync(ClientErrors.NotSubscribed, $"no subscription for '{key}' on this connection", key);
+            return;
+        }
+
+        hub.Remove(subscription);
+        await SendAsync(JsonSerializer.SerializeToUtf8Bytes(new { type = "unsubscribed", pipelineId = key }, PipelineEventJson.Options));
+    }
+
+    private Task ErrorAsync(string code, string message, string? pipelineId = null)
+    {
+        Metrics.ClientError();
+        LogClientError(logger, code, message);
+        return SendAsync(JsonSerializer.SerializeToUtf8Bytes(new { type = "error", code, message, pipelineId }, ErrorJson));
+    }
+
+    private static readonly JsonSerializerOptions ErrorJson = new(PipelineEventJson.Options) { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+
+    private async Task SendAsync(byte[] json)
+    {
+        try
+        {
+            await EnqueueAsync(new Outbound(null, json), Closing.Token);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or System.Threading.Channels.ChannelClosedException)
+        {
+            // Closing: the reply has nowhere to go.
+        }
+    }
+
+    protected override ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken) =>
+        socket.SendAsync(e.Json.AsMemory(), WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
+
+    protected override ValueTask WriteControlAsync(byte[] json, CancellationToken cancellationToken) =>
+        socket.SendAsync(json.AsMemory(), WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "WebSocket client error {Code}: {Message}")]
+    private static partial void LogClientError(ILogger logger, string code, string message);
+}

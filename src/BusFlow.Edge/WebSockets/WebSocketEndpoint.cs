@@ -1,0 +1,58 @@
+using BusFlow.Edge.Auth;
+using BusFlow.Edge.Http;
+using BusFlow.Edge.Live;
+using BusFlow.Store;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace BusFlow.Edge.WebSockets;
+
+/// <summary><c>GET /ws</c>: checks origin and node capacity, accepts the socket and runs the connection.</summary>
+internal static class WebSocketEndpoint
+{
+    public static async Task HandleAsync(
+        HttpContext http,
+        SubscriptionHub hub,
+        LiveFeed feed,
+        PipelineStore pipelines,
+        PipelineEventReader reader,
+        EdgeMetrics metrics,
+        ILoggerFactory loggers)
+    {
+        if (!http.WebSockets.IsWebSocketRequest)
+        {
+            await Problems.Invalid("websocket_required", "GET /ws is a WebSocket endpoint; open it with a WebSocket client.").ExecuteAsync(http);
+            return;
+        }
+
+        if (!OriginPolicy.Allows(http.Request, hub.Options.AllowedOrigins))
+        {
+            await Problems.Of(StatusCodes.Status403Forbidden, "origin_not_allowed", "Origin not allowed", "This origin is not in BusFlow:Edge:AllowedOrigins.").ExecuteAsync(http);
+            return;
+        }
+
+        if (!hub.Accepting)
+        {
+            await Problems.Of(StatusCodes.Status503ServiceUnavailable, "shutting_down", "Shutting down", "This edge node is shutting down; connect to another.").ExecuteAsync(http);
+            return;
+        }
+
+        await feed.Ready.WaitAsync(http.RequestAborted);
+        using var socket = await http.WebSockets.AcceptWebSocketAsync();
+        var connection = new WebSocketConnection(socket, http.Principal(), hub, pipelines, reader, metrics, loggers.CreateLogger<WebSocketConnection>());
+        if (!hub.TryOpen(connection))
+        {
+            await socket.CloseOutputAsync((System.Net.WebSockets.WebSocketCloseStatus)CloseCodes.TryAgainLater, "too many connections; try again later", http.RequestAborted);
+            return;
+        }
+
+        try
+        {
+            await connection.RunAsync();
+        }
+        finally
+        {
+            hub.Closed(connection);
+        }
+    }
+}

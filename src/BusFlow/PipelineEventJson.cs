@@ -1,0 +1,31 @@
+using System.Text.Json;
+using BusFlow.Contracts;
+
+namespace BusFlow;
+
+/// <summary>
+/// The one JSON form of a pipeline event: camelCase, serialised through <see cref="PipelineEvent"/>
+/// so it carries its <c>type</c>. The store logs it, the edge sends it, clients read it.
+/// </summary>
+public static class PipelineEventJson
+{
+    /// <summary>The serializer options of the wire contract (web defaults: camelCase, case-insensitive reads).</summary>
+    public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web);
+
+    public static string Serialize(PipelineEvent e) => JsonSerializer.Serialize(e, Options);
+
+    public static byte[] SerializeToUtf8Bytes(PipelineEvent e) => JsonSerializer.SerializeToUtf8Bytes(e, Options);
+
+    /// <summary>Reads an event back; null when the JSON names a type this version does not know or is not an event.</summary>
+    public static PipelineEvent? TryDeserialize(string json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<PipelineEvent>(json, Options);
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,285 @@
+using System.Net;
+using System.Text.Json;
+using BusFlow.Edge.Tests.Support;
+
+namespace BusFlow.Edge.Tests;
+
+/// <summary>The REST API of the wire contract, on a real Kestrel with the embedded defaults.</summary>
+public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassFixture<EdgeServerFixture>
+{
+    private HttpClient Http => fixture.Server.Http;
+
+    [Fact]
+    public async Task Should_list_definitions_with_steps_edges_and_levels()
+    {
+        var definitions = await Http.GetJsonAsync("/api/definitions");
+        var demo = definitions.EnumerateArray().Single(d => d.GetProperty("name").GetString() == "demo");
+        Assert.Equal(["fetch", "clean", "enrich", "merge", "report"], demo.GetProperty("steps").EnumerateArray().Select(s => s.GetProperty("name").GetString()));
+        Assert.Contains(demo.GetProperty("edges").EnumerateArray(), e => e.GetProperty("from").GetString() == "fetch" && e.GetProperty("to").GetString() == "clean");
+        Assert.Equal(["clean", "enrich"], demo.GetProperty("levels")[1].EnumerateArray().Select(s => s.GetString()).Order());
+    }
+
+    [Fact]
+    public async Task Should_start_a_pipeline_and_report_its_status_steps_and_attempts()
+    {
+        var id = await Http.StartAsync("demo", new { delayMs = 5, progressTicks = 1, flakyStep = "clean" });
+        var status = await Http.WaitForEndAsync(id);
+        Assert.Equal("Completed", status.GetProperty("status").GetString());
+        Assert.Equal("demo", status.GetProperty("definition").GetString());
+        var clean = status.GetProperty("steps").EnumerateArray().Single(s => s.GetProperty("name").GetString() == "clean");
+        Assert.Equal("Completed", clean.GetProperty("status").GetString());
+        Assert.Equal(2, clean.GetProperty("attempts").GetInt32());
+        Assert.True(status.GetProperty("finishedAt").ValueKind == JsonValueKind.String);
+    }
+
+    [Fact]
+    public async Task Should_give_the_same_pipeline_for_the_same_idempotency_key_and_body_and_409_for_another_body()
+    {
+        var key = Guid.NewGuid().ToString();
+        var first = await Http.StartAsync("wordcount", new { texts = new[] { "a b" } }, idempotencyKey: key);
+        var again = await Http.StartAsync("wordcount", new { texts = new[] { "a b" } }, idempotencyKey: key);
+        Assert.Equal(first, again);
+
+        using var conflict = await Http.StartRawAsync("wordcount", new { texts = new[] { "other" } }, idempotencyKey: key);
+        var (status, code, _) = await conflict.ProblemAsync();
+        Assert.Equal(HttpStatusCode.Conflict, status);
+        Assert.Equal("idempotency_key_reused", code);
+
+        var other = await Http.StartAsync("wordcount", new { texts = new[] { "a b" } }, idempotencyKey: Guid.NewGuid().ToString());
+        Assert.NotEqual(first, other);
+    }
+
+    [Fact]
+    public async Task Should_cancel_a_running_pipeline_and_refuse_to_cancel_a_finished_one()
+    {
+        var id = await Http.StartAsync("hold");
+        using (var cancel = await Http.PostAsync($"/api/pipelines/{id}/cancel", null))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
+        }
+
+        var status = await Http.WaitForEndAsync(id);
+        Assert.Equal("Cancelled", status.GetProperty("status").GetString());
+
+        using var again = await Http.PostAsync($"/api/pipelines/{id}/cancel", null);
+        var (code, name, _) = await again.ProblemAsync();
+        Assert.Equal(HttpStatusCode.Conflict, code);
+        Assert.Equal("pipeline_finished", name);
+    }
+
+    [Fact]
+    public async Task Should_answer_a_suspension_idempotently_and_refuse_a_second_different_answer()
+    {
+        var id = await Http.StartAsync("approval", new { title = "post" });
+        var suspendId = await WaitForSuspensionAsync(id);
+
+        const string key = "answer-1";
+        using (var answer = await Http.PostJsonAsync($"/api/pipelines/{id}/actions/{suspendId}", """{"approved":true}""", key))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, answer.StatusCode);
+        }
+
+        using (var repeat = await Http.PostJsonAsync($"/api/pipelines/{id}/actions/{suspendId}", """{"approved":true}""", key))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, repeat.StatusCode);
+        }
+
+        var status = await Http.WaitForEndAsync(id);
+        Assert.Equal("Completed", status.GetProperty("status").GetString());
+
+        using (var repeatAfterEnd = await Http.PostJsonAsync($"/api/pipelines/{id}/actions/{suspendId}", """{"approved":true}""", key))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, repeatAfterEnd.StatusCode);
+        }
+
+        using var different = await Http.PostJsonAsync($"/api/pipelines/{id}/actions/{suspendId}", """{"approved":false}""", "answer-2");
+        var (code, name, _) = await different.ProblemAsync();
+        Assert.Equal(HttpStatusCode.Conflict, code);
+        Assert.Equal("suspension_closed", name);
+
+        using var unknown = await Http.PostJsonAsync($"/api/pipelines/{id}/actions/{Guid.NewGuid()}", """{"approved":true}""");
+        Assert.Equal((HttpStatusCode.NotFound, "suspension_not_found"), await CodeOf(unknown));
+    }
+
+    [Fact]
+    public async Task Should_long_poll_events_in_seq_order_and_wait_for_new_ones()
+    {
+        var id = await Http.StartAsync("ticker", new { ticks = 5, delayMs = 60 });
+        var seen = new List<long>();
+        var next = 0L;
+        var polls = 0;
+        while (true)
+        {
+            polls++;
+            var page = await Http.GetJsonAsync($"/api/pipelines/{id}/events?after={next}&limit=3&waitMs=5000");
+            var events = page.GetProperty("events").EnumerateArray().ToList();
+            Assert.NotEmpty(events);
+            seen.AddRange(events.Select(e => e.Seq()));
+            next = page.GetProperty("next").GetInt64();
+            Assert.Equal(seen[^1], next);
+            if (events.Any(e => e.IsTerminal()))
+            {
+                break;
+            }
+        }
+
+        Assert.Equal(Enumerable.Range(1, seen.Count).Select(i => (long)i), seen);
+        Assert.True(polls > 2);
+
+        // Nothing newer: waits about waitMs, then answers with no events and the same next.
+        var started = DateTime.UtcNow;
+        var empty = await Http.GetJsonAsync($"/api/pipelines/{id}/events?after={next}&waitMs=300");
+        Assert.Empty(empty.GetProperty("events").EnumerateArray());
+        Assert.Equal(next, empty.GetProperty("next").GetInt64());
+        Assert.True(DateTime.UtcNow - started >= TimeSpan.FromMilliseconds(250));
+    }
+
+    [Fact]
+    public async Task Should_stream_server_sent_events_and_resume_from_Last_Event_ID()
+    {
+        var id = await Http.StartAsync("ticker", new { ticks = 4, delayMs = 20 });
+        var all = await ReadStreamAsync($"/api/pipelines/{id}/stream", lastEventId: null);
+        Assert.Equal(Enumerable.Range(1, all.Count).Select(i => (long)i), all.Select(e => e.Id));
+        Assert.Equal("PipelineCompleted", all[^1].Type);
+        Assert.All(all, e => Assert.Equal(e.Type, JsonDocument.Parse(e.Data).RootElement.Type()));
+
+        var resumed = await ReadStreamAsync($"/api/pipelines/{id}/stream", lastEventId: "3");
+        Assert.Equal(all.Skip(3).Select(e => e.Id), resumed.Select(e => e.Id));
+        var byQuery = await ReadStreamAsync($"/api/pipelines/{id}/stream?after=5", lastEventId: null);
+        Assert.Equal(all.Skip(5).Select(e => e.Id), byQuery.Select(e => e.Id));
+
+        // Finished and fully seen: 204, so EventSource stops reconnecting.
+        using var done = await Http.GetAsync($"/api/pipelines/{id}/stream?after={all[^1].Id}");
+        Assert.Equal(HttpStatusCode.NoContent, done.StatusCode);
+    }
+
+    [Fact]
+    public async Task Should_report_health_and_metrics()
+    {
+        using var live = await Http.GetAsync("/health/live");
+        Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        using var ready = await Http.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+
+        var id = await Http.StartAsync("ticker", new { ticks = 2, delayMs = 0 });
+        await using var ws = await WsClient.ConnectAsync(fixture.Server.WebSocketUri());
+        await ws.SubscribeAsync(id.ToString(), after: 0);
+        await ws.ReceiveUntilAsync(e => e.IsTerminal());
+        var metrics = await Http.GetJsonAsync("/api/metrics");
+        Assert.True(metrics.GetProperty("connections").GetInt64() >= 1);
+        Assert.True(metrics.GetProperty("eventsOut").GetInt64() >= 4);
+        Assert.True(metrics.GetProperty("eventsIn").GetInt64() >= 4);
+        Assert.True(metrics.GetProperty("bytesOut").GetInt64() > 0);
+    }
+
+    [Fact]
+    public async Task Should_answer_bad_requests_with_problem_details_and_change_nothing()
+    {
+        using (var notJson = await Http.PostJsonAsync("/api/pipelines", "{not json"))
+        {
+            Assert.Equal((HttpStatusCode.BadRequest, "invalid_json"), await CodeOf(notJson));
+        }
+
+        using (var unknown = await Http.StartRawAsync("no-such-pipeline"))
+        {
+            Assert.Equal((HttpStatusCode.UnprocessableEntity, "unknown_definition"), await CodeOf(unknown));
+        }
+
+        using (var missing = await Http.PostJsonAsync("/api/pipelines", """{"input":{}}"""))
+        {
+            Assert.Equal((HttpStatusCode.BadRequest, "invalid_body"), await CodeOf(missing));
+        }
+
+        using (var badTags = await Http.PostJsonAsync("/api/pipelines", """{"definition":"demo","tags":{"a":1}}"""))
+        {
+            Assert.Equal((HttpStatusCode.BadRequest, "invalid_tags"), await CodeOf(badTags));
+        }
+
+        using (var badId = await Http.GetAsync("/api/pipelines/not-a-uuid"))
+        {
+            Assert.Equal((HttpStatusCode.BadRequest, "invalid_pipeline_id"), await CodeOf(badId));
+        }
+
+        using (var none = await Http.GetAsync($"/api/pipelines/{Guid.NewGuid()}"))
+        {
+            Assert.Equal((HttpStatusCode.NotFound, "pipeline_not_found"), await CodeOf(none));
+        }
+
+        using (var badQuery = await Http.GetAsync($"/api/pipelines/{Guid.NewGuid()}/events?limit=0"))
+        {
+            Assert.Equal((HttpStatusCode.BadRequest, "invalid_query"), await CodeOf(badQuery));
+        }
+
+        // Still serving.
+        var id = await Http.StartAsync("wordcount", new { texts = new[] { "x" } });
+        Assert.Equal("Completed", (await Http.WaitForEndAsync(id)).GetProperty("status").GetString());
+    }
+
+    private static async Task<(HttpStatusCode, string?)> CodeOf(HttpResponseMessage response)
+    {
+        var (status, code, _) = await response.ProblemAsync();
+        return (status, code);
+    }
+
+    private async Task<Guid> WaitForSuspensionAsync(Guid id)
+    {
+        for (var i = 0; i < 200; i++)
+        {
+            var status = await Http.GetJsonAsync($"/api/pipelines/{id}");
+            foreach (var step in status.GetProperty("steps").EnumerateArray())
+            {
+                foreach (var item in step.GetProperty("items").EnumerateArray())
+                {
+                    if (item.GetProperty("suspendId").ValueKind == JsonValueKind.String && item.GetProperty("status").GetString() == "Suspended")
+                    {
+                        return item.GetProperty("suspendId").GetGuid();
+                    }
+                }
+            }
+
+            await Task.Delay(50);
+        }
+
+        throw new TimeoutException("no suspension");
+    }
+
+    private sealed record SseEvent(long Id, string Type, string Data);
+
+    private async Task<List<SseEvent>> ReadStreamAsync(string path, string? lastEventId)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        if (lastEventId is not null)
+        {
+            request.Headers.Add("Last-Event-ID", lastEventId);
+        }
+
+        using var response = await Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var events = new List<SseEvent>();
+        long id = 0;
+        string type = "", data = "";
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (line.StartsWith("id: ", StringComparison.Ordinal))
+            {
+                id = long.Parse(line[4..], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            else if (line.StartsWith("event: ", StringComparison.Ordinal))
+            {
+                type = line[7..];
+            }
+            else if (line.StartsWith("data: ", StringComparison.Ordinal))
+            {
+                data = line[6..];
+            }
+            else if (line.Length == 0 && data.Length > 0)
+            {
+                events.Add(new SseEvent(id, type, data));
+                data = "";
+            }
+        }
+
+        return events;
+    }
+}
