@@ -57,6 +57,9 @@ internal sealed partial class SubscriptionHub(
     /// <summary>Adds a subscription; with a cursor it starts by catching up from the store.</summary>
     public void Add(Subscription subscription)
     {
+        // Catching up before the feed can see it: the feed must never start a second catch-up.
+        var catchUp = subscription.Cursor is not null;
+        subscription.CatchingUp = catchUp;
         lock (_gate)
         {
             if (subscription.PipelineId is { } id)
@@ -70,13 +73,8 @@ internal sealed partial class SubscriptionHub(
         }
 
         metrics.SubscriptionAdded();
-        if (subscription.Cursor is not null)
+        if (catchUp)
         {
-            lock (subscription)
-            {
-                subscription.CatchingUp = true;
-            }
-
             StartCatchUp(subscription);
         }
     }

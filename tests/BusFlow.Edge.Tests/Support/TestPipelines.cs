@@ -5,6 +5,7 @@ namespace BusFlow.Edge.Tests.Support;
 /// <summary>
 /// <c>ticker</c>: one step that reports <c>ticks</c> progress events (<c>delayMs</c> apart) and
 /// succeeds; a long stream of events for the relay tests. <c>hold</c>: waits until cancelled.
+/// <c>parent</c>: runs <c>ticker</c> as a child pipeline with the parent's input.
 /// </summary>
 public static class TestPipelines
 {
@@ -31,5 +32,6 @@ public static class TestPipelines
             return StepResult.Success(JsonDocument.Parse("{}").RootElement);
         })
         .AddPipeline("ticker", p => p.Step("tick", s => s.Worker("ticker")))
-        .AddPipeline("hold", p => p.Step("hold", s => s.Worker("hold")));
+        .AddPipeline("hold", p => p.Step("hold", s => s.Worker("hold")))
+        .AddPipeline("parent", p => p.Child("child", "ticker"));
 }
