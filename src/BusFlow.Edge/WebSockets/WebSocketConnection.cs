@@ -78,10 +78,14 @@ internal sealed partial class WebSocketConnection(
         }
     }
 
-    /// <summary>A connection asked to close gets the stall timeout to get its close frame out; then it is cut.</summary>
+    /// <summary>
+    /// A connection asked to close gets time to get its close frame out (a stalled client that reads
+    /// again within twice the stall timeout still learns to resume); then it is cut.
+    /// </summary>
     private async Task AbortIfStuckAsync()
     {
-        await Task.Delay(DrainOnClose ? _options.DrainTimeout + TimeSpan.FromSeconds(1) : _options.StallTimeout);
+        var stalledGrace = _options.StallTimeout * 2 > TimeSpan.FromSeconds(5) ? _options.StallTimeout * 2 : TimeSpan.FromSeconds(5);
+        await Task.Delay(DrainOnClose ? _options.DrainTimeout + TimeSpan.FromSeconds(1) : stalledGrace);
         if (socket.State != WebSocketState.Closed)
         {
             await Abort.CancelAsync();

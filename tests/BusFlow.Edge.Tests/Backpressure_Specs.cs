@@ -1,0 +1,119 @@
+using System.Net.WebSockets;
+using System.Text.Json;
+using BusFlow.Edge.Tests.Support;
+
+namespace BusFlow.Edge.Tests;
+
+/// <summary>Slow and stalled subscribers, connection limits and shutdown, on a real Kestrel.</summary>
+public sealed class When_a_subscriber_cannot_keep_up
+{
+    private static readonly object BigTicks = new { ticks = 1200, delayMs = 0, padding = new string('p', 8 * 1024) };
+
+    [Fact]
+    public async Task Should_keep_others_at_full_rate_and_serve_it_every_event_from_the_store_when_it_reads_again()
+    {
+        await using var server = await EdgeServer.StartAsync(o => o.OutboundBuffer = 16);
+        await using var slow = await WsClient.ConnectAsync(server.WebSocketUri(), o => o.SetBuffer(4096, 4096));
+        await using var fast = await WsClient.ConnectAsync(server.WebSocketUri());
+        var id = await server.Http.StartAsync("ticker", BigTicks);
+        await slow.SubscribeAsync(id.ToString(), after: 0);
+        await fast.SubscribeAsync(id.ToString(), after: 0);
+
+        // The slow client reads nothing while the fast one takes the whole run.
+        var catchingUpSeen = false;
+        var fastEvents = new List<JsonElement>();
+        while (fastEvents.Count == 0 || !fastEvents[^1].IsTerminal())
+        {
+            fastEvents.Add((await fast.ReceiveAsync(TimeSpan.FromSeconds(60)))!.Value);
+            if (fastEvents.Count % 100 == 0)
+            {
+                catchingUpSeen |= (await server.Http.GetJsonAsync("/api/metrics")).GetProperty("subscribersCatchingUp").GetInt64() > 0;
+            }
+        }
+
+        Assert.Equal(Enumerable.Range(1, fastEvents.Count).Select(i => (long)i), fastEvents.Select(e => e.Seq()));
+        Assert.True(catchingUpSeen, "the slow subscriber should have been moved to the store while it did not read");
+
+        var slowEvents = await slow.ReceiveUntilAsync(e => e.IsTerminal(), TimeSpan.FromSeconds(60));
+        Assert.Equal(fastEvents.Select(e => e.Seq()), slowEvents.Select(e => e.Seq()));
+    }
+
+    [Fact]
+    public async Task Should_close_a_stalled_connection_with_4000_and_let_it_resume_where_it_stopped()
+    {
+        await using var server = await EdgeServer.StartAsync(o =>
+        {
+            o.OutboundBuffer = 16;
+            o.StallTimeout = TimeSpan.FromSeconds(1);
+        });
+        await using var stalled = await WsClient.ConnectAsync(server.WebSocketUri(), o => o.SetBuffer(4096, 4096));
+        var id = await server.Http.StartAsync("ticker", BigTicks);
+        await stalled.SubscribeAsync(id.ToString(), after: 0);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while ((await server.Http.GetJsonAsync("/api/metrics")).GetProperty("connectionsClosedStalled").GetInt64() == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the stalled connection was never closed");
+            await Task.Delay(100);
+        }
+
+        var before = new List<JsonElement>();
+        while (await stalled.ReceiveAsync(TimeSpan.FromSeconds(30)) is { } message)
+        {
+            before.Add(message);
+        }
+
+        Assert.Equal((WebSocketCloseStatus)4000, stalled.CloseStatus);
+        await using var resumed = await WsClient.ConnectAsync(server.WebSocketUri());
+        await resumed.SubscribeAsync(id.ToString(), after: before.Count == 0 ? 0 : before[^1].Seq());
+        var after = await resumed.ReceiveUntilAsync(e => e.IsTerminal(), TimeSpan.FromSeconds(60));
+        var seqs = before.Concat(after).Select(e => e.Seq()).ToList();
+        Assert.Equal(Enumerable.Range(1, seqs.Count).Select(i => (long)i), seqs);
+    }
+
+    [Fact]
+    public async Task Should_refuse_connections_over_the_limit_with_1013()
+    {
+        await using var server = await EdgeServer.StartAsync(o => o.MaxConnections = 2);
+        await using var one = await WsClient.ConnectAsync(server.WebSocketUri());
+        await using var two = await WsClient.ConnectAsync(server.WebSocketUri());
+        await one.SendAsync(new { type = "ping" });
+        await one.ReceiveAsync();
+        await two.SendAsync(new { type = "ping" });
+        await two.ReceiveAsync();
+
+        await using var three = await WsClient.ConnectAsync(server.WebSocketUri());
+        Assert.Null(await three.ReceiveAsync());
+        Assert.Equal((WebSocketCloseStatus)1013, three.CloseStatus);
+
+        await one.CloseAsync();
+        await Task.Delay(200);
+        await using var four = await WsClient.ConnectAsync(server.WebSocketUri());
+        await four.SendAsync(new { type = "ping" });
+        Assert.Equal("pong", (await four.ReceiveAsync())!.Value.Type());
+    }
+
+    [Fact]
+    public async Task Should_tell_clients_to_reconnect_elsewhere_with_1001_on_shutdown()
+    {
+        var server = await EdgeServer.StartAsync();
+        try
+        {
+            await using var client = await WsClient.ConnectAsync(server.WebSocketUri());
+            await client.SubscribeAsync("*");
+            var stopping = server.StopAsync();
+            JsonElement? message;
+            do
+            {
+                message = await client.ReceiveAsync(TimeSpan.FromSeconds(15));
+            }
+            while (message is not null);
+
+            Assert.Equal(WebSocketCloseStatus.EndpointUnavailable, client.CloseStatus);
+            await stopping;
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+}
