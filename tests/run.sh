@@ -15,6 +15,8 @@ log() { printf '[tests/run.sh] %s\n' "$*"; }
 need_packages=()
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_packages+=(rabbitmq-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_packages+=(postgresql)
+# The dashboard tests drive Debian's Chromium through Playwright (BUSFLOW_CHROMIUM).
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)
 if [ ${#need_packages[@]} -gt 0 ]; then
   log "installing ${need_packages[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
@@ -73,6 +75,7 @@ trap stop_started EXIT
 
 export BUSFLOW_TEST_RABBITMQ="amqp://guest:guest@127.0.0.1:$BUSFLOW_RABBITMQ_PORT/"
 export BUSFLOW_TEST_POSTGRES="Host=127.0.0.1;Port=$BUSFLOW_POSTGRES_PORT;Username=postgres"
+export BUSFLOW_CHROMIUM=${BUSFLOW_CHROMIUM:-/usr/bin/chromium}
 # Tests that need a server fail when it is missing (developers may opt out with BUSFLOW_SKIP_SERVER_TESTS=1).
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 MASSTRANSIT_USAGE_TELEMETRY=false

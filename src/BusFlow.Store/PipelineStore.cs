@@ -11,6 +11,13 @@ public sealed class PipelineStore(IDbContextFactory<BusFlowDbContext> databases)
         return await db.Pipelines.AsNoTracking().FirstOrDefaultAsync(p => p.CorrelationId == pipelineId, cancellationToken);
     }
 
+    /// <summary>The most recently started pipelines, newest first.</summary>
+    public async Task<IReadOnlyList<PipelineState>> ListRecentAsync(int take, CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        return await db.Pipelines.AsNoTracking().OrderByDescending(p => p.StartedAt).Take(take).ToListAsync(cancellationToken);
+    }
+
     /// <summary>A suspension of a pipeline, open or closed; null when there is none by that id.</summary>
     public async Task<SuspensionRecord?> FindSuspensionAsync(Guid pipelineId, Guid suspendId, CancellationToken cancellationToken = default)
     {

@@ -25,6 +25,7 @@ internal static class PipelinesApi
         api.MapGet("/definitions", (PipelineRegistry registry) =>
             Results.Ok(registry.Definitions.OrderBy(d => d.Name, StringComparer.Ordinal).Select(DefinitionView.From)));
         api.MapPost("/pipelines", StartAsync);
+        api.MapGet("/pipelines", ListAsync);
         api.MapGet("/pipelines/{id}", StatusAsync);
         api.MapPost("/pipelines/{id}/cancel", CancelAsync);
         api.MapGet("/pipelines/{id}/events", EventsAsync);
@@ -132,6 +133,24 @@ internal static class PipelinesApi
         }
 
         return Results.Accepted($"/api/pipelines/{pipelineId}", new { pipelineId });
+    }
+
+    /// <summary>
+    /// The latest pipelines the caller may see, newest first, and the store position read before
+    /// them: subscribing to <c>*</c> after it misses nothing that happened since.
+    /// </summary>
+    private static async Task<IResult> ListAsync(HttpContext http, PipelineStore store, PipelineEventReader reader, PipelineRegistry registry)
+    {
+        if (!TryQuery(http.Request, "limit", 50, 1, 500, out var limit))
+        {
+            return Problems.Invalid("invalid_query", "limit is a whole number from 1 to 500.");
+        }
+
+        var principal = http.Principal();
+        var position = await reader.LastPositionAsync(http.RequestAborted);
+        var recent = await store.ListRecentAsync(principal.Tenant is null ? (int)limit : (int)limit * 4, http.RequestAborted);
+        var visible = recent.Where(p => principal.Sees(p.Tags)).Take((int)limit).Select(p => PipelineSummaryView.From(p, registry.Find(p.Definition)));
+        return Results.Ok(new { pipelines = visible, position });
     }
 
     private static async Task<IResult> StatusAsync(HttpContext http, string id, PipelineStore store)

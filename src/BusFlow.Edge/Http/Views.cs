@@ -96,3 +96,29 @@ internal sealed record StepRunView(
 }
 
 internal sealed record WorkItemView(int? Index, string Status, int Attempt, DateTimeOffset? DueAt, Contracts.StepError? Error, Guid? SuspendId, Guid? ChildPipelineId);
+
+/// <summary>One row of <c>GET /api/pipelines</c>.</summary>
+internal sealed record PipelineSummaryView(
+    Guid PipelineId,
+    string Definition,
+    string Status,
+    IReadOnlyDictionary<string, string> Tags,
+    Guid? ParentPipelineId,
+    long LastSeq,
+    DateTimeOffset StartedAt,
+    DateTimeOffset? FinishedAt,
+    int StepsTotal,
+    IReadOnlyList<string> CompletedSteps)
+{
+    public static PipelineSummaryView From(PipelineState s, PipelineDefinition? definition) => new(
+        s.CorrelationId,
+        s.Definition,
+        s.Status.ToString(),
+        s.Tags,
+        s.ParentPipelineId,
+        s.LastSeq,
+        s.StartedAt,
+        s.FinishedAt,
+        definition?.Steps.Count ?? s.Steps.Count,
+        [.. s.Steps.Where(r => r.Status is StepStatus.Completed).Select(r => r.Name)]);
+}

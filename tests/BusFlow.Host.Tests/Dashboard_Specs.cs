@@ -1,0 +1,117 @@
+using BusFlow.Host.Tests.Support;
+using Microsoft.Playwright;
+using Xunit.Abstractions;
+
+namespace BusFlow.Host.Tests;
+
+/// <summary>The dashboard in Debian's Chromium (headless, through Playwright), against a host process.</summary>
+public sealed class When_a_person_uses_the_dashboard(ITestOutputHelper output) : IAsyncLifetime
+{
+    private IPlaywright _playwright = null!;
+    private IBrowser _browser = null!;
+
+    public async Task InitializeAsync()
+    {
+        _playwright = await Playwright.CreateAsync();
+        _browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = Environment.GetEnvironmentVariable("BUSFLOW_CHROMIUM") ?? "/usr/bin/chromium",
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _browser.DisposeAsync();
+        _playwright.Dispose();
+    }
+
+    private static string Artifact(string name)
+    {
+        var dir = Path.Combine(AppContext.BaseDirectory, "artifacts");
+        Directory.CreateDirectory(dir);
+        return Path.Combine(dir, name);
+    }
+
+    [Fact]
+    public async Task Should_start_a_demo_and_watch_it_complete_with_its_steps_coloured_and_its_events_listed()
+    {
+        await using var host = await RunningHost.StartAsync();
+        var page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 900 } });
+        await page.GotoAsync(host.BaseUri.ToString());
+        await Assertions.Expect(page.Locator("#connection")).ToHaveTextAsync("live");
+        await page.SelectOptionAsync("#definition", "demo");
+        await page.FillAsync("#input", """{"delayMs":150,"progressTicks":2,"failStep":null,"flakyStep":"clean"}""");
+        await page.ClickAsync("#start-button");
+
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Running");
+        await Assertions.Expect(page.Locator("#dag .step[data-state='running']").First).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Completed", new() { Timeout = 30_000 });
+        foreach (var step in new[] { "fetch", "clean", "enrich", "merge", "report" })
+        {
+            await Assertions.Expect(page.Locator($"#dag .step[data-step='{step}']")).ToHaveAttributeAsync("data-state", "completed");
+        }
+
+        await Assertions.Expect(page.Locator("#timeline li[data-type='PipelineCompleted']")).ToHaveCountAsync(1);
+        await Assertions.Expect(page.Locator("#timeline li[data-type='StepFailed']")).ToContainTextAsync("will retry");
+        await Assertions.Expect(page.Locator("#pipelines tbody tr").First.Locator(".status")).ToHaveTextAsync("Completed");
+        await Assertions.Expect(page.Locator("#pipelines tbody tr").First).ToContainTextAsync("5/5");
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Artifact("dashboard-demo.png"), FullPage = true });
+        output.WriteLine("screenshot: " + Artifact("dashboard-demo.png"));
+    }
+
+    [Fact]
+    public async Task Should_answer_a_suspension_and_cancel_a_run_and_show_readable_errors()
+    {
+        await using var host = await RunningHost.StartAsync();
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync(host.BaseUri.ToString());
+        await Assertions.Expect(page.Locator("#connection")).ToHaveTextAsync("live");
+
+        await page.SelectOptionAsync("#definition", "approval");
+        await page.ClickAsync("#start-button");
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Suspended", new() { Timeout = 20_000 });
+        await page.ClickAsync(".suspension button:has-text('Approve')");
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Completed", new() { Timeout = 20_000 });
+        await Assertions.Expect(page.Locator("#dag .step[data-step='publish']")).ToHaveAttributeAsync("data-state", "completed");
+
+        await page.SelectOptionAsync("#definition", "demo");
+        await page.FillAsync("#input", """{"delayMs":5000,"progressTicks":1}""");
+        await page.ClickAsync("#start-button");
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Running");
+        await page.ClickAsync("#cancel");
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Cancelled", new() { Timeout = 20_000 });
+        await Assertions.Expect(page.Locator("#dag .step[data-step='fetch']")).ToHaveAttributeAsync("data-state", "cancelled");
+
+        // Input that is not JSON: said plainly, nothing started.
+        var rows = await page.Locator("#pipelines tbody tr").CountAsync();
+        await page.FillAsync("#input", "{not json");
+        await page.ClickAsync("#start-button");
+        await Assertions.Expect(page.Locator("#banner")).ToContainTextAsync("not valid JSON");
+        Assert.Equal(rows, await page.Locator("#pipelines tbody tr").CountAsync());
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Artifact("dashboard-actions.png"), FullPage = true });
+    }
+
+    [Fact]
+    public async Task Should_reconnect_after_the_server_restarts_and_show_what_happened_meanwhile()
+    {
+        await using var host = await RunningHost.StartAsync();
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync(host.BaseUri.ToString());
+        await Assertions.Expect(page.Locator("#connection")).ToHaveTextAsync("live");
+        await page.SelectOptionAsync("#definition", "demo");
+        await page.FillAsync("#input", """{"delayMs":400,"progressTicks":1}""");
+        await page.ClickAsync("#start-button");
+        await Assertions.Expect(page.Locator("#dag .step[data-step='fetch']")).ToHaveAttributeAsync("data-state", "completed", new() { Timeout = 20_000 });
+
+        await host.KillAsync();
+        await Assertions.Expect(page.Locator("#connection")).ToHaveAttributeAsync("data-state", "reconnecting");
+        await host.StartAgainAsync();
+        await Assertions.Expect(page.Locator("#connection")).ToHaveTextAsync("live", new() { Timeout = 20_000 });
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Completed", new() { Timeout = 40_000 });
+        var seqs = await page.Locator("#timeline li .seq").AllTextContentsAsync();
+        Assert.Equal(Enumerable.Range(1, seqs.Count).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), seqs);
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Artifact("dashboard-after-restart.png"), FullPage = true });
+    }
+}
