@@ -24,6 +24,16 @@ public sealed class PipelineBuilder
 
     internal int MaxParallelismValue => _maxParallelism;
 
+    internal InputSchema? InputSchema { get; private set; }
+
+    /// <summary>Declares the input the pipeline accepts; the edge refuses starts whose input does not fit.</summary>
+    public PipelineBuilder Input(Action<InputSchema> configure)
+    {
+        InputSchema = new InputSchema();
+        configure(InputSchema);
+        return this;
+    }
+
     /// <summary>Adds a step run by a worker (by default the worker named like the step).</summary>
     public PipelineBuilder Step(string name, Action<StepBuilder>? configure = null) => Add(new StepBuilder(name, StepKind.Task), configure);
 

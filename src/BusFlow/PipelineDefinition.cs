@@ -3,8 +3,9 @@ namespace BusFlow;
 /// <summary>A validated pipeline: its steps in topological order and their parallel levels.</summary>
 public sealed class PipelineDefinition
 {
-    internal PipelineDefinition(string name, IReadOnlyList<StepDefinition> steps, int maxParallelism)
+    internal PipelineDefinition(string name, IReadOnlyList<StepDefinition> steps, int maxParallelism, InputSchema? input = null)
     {
+        Input = input;
         Name = name;
         Steps = steps;
         MaxParallelism = maxParallelism;
@@ -26,6 +27,9 @@ public sealed class PipelineDefinition
 
     /// <summary>Steps nothing depends on; their results are the pipeline's outputs.</summary>
     public IReadOnlyList<StepDefinition> Sinks { get; }
+
+    /// <summary>The input the pipeline accepts, when it declared one.</summary>
+    public InputSchema? Input { get; }
 
     /// <summary>How many work items of one pipeline instance run at once.</summary>
     public int MaxParallelism { get; }

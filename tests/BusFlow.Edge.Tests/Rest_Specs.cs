@@ -185,6 +185,18 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
             Assert.Equal((HttpStatusCode.UnprocessableEntity, "unknown_definition"), await CodeOf(unknown));
         }
 
+        using (var wrongKind = await Http.StartRawAsync("wordcount", new { texts = "not a list" }))
+        {
+            var (status, code, body) = await wrongKind.ProblemAsync();
+            Assert.Equal((HttpStatusCode.UnprocessableEntity, "invalid_input"), (status, code));
+            Assert.Contains("'texts' must be array, not string", body.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
+
+        using (var noInput = await Http.StartRawAsync("wordcount"))
+        {
+            Assert.Equal((HttpStatusCode.UnprocessableEntity, "invalid_input"), await CodeOf(noInput));
+        }
+
         using (var missing = await Http.PostJsonAsync("/api/pipelines", """{"input":{}}"""))
         {
             Assert.Equal((HttpStatusCode.BadRequest, "invalid_body"), await CodeOf(missing));
@@ -209,6 +221,15 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
         {
             Assert.Equal((HttpStatusCode.BadRequest, "invalid_query"), await CodeOf(badQuery));
         }
+
+        // Nothing was started by any of it.
+        var listed = (await Http.GetJsonAsync("/api/pipelines?limit=500")).GetProperty("pipelines").GetArrayLength();
+        using (var again = await Http.StartRawAsync("wordcount", new { texts = 3 }))
+        {
+            Assert.Equal(HttpStatusCode.UnprocessableEntity, again.StatusCode);
+        }
+
+        Assert.Equal(listed, (await Http.GetJsonAsync("/api/pipelines?limit=500")).GetProperty("pipelines").GetArrayLength());
 
         // Still serving.
         var id = await Http.StartAsync("wordcount", new { texts = new[] { "x" } });

@@ -60,7 +60,8 @@ internal static class PipelinesApi
         }
 
         var name = nameElement.GetString()!;
-        if (registry.Find(name) is null)
+        var definition = registry.Find(name);
+        if (definition is null)
         {
             return Problems.Of(
                 StatusCodes.Status422UnprocessableEntity,
@@ -70,6 +71,15 @@ internal static class PipelinesApi
         }
 
         JsonElement? input = body.TryGetProperty("input", out var inputElement) && inputElement.ValueKind != JsonValueKind.Null ? inputElement.Clone() : null;
+        if (definition.Input?.Validate(input) is { Count: > 0 } inputErrors)
+        {
+            return Results.Problem(
+                statusCode: StatusCodes.Status422UnprocessableEntity,
+                title: "Invalid input",
+                detail: $"The input does not fit the '{name}' pipeline: {string.Join("; ", inputErrors)}.",
+                type: "https://busflow.dev/problems/invalid_input",
+                extensions: new Dictionary<string, object?> { ["code"] = "invalid_input", ["errors"] = inputErrors });
+        }
         var tags = new Dictionary<string, string>(StringComparer.Ordinal);
         if (body.TryGetProperty("tags", out var tagElement) && tagElement.ValueKind != JsonValueKind.Null)
         {

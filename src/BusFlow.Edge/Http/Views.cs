@@ -3,10 +3,11 @@ using System.Text.Json;
 namespace BusFlow.Edge.Http;
 
 /// <summary>What <c>GET /api/definitions</c> returns for one definition: its steps, edges and parallel levels.</summary>
-internal sealed record DefinitionView(string Name, IReadOnlyList<StepView> Steps, IReadOnlyList<EdgeView> Edges, IReadOnlyList<IReadOnlyList<string>> Levels)
+internal sealed record DefinitionView(string Name, IReadOnlyList<InputPropertyView>? Input, IReadOnlyList<StepView> Steps, IReadOnlyList<EdgeView> Edges, IReadOnlyList<IReadOnlyList<string>> Levels)
 {
     public static DefinitionView From(PipelineDefinition d) => new(
         d.Name,
+        d.Input is null ? null : [.. d.Input.Properties.Select(p => new InputPropertyView(p.Name, p.Kind.ToString(), p.Required))],
         [.. d.Steps.Select(s => new StepView(
             s.Name,
             s.Index,
@@ -43,6 +44,8 @@ internal sealed record StepView(
     int? MaxParallelism);
 
 internal sealed record EdgeView(string From, string To);
+
+internal sealed record InputPropertyView(string Name, string Kind, bool Required);
 
 /// <summary>What <c>GET /api/pipelines/{id}</c> returns.</summary>
 internal sealed record PipelineView(

@@ -32,6 +32,11 @@ public static class SamplePipelines
 
         busflow
             .AddPipeline("demo", p => p
+                .Input(i => i
+                    .Optional("delayMs", InputKind.Number)
+                    .Optional("progressTicks", InputKind.Number)
+                    .Optional("failStep", InputKind.String | InputKind.Null)
+                    .Optional("flakyStep", InputKind.String | InputKind.Null))
                 .Step("fetch", s => s.Worker("demo-step"))
                 .Step("clean", s => s.Worker("demo-step").After("fetch"))
                 .Step("enrich", s => s.Worker("demo-step").After("fetch"))
@@ -39,6 +44,7 @@ public static class SamplePipelines
                 .Step("report", s => s.Worker("demo-step").Consumes("merge"))
                 .DefaultRetry(maxAttempts: 2, initialDelay: TimeSpan.FromMilliseconds(100)))
             .AddPipeline("wordcount", p => p
+                .Input(i => i.Required("texts", InputKind.Array))
                 .Map("count", s => s.Worker("count-words").Over("input.texts").MaxParallelism(4))
                 .Step("reduce", s => s.Worker("sum-counts").Consumes("count")))
             .AddPipeline("approval", p => p

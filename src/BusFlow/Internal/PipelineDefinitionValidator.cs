@@ -178,7 +178,7 @@ internal static class PipelineDefinitionValidator
             });
         }
 
-        return new PipelineDefinition(builder.Name, steps, builder.MaxParallelismValue);
+        return new PipelineDefinition(builder.Name, steps, builder.MaxParallelismValue, builder.InputSchema);
     }
 
     private static IEnumerable<string> MapSourceOutput(StepBuilder step) =>
