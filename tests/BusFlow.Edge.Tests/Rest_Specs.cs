@@ -143,6 +143,18 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
         Assert.Equal("PipelineCompleted", all[^1].Type);
         Assert.All(all, e => Assert.Equal(e.Type, JsonDocument.Parse(e.Data).RootElement.Type()));
 
+        // An EventSource reconnects with its original URL and the last id it saw: the later one wins.
+        var reconnected = await ReadStreamAsync($"/api/pipelines/{id}/stream?after=1", lastEventId: "4");
+        Assert.Equal(all.Skip(4).Select(e => e.Id), reconnected.Select(e => e.Id));
+
+        // A type filter still ends the stream with the final event.
+        var filtered = await ReadStreamAsync($"/api/pipelines/{id}/stream?eventTypes=StepProgress", lastEventId: null);
+        Assert.Equal(["StepProgress", "PipelineCompleted"], filtered.Select(e => e.Type).Distinct());
+        using (var unknownType = await Http.GetAsync($"/api/pipelines/{id}/stream?eventTypes=Nope"))
+        {
+            Assert.Equal((HttpStatusCode.BadRequest, "unknown_event_type"), await CodeOf(unknownType));
+        }
+
         var resumed = await ReadStreamAsync($"/api/pipelines/{id}/stream", lastEventId: "3");
         Assert.Equal(all.Skip(3).Select(e => e.Id), resumed.Select(e => e.Id));
         var byQuery = await ReadStreamAsync($"/api/pipelines/{id}/stream?after=5", lastEventId: null);
@@ -234,6 +246,26 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
         // Still serving.
         var id = await Http.StartAsync("wordcount", new { texts = new[] { "x" } });
         Assert.Equal("Completed", (await Http.WaitForEndAsync(id)).GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task Should_refuse_state_changes_from_pages_of_other_origins()
+    {
+        using var foreign = new HttpRequestMessage(HttpMethod.Post, "/api/pipelines")
+        {
+            Content = new StringContent("""{"definition":"wordcount","input":{"texts":["x"]}}""", System.Text.Encoding.UTF8, "text/plain"),
+        };
+        foreign.Headers.Add("Origin", "https://evil.example");
+        using var refused = await Http.SendAsync(foreign);
+        Assert.Equal((HttpStatusCode.Forbidden, "origin_not_allowed"), await CodeOf(refused));
+
+        using var own = new HttpRequestMessage(HttpMethod.Post, "/api/pipelines")
+        {
+            Content = new StringContent("""{"definition":"wordcount","input":{"texts":["x"]}}""", System.Text.Encoding.UTF8, "application/json"),
+        };
+        own.Headers.Add("Origin", fixture.Server.BaseUri.GetLeftPart(UriPartial.Authority));
+        using var accepted = await Http.SendAsync(own);
+        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
     }
 
     private static async Task<(HttpStatusCode, string?)> CodeOf(HttpResponseMessage response)

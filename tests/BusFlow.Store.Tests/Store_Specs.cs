@@ -271,9 +271,14 @@ public sealed class When_retention_runs
         Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(done));
         await host.Events.WaitFor<StepStarted>(running);
         await Task.Delay(300);
+        var store = host.Services.GetRequiredService<PipelineStore>();
+        await store.ClaimKeyAsync("start", "done-key", "hash", done);
+        await store.ClaimKeyAsync("start", "running-key", "hash", running);
 
         var pruned = await host.Services.GetRequiredService<RetentionService>().PruneAsync(CancellationToken.None);
 
+        Assert.Null(await store.FindKeyAsync("start", "done-key"));
+        Assert.NotNull(await store.FindKeyAsync("start", "running-key"));
         Assert.True(pruned > 0);
         Assert.Empty(await host.Reader.ReadPipelineAsync(done, 0, 100));
         Assert.Null(await host.Services.GetRequiredService<PipelineStore>().FindAsync(done));

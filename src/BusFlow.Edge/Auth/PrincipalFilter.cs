@@ -11,6 +11,14 @@ internal static class PrincipalFilter
     public static async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
+
+        // Browsers send Origin on cross-site requests: a page elsewhere must not start, cancel or
+        // answer pipelines (nor open sockets), least of all when auth is off.
+        if (!HttpMethods.IsGet(http.Request.Method) && !OriginPolicy.Allows(http.Request, EdgeOrigins(http)))
+        {
+            return Problems.Of(StatusCodes.Status403Forbidden, "origin_not_allowed", "Origin not allowed", "This origin is not in BusFlow:Edge:AllowedOrigins.");
+        }
+
         var resolver = http.RequestServices.GetService(typeof(IBusFlowPrincipalResolver)) as IBusFlowPrincipalResolver
             ?? throw new InvalidOperationException("IBusFlowPrincipalResolver is not registered: call UseEdge.");
         if (await resolver.ResolveAsync(http) is not { } principal)
@@ -21,6 +29,9 @@ internal static class PrincipalFilter
         http.Items[ItemKey] = principal;
         return await next(context);
     }
+
+    private static List<string> EdgeOrigins(HttpContext http) =>
+        (http.RequestServices.GetService(typeof(Microsoft.Extensions.Options.IOptions<EdgeOptions>)) as Microsoft.Extensions.Options.IOptions<EdgeOptions>)?.Value.AllowedOrigins ?? [];
 
     /// <summary>The caller resolved for this request.</summary>
     public static BusFlowPrincipal Principal(this HttpContext http) =>

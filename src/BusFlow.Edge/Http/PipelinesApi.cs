@@ -4,6 +4,7 @@ using System.Text.Json;
 using BusFlow.Contracts;
 using BusFlow.Edge.Auth;
 using BusFlow.Edge.Live;
+using BusFlow.Edge.WebSockets;
 using BusFlow.Store;
 using MassTransit;
 using Microsoft.AspNetCore.Builder;
@@ -214,13 +215,25 @@ internal static class PipelinesApi
     private static async Task StreamAsync(HttpContext http, string id, PipelineStore store, SubscriptionHub hub, EdgeMetrics metrics)
     {
         var principal = http.Principal();
-        var after = 0L;
+        // An EventSource reconnecting keeps its URL (?after=) and sends Last-Event-ID: the later one wins.
         var lastEventId = http.Request.Headers["Last-Event-ID"].ToString();
-        if ((lastEventId.Length > 0 && !long.TryParse(lastEventId, out after)) || !TryQuery(http.Request, "after", after, 0, long.MaxValue, out after) || after < 0)
+        var lastEvent = 0L;
+        if ((lastEventId.Length > 0 && (!long.TryParse(lastEventId, out lastEvent) || lastEvent < 0)) || !TryQuery(http.Request, "after", 0, 0, long.MaxValue, out var after))
         {
             await Problems.Invalid("invalid_query", "after and Last-Event-ID are seqs (whole numbers >= 0).").ExecuteAsync(http);
             return;
         }
+
+        after = Math.Max(after, lastEvent);
+        var eventTypes = EventTypes(http.Request);
+        if (eventTypes?.FirstOrDefault(t => !SubscribeRequest.KnownEventTypes.Contains(t)) is { } unknownType)
+        {
+            await Problems.Invalid("unknown_event_type", $"Unknown event type '{Problems.Truncate(unknownType)}'; known: {string.Join(", ", SubscribeRequest.KnownEventTypes)}.").ExecuteAsync(http);
+            return;
+        }
+
+        // The final event always comes, so the stream ends when the pipeline does.
+        eventTypes?.UnionWith([nameof(PipelineCompleted), nameof(PipelineFailed), nameof(PipelineCancelled)]);
 
         var (state, problem) = await FindVisibleAsync(http, id, store);
         if (problem is not null)
@@ -249,7 +262,7 @@ internal static class PipelinesApi
             return;
         }
 
-        var subscription = new Subscription(state.CorrelationId.ToString(), state.CorrelationId, new PipelineEventFilter { EventTypes = EventTypes(http.Request) }, connection, after);
+        var subscription = new Subscription(state.CorrelationId.ToString(), state.CorrelationId, new PipelineEventFilter { EventTypes = eventTypes }, connection, after);
         try
         {
             hub.Add(subscription);

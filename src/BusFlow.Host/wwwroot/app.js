@@ -20,6 +20,13 @@ const state = {
 
 const $ = (selector) => document.querySelector(selector);
 
+// With auth on, open the dashboard once as /?apiKey=<key>; the key is kept in this browser.
+const apiKey = (() => {
+  const given = new URLSearchParams(location.search).get("apiKey");
+  if (given) localStorage.setItem("busflow.apiKey", given);
+  return given || localStorage.getItem("busflow.apiKey");
+})();
+
 function showError(message) {
   const banner = $("#banner");
   banner.textContent = message;
@@ -29,8 +36,12 @@ function showError(message) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, { headers: { "Content-Type": "application/json" }, ...options });
+  const headers = { "Content-Type": "application/json", ...(apiKey ? { "X-Api-Key": apiKey } : {}), ...(options.headers || {}) };
+  const response = await fetch(path, { ...options, headers });
   const text = await response.text();
+  if (response.status === 401) {
+    throw new Error("This edge requires an API key: open the dashboard as /?apiKey=<your key>");
+  }
   const body = text ? JSON.parse(text) : null;
   if (!response.ok) {
     throw new Error(body && (body.detail || body.title) ? `${body.title}: ${body.detail || ""}`.trim() : `HTTP ${response.status}`);
@@ -226,7 +237,7 @@ function setConnection(text, stateName) {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws`);
+  const socket = new WebSocket(`${scheme}://${location.host}/ws${apiKey ? `?access_token=${encodeURIComponent(apiKey)}` : ""}`);
   state.socket = socket;
   socket.onopen = () => {
     state.retries = 0;

@@ -64,6 +64,8 @@ internal sealed partial class RetentionService(IDbContextFactory<BusFlowDbContex
             pruned += await db.Events.Where(e => finished.Contains(e.PipelineId) && e.DeliveredAt != null).ExecuteDeleteAsync(cancellationToken);
             pruned += await db.Outbox.Where(o => finished.Contains(o.PipelineId) && o.DeliveredAt != null).ExecuteDeleteAsync(cancellationToken);
             pruned += await db.Suspensions.Where(s => finished.Contains(s.PipelineId)).ExecuteDeleteAsync(cancellationToken);
+            // Keys go with their pipeline: a start repeated after retention is a new pipeline.
+            pruned += await db.IdempotencyKeys.Where(k => finished.Contains(k.PipelineId)).ExecuteDeleteAsync(cancellationToken);
             var stillPending = await db.Events.Where(e => finished.Contains(e.PipelineId)).Select(e => e.PipelineId)
                 .Concat(db.Outbox.Where(o => finished.Contains(o.PipelineId)).Select(o => o.PipelineId))
                 .Distinct().ToListAsync(cancellationToken);
