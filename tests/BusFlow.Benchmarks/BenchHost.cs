@@ -100,6 +100,30 @@ public sealed record BenchSettings
     public bool Profile { get; init; }
 
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>Edge: subscribers per system in the relay measurement.</summary>
+    public int EdgeClients { get; init; } = 1000;
+
+    /// <summary>Edge: events handed over at once in the throughput measurement (below the edge's 1,024-event buffer per connection).</summary>
+    public int EdgeBurst { get; init; } = 500;
+
+    /// <summary>Edge: events per second in the latency measurement.</summary>
+    public double EdgeRate { get; init; } = 20;
+
+    /// <summary>Edge: events in the latency measurement.</summary>
+    public int EdgePacedEvents { get; init; } = 200;
+
+    /// <summary>Edge: pipelines the events go round.</summary>
+    public int EdgePipelines { get; init; } = 100;
+
+    /// <summary>Edge: idle connections per system for the memory and broadcast measurement.</summary>
+    public int EdgeIdleClients { get; init; } = 10_000;
+
+    /// <summary>Edge: single-event broadcasts to the idle connections.</summary>
+    public int EdgeBroadcasts { get; init; } = 5;
+
+    /// <summary>Edge: seconds to keep the idle connections open before the broadcasts, so that a profiler can look at the server.</summary>
+    public int EdgeIdleHold { get; init; }
 }
 
 /// <summary>

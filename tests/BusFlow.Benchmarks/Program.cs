@@ -5,12 +5,20 @@ using BusFlow.Benchmarks;
 using Npgsql;
 
 // Events recorded and delivered per second through BusFlow's outbox on PostgreSQL + RabbitMQ, beside
-// a raw batched INSERT/COPY of the same rows (the limit). See docs/performance.md.
+// a raw batched INSERT/COPY of the same rows (the limit); and, as scenario "edge", the web edge's
+// WebSocket relay beside an ASP.NET Core SignalR hub (no PostgreSQL or RabbitMQ needed). See docs/performance.md.
 //
-//   dotnet run -c Release --project tests/BusFlow.Benchmarks [-- [pipelines] [outbox] [sketch] [broker] [raw] [options]]
+//   dotnet run -c Release --project tests/BusFlow.Benchmarks [-- [pipelines] [outbox] [sketch] [broker] [raw] [edge] [options]]
 //
-// No scenario named runs them all. Options: --reps 3 --pipelines 100 --progress 50 --worker-concurrency 64
-// --rows 20000 --batch 100 --writers 4 --spread 1000 --delivery-batch N --delivery-parallelism N --profile
+// No scenario named runs them all but edge, which runs only when named. Options: --reps 3 --pipelines 100 --progress 50
+// --worker-concurrency 64 --rows 20000 --batch 100 --writers 4 --spread 1000 --delivery-batch N --delivery-parallelism N
+// --profile; for edge: --clients 1000 --burst 500 --rate 20 --paced-events 200 --edge-pipelines 100 --idle-clients 10000
+// --broadcasts 5 --idle-hold 0. "edge-server busflow|signalr" is the edge scenario's server process, started by the benchmark itself.
+if (args is ["edge-server", var kind])
+{
+    return await EdgeBenchServer.Run(kind);
+}
+
 var settings = new BenchSettings();
 var chosen = new List<string>();
 for (var i = 0; i < args.Length; i++)
@@ -29,9 +37,26 @@ for (var i = 0; i < args.Length; i++)
         "--delivery-batch" => settings with { DeliveryBatchSize = Next() },
         "--delivery-parallelism" => settings with { DeliveryParallelism = Next() },
         "--profile" => settings with { Profile = true },
-        var name when name is "pipelines" or "outbox" or "sketch" or "broker" or "raw" => Add(chosen, name, settings),
-        var other => throw new ArgumentException($"Unknown argument '{other}'. Scenarios: pipelines, outbox, sketch, broker, raw; options: see Program.cs."),
+        "--clients" => settings with { EdgeClients = Next() },
+        "--burst" => settings with { EdgeBurst = Next() },
+        "--rate" => settings with { EdgeRate = double.Parse(args[++i], CultureInfo.InvariantCulture) },
+        "--paced-events" => settings with { EdgePacedEvents = Next() },
+        "--edge-pipelines" => settings with { EdgePipelines = Next() },
+        "--idle-clients" => settings with { EdgeIdleClients = Next() },
+        "--broadcasts" => settings with { EdgeBroadcasts = Next() },
+        "--idle-hold" => settings with { EdgeIdleHold = Next() },
+        var name when name is "pipelines" or "outbox" or "sketch" or "broker" or "raw" or "edge" => Add(chosen, name, settings),
+        var other => throw new ArgumentException($"Unknown argument '{other}'. Scenarios: pipelines, outbox, sketch, broker, raw, edge; options: see Program.cs."),
     };
+}
+
+if (chosen.Remove("edge"))
+{
+    await EdgeBenchmark.Run(settings);
+    if (chosen.Count == 0)
+    {
+        return 0;
+    }
 }
 
 string[] order = ["pipelines", "outbox", "sketch", "broker", "raw"];
