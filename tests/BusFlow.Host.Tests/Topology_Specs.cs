@@ -1,0 +1,87 @@
+using System.Text.RegularExpressions;
+using BusFlow.Client;
+using BusFlow.Contracts;
+using BusFlow.Host.Tests.Support;
+using BusFlow.IntegrationTests.Support;
+using BusFlow.Store;
+using BusFlow.Store.Tests.Support;
+using Xunit.Abstractions;
+
+namespace BusFlow.Host.Tests;
+
+/// <summary>
+/// docker-compose.yml's BusFlow services, started as local processes (no Docker engine here) on
+/// the real RabbitMQ and PostgreSQL: the roles come from the compose file, so the two cannot drift.
+/// </summary>
+public sealed partial class When_the_compose_topology_runs_from_local_processes(ITestOutputHelper output)
+{
+    [ServerFact]
+    public async Task Should_run_the_samples_across_edge_replicas_saga_and_workers()
+    {
+        var compose = await File.ReadAllTextAsync(Path.Combine(RunningHost.RepositoryRoot, "docker-compose.yml"));
+        var roles = RolesPattern().Matches(compose).Select(m => m.Groups[1].Value.Trim()).ToList();
+        Assert.Equal(["saga", "worker", "edge", "edge"], roles);
+
+        await using var db = await TestDatabase.Create(StoreProviderKind.Postgres);
+        await using var vhost = await RabbitMqVirtualHost.Create();
+        var hosts = new List<RunningHost>();
+        try
+        {
+            foreach (var role in roles)
+            {
+                var settings = vhost.BusFlowSettings();
+                settings["BusFlow:Roles"] = role;
+                settings["BusFlow:Store:Provider"] = "Postgres";
+                settings["BusFlow:Store:ConnectionString"] = db.ConnectionString;
+                settings["BusFlow:Store:ApplyMigrations"] = "true";
+                hosts.Add(await RunningHost.StartAsync(settings));
+            }
+
+            var (edge1, edge2) = (hosts[2], hosts[3]);
+            using var client1 = new BusFlowClient(edge1.BaseUri);
+            using var client2 = new BusFlowClient(edge2.BaseUri);
+
+            // Started on one replica, watched on the other.
+            var demo = await client1.StartAsync("demo", new { delayMs = 20, progressTicks = 1, flakyStep = "merge" });
+            var events = await client2.WatchAsync(demo).ToListAsync();
+            Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long)i), events.Select(e => e.Seq));
+            Assert.IsType<PipelineCompleted>(events[^1]);
+
+            var wordcount = await client2.StartAsync("wordcount", new { texts = new[] { "a b", "b c" } });
+            var counted = Assert.IsType<PipelineCompleted>(await client1.WatchAsync(wordcount).LastAsync());
+            Assert.Equal(2, counted.Outputs["reduce"].GetProperty("b").GetInt32());
+
+            var approval = await client1.StartAsync("approval", new { title = "topology" });
+            await foreach (var e in client2.WatchAsync(approval))
+            {
+                if (e is StepSuspended suspended)
+                {
+                    await client1.AnswerAsync(approval, suspended.SuspendId, new { approved = true });
+                }
+                else if (e is PipelineCompleted or PipelineFailed)
+                {
+                    Assert.IsType<PipelineCompleted>(e);
+                }
+            }
+        }
+        catch
+        {
+            foreach (var (host, role) in hosts.Zip(roles))
+            {
+                output.WriteLine($"--- {role} ---\n{host.Output}");
+            }
+
+            throw;
+        }
+        finally
+        {
+            foreach (var host in hosts)
+            {
+                await host.DisposeAsync();
+            }
+        }
+    }
+
+    [GeneratedRegex(@"BusFlow__Roles:\s*(\S+)")]
+    private static partial Regex RolesPattern();
+}
