@@ -1,4 +1,9 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 namespace BusFlow.Store;
@@ -14,9 +19,10 @@ public enum StoreProviderKind
 }
 
 /// <summary>
-/// The one seam where providers differ: how a provider is configured, its migrations assembly, model
-/// conventions it needs, and how it reports a unique-key violation. Adding SQL Server means a case
-/// in each method plus a migrations assembly (docs/operations.md).
+/// The one seam where providers differ: how a provider is configured (for SQLite, how its connections
+/// are set up for concurrent use), its migrations assembly, model conventions it needs, and how it
+/// reports a unique-key violation. Adding SQL Server means a case in each method plus a migrations
+/// assembly (docs/operations.md).
 /// </summary>
 public static class StoreProvider
 {
@@ -33,6 +39,7 @@ public static class StoreProvider
                 break;
             default:
                 options.UseSqlite(connectionString, o => o.MigrationsAssembly(SqliteMigrations));
+                options.AddInterceptors(SqliteConnectionSetup.Instance);
                 break;
         }
     }
@@ -60,5 +67,52 @@ public static class StoreProvider
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// Sets up each SQLite connection the first time it is opened (pooled connections keep it) for
+    /// many connections at once, in this process and others, on one file:
+    /// <list type="bullet">
+    /// <item>WAL journal mode: readers and the one writer no longer block each other, and a commit
+    /// appends to the log instead of rewriting pages under an exclusive lock. Without it every
+    /// commit waits for all readers to finish and every read waits for a committing writer.</item>
+    /// <item>A busy timeout as long as the connection's <c>Default Timeout</c> (30 s unless the
+    /// connection string sets one), so SQLite itself waits for the lock, retrying after 1 ms at
+    /// first and at most 100 ms apart. Without it SQLITE_BUSY goes back to Microsoft.Data.Sqlite,
+    /// which sleeps the thread 150 ms before each retry: a released lock sits idle while waiters
+    /// sleep, and under load writers queue for seconds until one gives up after 30 s.</item>
+    /// </list>
+    /// Write transactions take the write lock when they begin (Microsoft.Data.Sqlite begins
+    /// <c>BEGIN IMMEDIATE</c> for every transaction EF Core opens), so none reads first and then
+    /// finds the lock taken, which SQLite reports at once, without waiting.
+    /// </summary>
+    private sealed class SqliteConnectionSetup : DbConnectionInterceptor
+    {
+        public static readonly SqliteConnectionSetup Instance = new();
+
+        private static readonly ConditionalWeakTable<object, object> Done = [];
+
+        public override void ConnectionOpened(DbConnection connection, ConnectionEndEventData eventData) => SetUp(connection);
+
+        public override Task ConnectionOpenedAsync(DbConnection connection, ConnectionEndEventData eventData, CancellationToken cancellationToken = default)
+        {
+            SetUp(connection);
+            return Task.CompletedTask;
+        }
+
+        private static void SetUp(DbConnection connection)
+        {
+            // The native handle outlives the SqliteConnection object when the connection is pooled.
+            if (connection is not SqliteConnection { Handle: { } handle } sqlite || Done.TryGetValue(handle, out _))
+            {
+                return;
+            }
+
+            using var command = sqlite.CreateCommand();
+            var busyTimeout = sqlite.DefaultTimeout == 0 ? int.MaxValue : Math.Min((long)sqlite.DefaultTimeout * 1000, int.MaxValue);
+            command.CommandText = string.Create(CultureInfo.InvariantCulture, $"PRAGMA busy_timeout = {busyTimeout}; PRAGMA journal_mode = WAL;");
+            command.ExecuteNonQuery();
+            Done.AddOrUpdate(handle, handle);
+        }
     }
 }

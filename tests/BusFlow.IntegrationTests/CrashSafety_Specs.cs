@@ -40,26 +40,47 @@ public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelp
         using var subscriber = await StartSubscriber(vhost, events);
         var seed = Guid.NewGuid().ToString("N");
         var random = new Random(42);
+        var logs = Path.Combine(AppContext.BaseDirectory, "crash-logs", $"{provider}-{seed[..8]}");
+        output.WriteLine($"child logs: {logs}");
         for (var kill = 0; kill < Kills; kill++)
         {
-            using var child = StartChild(provider, db, vhost, seed);
+            using var log = new ChildProcessLog(Path.Combine(logs, $"child-{kill + 1}.log"));
+            using var child = StartChild(provider, db, vhost, seed, log);
             var after = TimeSpan.FromMilliseconds(random.Next(500, 4500));
             await Task.Delay(after);
             child.Kill(entireProcessTree: true);
             await child.WaitForExitAsync();
-            output.WriteLine($"kill {kill + 1}: SIGKILL after {after.TotalMilliseconds} ms; events logged so far: {await CountLogged(db)}, pipelines ended: {await CountTerminal(db)}");
+            log.Note($"SIGKILL after {after.TotalMilliseconds} ms");
+            output.WriteLine($"kill {kill + 1}: SIGKILL after {after.TotalMilliseconds} ms; events logged so far: {await CountLogged(db)}, pipelines ended: {await CountTerminal(db)}; {Problems(log)}");
         }
 
-        using (var last = StartChild(provider, db, vhost, seed))
+        using (var log = new ChildProcessLog(Path.Combine(logs, "child-last.log")))
+        using (var last = StartChild(provider, db, vhost, seed, log))
         {
-            var until = DateTime.UtcNow.AddMinutes(3);
-            while ((await CountTerminal(db) < Pipelines || await CountUndelivered(db) > 0) && DateTime.UtcNow < until)
+            var started = Stopwatch.StartNew();
+            var until = started.Elapsed + TimeSpan.FromMinutes(3);
+            var report = TimeSpan.FromSeconds(15);
+            int ended;
+            while (((ended = await CountTerminal(db)) < Pipelines || await CountUndelivered(db) > 0) && started.Elapsed < until)
             {
+                if (started.Elapsed > report)
+                {
+                    log.Note($"test: pipelines ended {ended}/{Pipelines}");
+                    output.WriteLine($"last run, {started.Elapsed.TotalSeconds:0} s: pipelines ended: {ended}, events logged: {await CountLogged(db)}");
+                    report += TimeSpan.FromSeconds(15);
+                }
+
                 await Task.Delay(250);
             }
 
             last.Kill(entireProcessTree: true);
             await last.WaitForExitAsync();
+            log.Note("killed at the end of the last run");
+            output.WriteLine($"last run: {started.Elapsed.TotalSeconds:0.0} s, pipelines ended: {await CountTerminal(db)}, events logged: {await CountLogged(db)}; {Problems(log)}; its log's tail:");
+            foreach (var line in log.Tail(60))
+            {
+                output.WriteLine("  " + line);
+            }
         }
 
         await using var verify = CreateContext(db);
@@ -99,7 +120,7 @@ public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelp
         output.WriteLine($"{logged.Count} events logged, {events.All().Count} received (duplicates included), {effects.Count} effects.");
     }
 
-    private static Process StartChild(StoreProviderKind provider, TestDatabase db, RabbitMqVirtualHost vhost, string seed)
+    private static Process StartChild(StoreProviderKind provider, TestDatabase db, RabbitMqVirtualHost vhost, string seed, ChildProcessLog log)
     {
         var start = new ProcessStartInfo("dotnet", [typeof(CrashTarget).Assembly.Location, "crash-target"])
         {
@@ -114,12 +135,17 @@ public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelp
                 ["BUSFLOW_CRASH_SEED"] = seed,
             },
         };
+        log.Note("starting crash-target");
         var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        log.Follow(process);
         return process;
+    }
+
+    /// <summary>How many warnings and errors a child logged (its console lines start with the level).</summary>
+    private static string Problems(ChildProcessLog log)
+    {
+        var lines = log.Lines();
+        return $"child logged {lines.Count(l => l.Contains("warn:", StringComparison.Ordinal))} warnings, {lines.Count(l => l.Contains("fail:", StringComparison.Ordinal) || l.Contains("crit:", StringComparison.Ordinal))} errors ({Path.GetFileName(log.Path)})";
     }
 
     private static async Task<IHost> StartSubscriber(RabbitMqVirtualHost vhost, RecordedEvents events)

@@ -370,3 +370,27 @@ public sealed class When_readiness_is_checked
         Assert.Contains("BusFlow:Store:ConnectionString", result.Description, StringComparison.Ordinal);
     }
 }
+
+public sealed class When_a_process_was_killed_while_it_held_the_migration_lock
+{
+    [Fact]
+    public async Task Should_start_without_waiting_for_it_when_the_schema_is_current()
+    {
+        // EF Core's SQLite migration lock is a row in __EFMigrationsLock; a process killed while
+        // holding it never deletes it, and a migration waits for it forever.
+        await using var db = await TestDatabase.Create(StoreProviderKind.Sqlite);
+        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(options, db.Provider, db.ConnectionString);
+        await using (var context = new BusFlowDbContext(options.Options))
+        {
+            await context.Database.MigrateAsync();
+            await context.Database.ExecuteSqlRawAsync("INSERT INTO \"__EFMigrationsLock\" (\"Id\", \"Timestamp\") VALUES (1, '2000-01-01 00:00:00+00:00')");
+        }
+
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
+            .AddPipeline("one", p => p.Then("w"))).WaitAsync(TimeSpan.FromSeconds(30));
+        var id = await host.StartPipeline("one");
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+    }
+}

@@ -81,6 +81,13 @@ internal sealed partial class OutboxDelivery(
     internal async Task<int> AssignPositionsAsync(CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        // Look before taking the write lock: this runs every poll, mostly finding nothing, and on
+        // SQLite a write transaction shuts out every other writer of the file while it is open.
+        if (!await db.Events.AnyAsync(e => e.Position == null, cancellationToken))
+        {
+            return 0;
+        }
+
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         var fresh = await db.Events.Where(e => e.Position == null).OrderBy(e => e.Id).Take(options.DeliveryBatchSize).ToListAsync(cancellationToken);
         if (fresh.Count == 0)
@@ -150,6 +157,8 @@ internal sealed partial class OutboxDelivery(
         var now = time.GetUtcNow();
         var eventIds = events.Select(e => e.Id).ToList();
         var messageIds = messages.Select(m => m.Id).ToList();
+        // One write transaction for both marks: on SQLite each write waits its turn for the file's lock.
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         if (eventIds.Count > 0)
         {
             await db.Events.Where(e => eventIds.Contains(e.Id)).ExecuteUpdateAsync(s => s.SetProperty(e => e.DeliveredAt, now), cancellationToken);
@@ -159,6 +168,8 @@ internal sealed partial class OutboxDelivery(
         {
             await db.Outbox.Where(m => messageIds.Contains(m.Id)).ExecuteUpdateAsync(s => s.SetProperty(m => m.DeliveredAt, now), cancellationToken);
         }
+
+        await transaction.CommitAsync(cancellationToken);
 
         return events.Count + messages.Count;
     }

@@ -1,6 +1,8 @@
 using System.Data.Common;
 using BusFlow.Internal;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -27,7 +29,17 @@ internal sealed partial class StoreStartup(
         {
             if (options.ShouldMigrate)
             {
-                await db.Database.MigrateAsync(cancellationToken);
+                // A migration lock that outlives its process (on SQLite, EF Core's lock is a row that a
+                // process killed while holding it never deletes) would make MigrateAsync wait forever:
+                // then take it only when there is something to apply, so a crash during one start does
+                // not hang every later start. (Without a history table there is; reading it would fail.)
+                var history = db.GetService<IHistoryRepository>();
+                if (history.LockReleaseBehavior != LockReleaseBehavior.Explicit
+                    || !await history.ExistsAsync(cancellationToken)
+                    || (await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
+                {
+                    await db.Database.MigrateAsync(cancellationToken);
+                }
             }
             else if (!await db.Database.CanConnectAsync(cancellationToken))
             {

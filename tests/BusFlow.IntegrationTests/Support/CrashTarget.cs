@@ -53,8 +53,22 @@ public static class CrashTarget
         var seed = Environment.GetEnvironmentVariable("BUSFLOW_CRASH_SEED")!;
 
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        // The test copies this output into a file per child and shows the last child's tail: BusFlow's
+        // own information (store ready, outbox rounds failing and resuming) and the diagnostics (lock
+        // waits, failed commands with their SQLite codes, the thread pool) explain a stall.
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddFilter("BusFlow", LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Migrations", LogLevel.Information);
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+        });
         builder.Configuration.AddInMemoryCollection(RabbitMqVirtualHost.Settings(vhost));
+        builder.Services.AddSingleton<CrashDiagnostics>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<CrashDiagnostics>());
+        builder.Services.ConfigureDbContext<BusFlowDbContext>((sp, o) => o.AddInterceptors(sp.GetRequiredService<CrashDiagnostics>().CreateInterceptor()));
         builder.Services.AddBusFlow(builder.Configuration, b =>
         {
             b.UseStore(new BusFlowStoreOptions { Provider = provider, ConnectionString = connection, ApplyMigrations = true, DeliveryPollInterval = TimeSpan.FromMilliseconds(50) });
@@ -73,7 +87,7 @@ public static class CrashTarget
             });
         }
 
-        Console.WriteLine("crash-target: started");
+        Console.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} crash-target: started, {count} starts published");
         await host.WaitForShutdownAsync();
         return 0;
     }
