@@ -222,11 +222,11 @@ public static class EdgeBenchmark
             await server.WaitForSubscribersAsync(50, TimeSpan.FromSeconds(60));
             if (relays)
             {
-            var prepared = await server.PostAsync<PreparedEvents>("bench/prepare?events=20&pipelines=1");
-            var board = new ReceiptBoard(prepared, 50);
-            target.Board = board;
-            await server.PostAsync<long>("bench/paced?rate=100");
-            await board.WaitAsync(TimeSpan.FromSeconds(60), $"{system} idle warm-up");
+                var prepared = await server.PostAsync<PreparedEvents>("bench/prepare?events=20&pipelines=1");
+                var board = new ReceiptBoard(prepared, 50);
+                target.Board = board;
+                await server.PostAsync<long>("bench/paced?rate=100");
+                await board.WaitAsync(TimeSpan.FromSeconds(60), $"{system} idle warm-up");
             }
         }
 

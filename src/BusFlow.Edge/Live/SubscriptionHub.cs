@@ -24,7 +24,8 @@ internal sealed partial class SubscriptionHub(
     private readonly ConcurrentDictionary<Guid, Subscription[]> _byPipeline = new();
     private readonly ConcurrentDictionary<EdgeConnection, byte> _connections = new();
     private readonly Lock _gate = new();
-    private Subscription[] _wildcards = [];
+    // Immutable: dispatch reads it without a lock; adding one of 10,000 subscribers does not copy the rest.
+    private System.Collections.Immutable.ImmutableList<Subscription> _wildcards = [];
     private int _accepting = 1;
 
     public EdgeOptions Options { get; } = options.Value;
@@ -68,7 +69,7 @@ internal sealed partial class SubscriptionHub(
             }
             else
             {
-                _wildcards = [.. _wildcards, subscription];
+                _wildcards = _wildcards.Add(subscription);
             }
         }
 
@@ -101,7 +102,7 @@ internal sealed partial class SubscriptionHub(
             }
             else
             {
-                _wildcards = [.. _wildcards.Where(s => s != subscription)];
+                _wildcards = _wildcards.Remove(subscription);
             }
         }
 

@@ -25,6 +25,9 @@ internal sealed partial class WebSocketConnection(
 
     private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
     private CancellationTokenSource Abort { get; } = new();
+
+    /// <summary>Cancelled once the connection has ended, so nothing waits to abort it any more.</summary>
+    private CancellationTokenSource Finished { get; } = new();
     private readonly EdgeOptions _options = hub.Options;
     private double _tokens = hub.Options.MaxMessagesPerSecond;
     private long _lastRefill = Environment.TickCount64;
@@ -53,6 +56,7 @@ internal sealed partial class WebSocketConnection(
         }
 
         await writer;
+        await Finished.CancelAsync();
     }
 
     private async Task WriteLoopAsync()
@@ -85,7 +89,15 @@ internal sealed partial class WebSocketConnection(
     private async Task AbortIfStuckAsync()
     {
         var stalledGrace = _options.StallTimeout * 2 > TimeSpan.FromSeconds(5) ? _options.StallTimeout * 2 : TimeSpan.FromSeconds(5);
-        await Task.Delay(DrainOnClose ? _options.DrainTimeout + TimeSpan.FromSeconds(1) : stalledGrace);
+        try
+        {
+            await Task.Delay(DrainOnClose ? _options.DrainTimeout + TimeSpan.FromSeconds(1) : stalledGrace, Finished.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
         if (socket.State != WebSocketState.Closed)
         {
             await Abort.CancelAsync();
