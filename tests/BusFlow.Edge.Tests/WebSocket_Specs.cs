@@ -139,6 +139,23 @@ public sealed class When_subscribing_over_WebSocket(EdgeServerFixture fixture) :
     }
 
     [Fact]
+    public async Task Should_read_messages_larger_than_the_idle_buffer_up_to_the_frame_limit()
+    {
+        await using var ws = await WsClient.ConnectAsync(Server.WebSocketUri());
+        foreach (var size in new[] { 100, 511, 513, 4_000, 15_000 })
+        {
+            var pad = new string('x', size);
+            await ws.SendAsync(new { type = "subscribe", pipelineId = "*", tags = new Dictionary<string, string> { ["pad"] = pad } });
+            Assert.Equal("subscribed", (await ws.ReceiveAsync())!.Value.Type());
+        }
+
+        await ws.SendTextAsync($$"""{"type":"ping","pad":"{{new string('y', 20_000)}}"}""");
+        Assert.Equal("frame_too_large", (await ws.ReceiveAsync())!.Value.GetProperty("code").GetString());
+        await ws.SendAsync(new { type = "ping" });
+        Assert.Equal("pong", (await ws.ReceiveAsync())!.Value.Type());
+    }
+
+    [Fact]
     public async Task Should_answer_ping_with_pong()
     {
         await using var ws = await WsClient.ConnectAsync(Server.WebSocketUri());

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net.WebSockets;
 using System.Text.Json;
 using BusFlow.Edge.Auth;
@@ -105,60 +106,95 @@ internal sealed partial class WebSocketConnection(
         }
     }
 
+    /// <summary>
+    /// Reads client messages. An idle connection holds only a small buffer; a larger message
+    /// borrows one from the shared pool (up to <see cref="EdgeOptions.MaxFrameBytes"/>) until it is handled.
+    /// </summary>
     private async Task ReceiveLoopAsync()
     {
-        var buffer = new byte[_options.MaxFrameBytes];
+        var max = _options.MaxFrameBytes;
+        var small = new byte[Math.Min(512, max)];
+        var buffer = small;
         var count = 0;
-        while (socket.State == WebSocketState.Open && !CloseRequested)
+        try
         {
-            var result = await socket.ReceiveAsync(buffer.AsMemory(count), Abort.Token);
-            if (result.MessageType == WebSocketMessageType.Close)
+            while (socket.State == WebSocketState.Open && !CloseRequested)
             {
-                RequestClose(1000, "", drain: false);
-                return;
-            }
-
-            count += result.Count;
-            if (!result.EndOfMessage)
-            {
-                if (count < buffer.Length)
+                var limit = Math.Min(buffer.Length, max);
+                if (count == limit && limit < max)
                 {
-                    continue;
+                    var larger = ArrayPool<byte>.Shared.Rent(Math.Min(max, limit * 8));
+                    buffer.AsSpan(0, count).CopyTo(larger);
+                    Release(buffer, small);
+                    buffer = larger;
+                    limit = Math.Min(buffer.Length, max);
                 }
 
-                // Too large: read the rest of the frame away, say so, carry on.
-                do
-                {
-                    result = await socket.ReceiveAsync(buffer.AsMemory(), Abort.Token);
-                }
-                while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);
-
-                count = 0;
+                var result = await socket.ReceiveAsync(buffer.AsMemory(count, limit - count), Abort.Token);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
                     RequestClose(1000, "", drain: false);
                     return;
                 }
 
-                await ErrorAsync(ClientErrors.FrameTooLarge, $"frames are limited to {_options.MaxFrameBytes} bytes");
-                continue;
-            }
+                count += result.Count;
+                if (!result.EndOfMessage)
+                {
+                    if (count < max)
+                    {
+                        continue;
+                    }
 
-            var length = count;
-            count = 0;
-            if (!TakeToken())
-            {
-                await ErrorAsync(ClientErrors.RateLimited, $"more than {_options.MaxMessagesPerSecond} messages per second; message ignored");
-                continue;
-            }
+                    // Too large: read the rest of the frame away, say so, carry on.
+                    do
+                    {
+                        result = await socket.ReceiveAsync(buffer.AsMemory(0, limit), Abort.Token);
+                    }
+                    while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);
 
-            if (result.MessageType == WebSocketMessageType.Binary)
-            {
-                await ErrorAsync(ClientErrors.BinaryNotSupported, "send JSON text frames");
-                continue;
-            }
+                    count = 0;
+                    Release(buffer, small);
+                    buffer = small;
+                    if (result.MessageType == WebSocketMessageType.Close)
+                    {
+                        RequestClose(1000, "", drain: false);
+                        return;
+                    }
 
-            await HandleAsync(buffer.AsMemory(0, length));
+                    await ErrorAsync(ClientErrors.FrameTooLarge, $"frames are limited to {max} bytes");
+                    continue;
+                }
+
+                var length = count;
+                count = 0;
+                if (!TakeToken())
+                {
+                    await ErrorAsync(ClientErrors.RateLimited, $"more than {_options.MaxMessagesPerSecond} messages per second; message ignored");
+                }
+                else if (result.MessageType == WebSocketMessageType.Binary)
+                {
+                    await ErrorAsync(ClientErrors.BinaryNotSupported, "send JSON text frames");
+                }
+                else
+                {
+                    await HandleAsync(buffer.AsMemory(0, length));
+                }
+
+                Release(buffer, small);
+                buffer = small;
+            }
+        }
+        finally
+        {
+            Release(buffer, small);
+        }
+    }
+
+    private static void Release(byte[] buffer, byte[] small)
+    {
+        if (!ReferenceEquals(buffer, small))
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
