@@ -202,14 +202,21 @@ internal static class PipelinesApi
             return problem;
         }
 
-        using var registration = signals.Register(state!.CorrelationId);
-        var page = await reader.ReadPipelinePageAsync(state.CorrelationId, after, (int)limit, http.RequestAborted);
-        if (page.RowsRead == 0 && waitMs > 0 && await registration.WaitAsync(TimeSpan.FromMilliseconds(waitMs), http.RequestAborted))
+        // Wait until something newer is readable or waitMs is over. A wake-up can come for an event
+        // already read (the live feed may trail the store), so read again and keep waiting if needed.
+        var deadline = DateTime.UtcNow.AddMilliseconds(waitMs);
+        while (true)
         {
-            page = await reader.ReadPipelinePageAsync(state.CorrelationId, after, (int)limit, http.RequestAborted);
-        }
+            using var registration = signals.Register(state!.CorrelationId);
+            var page = await reader.ReadPipelinePageAsync(state.CorrelationId, after, (int)limit, http.RequestAborted);
+            var left = deadline - DateTime.UtcNow;
+            if (page.RowsRead > 0 || left <= TimeSpan.Zero)
+            {
+                return new EventPageResult(page);
+            }
 
-        return new EventPageResult(page);
+            await registration.WaitAsync(left, http.RequestAborted);
+        }
     }
 
     private static async Task StreamAsync(HttpContext http, string id, PipelineStore store, SubscriptionHub hub, EdgeMetrics metrics)
