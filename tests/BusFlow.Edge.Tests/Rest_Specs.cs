@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using BusFlow.Edge.Tests.Support;
 
@@ -249,7 +250,7 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
     }
 
     [Fact]
-    public async Task Should_refuse_state_changes_from_pages_of_other_origins()
+    public async Task Should_refuse_requests_from_pages_of_other_origins()
     {
         using var foreign = new HttpRequestMessage(HttpMethod.Post, "/api/pipelines")
         {
@@ -266,6 +267,13 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
         own.Headers.Add("Origin", fixture.Server.BaseUri.GetLeftPart(UriPartial.Authority));
         using var accepted = await Http.SendAsync(own);
         Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
+
+        // Streams too: a foreign page cannot read a pipeline's events through EventSource.
+        var id = (await accepted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pipelineId").GetGuid();
+        using var stream = new HttpRequestMessage(HttpMethod.Get, $"/api/pipelines/{id}/stream");
+        stream.Headers.Add("Origin", "https://evil.example");
+        using var streamRefused = await Http.SendAsync(stream);
+        Assert.Equal((HttpStatusCode.Forbidden, "origin_not_allowed"), await CodeOf(streamRefused));
     }
 
     private static async Task<(HttpStatusCode, string?)> CodeOf(HttpResponseMessage response)

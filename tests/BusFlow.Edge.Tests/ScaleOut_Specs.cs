@@ -1,4 +1,5 @@
 using BusFlow.Edge.Tests.Support;
+using BusFlow.Host.Tests.Support;
 using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
 using BusFlow.Store.Tests.Support;
@@ -20,8 +21,8 @@ public sealed class When_two_edge_nodes_share_a_broker_and_a_database(ITestOutpu
         settings["BusFlow:Store:ApplyMigrations"] = "true";
         settings["Logging:LogLevel:Default"] = "Warning";
 
-        await using var a = await HostProcess.StartAsync(settings);
-        await using var b = await HostProcess.StartAsync(settings);
+        await using var a = await RunningHost.StartAsync(new(settings));
+        await using var b = await RunningHost.StartAsync(new(settings));
         try
         {
             // Started through A, watched live on B.

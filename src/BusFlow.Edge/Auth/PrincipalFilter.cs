@@ -13,8 +13,9 @@ internal static class PrincipalFilter
         var http = context.HttpContext;
 
         // Browsers send Origin on cross-site requests: a page elsewhere must not start, cancel or
-        // answer pipelines (nor open sockets), least of all when auth is off.
-        if (!HttpMethods.IsGet(http.Request.Method) && !OriginPolicy.Allows(http.Request, EdgeOrigins(http)))
+        // answer pipelines, open sockets or streams, least of all when auth is off. One check for
+        // every edge endpoint; same-origin pages and non-browser clients pass.
+        if (!OriginPolicy.Allows(http.Request, EdgeOrigins(http)))
         {
             return Problems.Of(StatusCodes.Status403Forbidden, "origin_not_allowed", "Origin not allowed", "This origin is not in BusFlow:Edge:AllowedOrigins.");
         }

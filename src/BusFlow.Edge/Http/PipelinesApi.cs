@@ -249,12 +249,6 @@ internal static class PipelinesApi
             return;
         }
 
-        if (!OriginPolicy.Allows(http.Request, hub.Options.AllowedOrigins))
-        {
-            await Problems.Of(StatusCodes.Status403Forbidden, "origin_not_allowed", "Origin not allowed", "This origin is not in BusFlow:Edge:AllowedOrigins.").ExecuteAsync(http);
-            return;
-        }
-
         if (state!.Status != PipelineStatus.Running && after >= state.LastSeq)
         {
             // Finished and fully seen: 204 tells EventSource to stop reconnecting.

@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging;
 
 namespace BusFlow.Edge.WebSockets;
 
-/// <summary><c>GET /ws</c>: checks origin and node capacity, accepts the socket and runs the connection.</summary>
+/// <summary><c>GET /ws</c>: checks node capacity (the principal filter checked the origin), accepts the socket and runs the connection.</summary>
 internal static class WebSocketEndpoint
 {
     public static async Task HandleAsync(
@@ -22,12 +22,6 @@ internal static class WebSocketEndpoint
         if (!http.WebSockets.IsWebSocketRequest)
         {
             await Problems.Invalid("websocket_required", "GET /ws is a WebSocket endpoint; open it with a WebSocket client.").ExecuteAsync(http);
-            return;
-        }
-
-        if (!OriginPolicy.Allows(http.Request, hub.Options.AllowedOrigins))
-        {
-            await Problems.Of(StatusCodes.Status403Forbidden, "origin_not_allowed", "Origin not allowed", "This origin is not in BusFlow:Edge:AllowedOrigins.").ExecuteAsync(http);
             return;
         }
 
