@@ -34,7 +34,7 @@ public sealed class EdgeMetrics : IDisposable
         _meter.CreateObservableCounter("busflow.edge.events_in", () => Interlocked.Read(ref _eventsIn), description: "Events received from the bus");
         _meter.CreateObservableCounter("busflow.edge.events_out", () => Interlocked.Read(ref _eventsOut), description: "Events written to subscribers");
         _meter.CreateObservableCounter("busflow.edge.bytes_out", () => Interlocked.Read(ref _bytesOut), unit: "By", description: "Event bytes written to subscribers");
-        _broadcastLatency = _meter.CreateHistogram<double>("busflow.edge.broadcast_latency", unit: "ms", description: "From an event's arrival at the edge to its hand-off to a subscriber's buffer");
+        _broadcastLatency = _meter.CreateHistogram<double>("busflow.edge.broadcast_latency", unit: "ms", description: "Per event: from its arrival at the edge to its hand-off to the last live subscriber's buffer");
     }
 
     public void ConnectionOpened() => Interlocked.Increment(ref _connections);
@@ -71,7 +71,7 @@ public sealed class EdgeMetrics : IDisposable
         _recentLatencies[slot] = ms;
     }
 
-    /// <summary>The current figures; latency percentiles over the last 4,096 hand-offs.</summary>
+    /// <summary>The current figures; latency percentiles over the last 4,096 events handed to subscribers.</summary>
     public object Snapshot()
     {
         var count = (int)Math.Min(Interlocked.Read(ref _latencySamples), _recentLatencies.Length);

@@ -112,65 +112,73 @@ internal sealed partial class SubscriptionHub(
     /// <summary>Called by the live feed for each event, in position order, from one thread.</summary>
     public void Dispatch(EdgeEvent e)
     {
+        var delivered = false;
         if (_byPipeline.TryGetValue(e.Event.PipelineId, out var subscribers))
         {
             foreach (var subscription in subscribers)
             {
-                Offer(subscription, e);
+                delivered |= Offer(subscription, e);
             }
         }
 
         foreach (var subscription in Volatile.Read(ref _wildcards))
         {
-            Offer(subscription, e);
+            delivered |= Offer(subscription, e);
+        }
+
+        // One sample per event: from its arrival to its hand-off to the last live subscriber.
+        if (delivered)
+        {
+            metrics.Broadcast(e.ReceivedAt);
         }
 
         signals.Signal(e.Event.PipelineId);
     }
 
-    private void Offer(Subscription subscription, EdgeEvent e)
+    /// <summary>Offers the event to one subscription; true when it went into the connection's buffer.</summary>
+    private bool Offer(Subscription subscription, EdgeEvent e)
     {
         var order = subscription.Order(e.Event);
         lock (subscription)
         {
             if (subscription.Cancelled)
             {
-                return;
+                return false;
             }
 
             if (subscription.CatchingUp)
             {
                 subscription.SkippedUpTo = Math.Max(subscription.SkippedUpTo, order);
-                return;
+                return false;
             }
 
             if (subscription.Cursor is { } cursor && order <= cursor)
             {
-                return;
+                return false;
             }
 
             // A pipeline's events come in seq order; a hole means one is only in the store.
             if (subscription.PipelineId is not null && subscription.Cursor is { } last && order > last + 1)
             {
                 FallBehind(subscription, order);
-                return;
+                return false;
             }
 
             if (!subscription.Matches(e.Event))
             {
                 subscription.Cursor = order;
-                return;
+                return false;
             }
 
             if (subscription.Connection.TryEnqueue(e))
             {
                 subscription.Cursor = order;
-                metrics.Broadcast(e.ReceivedAt);
-                return;
+                return true;
             }
 
             subscription.Cursor ??= order - 1;
             FallBehind(subscription, order);
+            return false;
         }
     }
 
