@@ -94,6 +94,28 @@ public sealed class When_a_person_uses_the_dashboard(ITestOutputHelper output) :
     }
 
     [Fact]
+    public async Task Should_ask_for_an_API_key_when_the_edge_requires_one_and_work_with_it()
+    {
+        await using var host = await RunningHost.StartAsync(new() { ["BusFlow:Edge:Auth:ApiKeys:key-a"] = "tenant-a" });
+        var context = await _browser.NewContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(host.BaseUri.ToString());
+        await Assertions.Expect(page.Locator("#banner")).ToContainTextAsync("requires an API key");
+
+        await page.GotoAsync(host.BaseUri + "?apiKey=key-a");
+        await Assertions.Expect(page.Locator("#connection")).ToHaveTextAsync("live");
+        await page.SelectOptionAsync("#definition", "wordcount");
+        await page.ClickAsync("#start-button");
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Completed", new() { Timeout = 20_000 });
+
+        // The key is kept for the next visit.
+        await page.GotoAsync(host.BaseUri.ToString());
+        await Assertions.Expect(page.Locator("#connection")).ToHaveTextAsync("live");
+        await Assertions.Expect(page.Locator("#pipelines tbody tr")).ToHaveCountAsync(1);
+        await context.DisposeAsync();
+    }
+
+    [Fact]
     public async Task Should_reconnect_after_the_server_restarts_and_show_what_happened_meanwhile()
     {
         await using var host = await RunningHost.StartAsync();
