@@ -62,3 +62,15 @@ public abstract record StepEvent : PipelineEvent
     /// <summary>For map steps: the index of the item in the mapped list; null for the step as a whole.</summary>
     public int? ItemIndex { get; init; }
 }
+
+/// <summary>
+/// Several recorded events in one bus message, in position order, when the store publishes events in
+/// batches (<c>BusFlow:Store:EventPublishing</c> = <c>Batched</c>). A pipeline's events are never split
+/// across batches out of order. Subscribers built on <c>PipelineEventsConsumer</c> receive the events
+/// one by one either way.
+/// </summary>
+public sealed record PipelineEventBatch
+{
+    /// <summary>The events, in position order.</summary>
+    public required IReadOnlyList<PipelineEvent> Events { get; init; }
+}

@@ -97,9 +97,9 @@ public static class BusFlowStoreExtensions
             throw new InvalidOperationException($"Setting '{BusFlowStoreOptions.Section}:ConnectionString' is empty.");
         }
 
-        if (options.DeliveryBatchSize < 1 || options.DeliveryParallelism < 1)
+        if (options.DeliveryBatchSize < 1 || options.DeliveryParallelism < 1 || options.MaxEventsPerBatch < 1)
         {
-            throw new InvalidOperationException($"Settings '{BusFlowStoreOptions.Section}:DeliveryBatchSize' and 'DeliveryParallelism' must be at least 1.");
+            throw new InvalidOperationException($"Settings '{BusFlowStoreOptions.Section}:DeliveryBatchSize', 'DeliveryParallelism' and 'MaxEventsPerBatch' must be at least 1.");
         }
 
         return options;

@@ -23,14 +23,35 @@ public sealed class BusFlowStoreOptions
     /// <summary>How long an inbox row keeps a redelivered step command from running twice.</summary>
     public TimeSpan InboxWindow { get; set; } = TimeSpan.FromDays(1);
 
-    /// <summary>Rows the outbox delivery reads and publishes per round.</summary>
-    public int DeliveryBatchSize { get; set; } = 500;
+    /// <summary>Event rows the outbox delivery positions (and hands to its publishers) per round.</summary>
+    public int DeliveryBatchSize { get; set; } = 2000;
 
     /// <summary>How often the outbox delivery looks for rows committed by other processes (commits in this process wake it at once).</summary>
     public TimeSpan DeliveryPollInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 
-    /// <summary>How many pipelines' rows are published at once (each pipeline's rows in order).</summary>
+    /// <summary>How many publishers ("lanes") run at once; a pipeline's events always take the same lane, in order.</summary>
     public int DeliveryParallelism { get; set; } = 32;
 
+    /// <summary>
+    /// <c>Individual</c> (default): one bus message per event, so <c>IConsumer&lt;StepCompleted&gt;</c> and
+    /// friends receive them. <c>Batched</c>: one <see cref="Contracts.PipelineEventBatch"/> message per
+    /// lane and round, many times fewer broker messages; subscribers must consume the batch (every
+    /// <c>PipelineEventsConsumer</c>, the web edge included, does).
+    /// </summary>
+    public EventPublishMode EventPublishing { get; set; } = EventPublishMode.Individual;
+
+    /// <summary>The most events one <see cref="Contracts.PipelineEventBatch"/> carries.</summary>
+    public int MaxEventsPerBatch { get; set; } = 256;
+
     internal bool ShouldMigrate => ApplyMigrations ?? Provider == StoreProviderKind.Sqlite;
+}
+
+/// <summary>How recorded events travel to the bus.</summary>
+public enum EventPublishMode
+{
+    /// <summary>One message per event, of the event's own type.</summary>
+    Individual,
+
+    /// <summary>One <see cref="Contracts.PipelineEventBatch"/> per lane and round.</summary>
+    Batched,
 }

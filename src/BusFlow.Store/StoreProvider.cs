@@ -70,6 +70,76 @@ public static class StoreProvider
     }
 
     /// <summary>
+    /// Gives the next committed, unpositioned event rows (at most <paramref name="limit"/>, in row
+    /// order) the next store-wide positions, moves the lease's counter by as many, and returns the rows
+    /// in position order; all inside <paramref name="transaction"/>, in one statement on PostgreSQL
+    /// (the lease row's lock orders positioners) and two under SQLite's write lock. Only committed rows
+    /// are seen, so a row whose transaction commits later gets a later position (docs/architecture.md).
+    /// The one place with provider-specific SQL for delivery; a new provider adds a case here.
+    /// </summary>
+    internal static async Task<List<PipelineEventRecord>> PositionEventsAsync(
+        DbConnection connection, DbTransaction transaction, StoreProviderKind kind, string lease, int limit, CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = kind == StoreProviderKind.Postgres
+            ? """
+              WITH counter AS (SELECT "LastPosition" AS last FROM busflow_leases WHERE "Name" = @lease FOR UPDATE),
+              fresh AS (SELECT "Id" FROM busflow_events WHERE "Position" IS NULL ORDER BY "Id" LIMIT @limit FOR UPDATE),
+              numbered AS (SELECT f."Id", c.last + row_number() OVER (ORDER BY f."Id") AS position FROM fresh f CROSS JOIN counter c),
+              moved AS (UPDATE busflow_leases SET "LastPosition" = "LastPosition" + (SELECT count(*) FROM numbered) WHERE "Name" = @lease)
+              UPDATE busflow_events e SET "Position" = n.position FROM numbered n WHERE e."Id" = n."Id"
+              RETURNING e."Id", e."Position", e."PipelineId", e."Seq", e."Type", e."Payload"
+              """
+            : """
+              UPDATE busflow_events SET "Position" = n.position
+              FROM (SELECT "Id", (SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @lease) + row_number() OVER (ORDER BY "Id") AS position
+                    FROM busflow_events WHERE "Position" IS NULL ORDER BY "Id" LIMIT @limit) AS n
+              WHERE busflow_events."Id" = n."Id"
+              RETURNING "Id", "Position", "PipelineId", "Seq", "Type", "Payload"
+              """;
+        AddParameter(command, "lease", lease);
+        AddParameter(command, "limit", limit);
+        var rows = new List<PipelineEventRecord>();
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                rows.Add(new PipelineEventRecord
+                {
+                    Id = reader.GetInt64(0),
+                    Position = reader.GetInt64(1),
+                    PipelineId = reader.GetGuid(2),
+                    Seq = reader.GetInt64(3),
+                    Type = reader.GetString(4),
+                    Payload = reader.GetString(5),
+                });
+            }
+        }
+
+        if (kind != StoreProviderKind.Postgres && rows.Count > 0)
+        {
+            await using var counter = connection.CreateCommand();
+            counter.Transaction = transaction;
+            counter.CommandText = """UPDATE busflow_leases SET "LastPosition" = "LastPosition" + @count WHERE "Name" = @lease""";
+            AddParameter(counter, "count", rows.Count);
+            AddParameter(counter, "lease", lease);
+            await counter.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        rows.Sort((a, b) => a.Position!.Value.CompareTo(b.Position!.Value));
+        return rows;
+    }
+
+    private static void AddParameter(DbCommand command, string name, object value)
+    {
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.Value = value;
+        command.Parameters.Add(parameter);
+    }
+
+    /// <summary>
     /// Sets up each SQLite connection the first time it is opened (pooled connections keep it) for
     /// many connections at once, in this process and others, on one file:
     /// <list type="bullet">

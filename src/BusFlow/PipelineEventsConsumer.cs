@@ -17,7 +17,8 @@ public abstract class PipelineEventsConsumer :
     IConsumer<StepSuspended>,
     IConsumer<PipelineCompleted>,
     IConsumer<PipelineFailed>,
-    IConsumer<PipelineCancelled>
+    IConsumer<PipelineCancelled>,
+    IConsumer<PipelineEventBatch>
 {
     public Task Consume(ConsumeContext<PipelineStarted> context) => ConsumeEvent(context.Message, context);
 
@@ -36,6 +37,15 @@ public abstract class PipelineEventsConsumer :
     public Task Consume(ConsumeContext<PipelineFailed> context) => ConsumeEvent(context.Message, context);
 
     public Task Consume(ConsumeContext<PipelineCancelled> context) => ConsumeEvent(context.Message, context);
+
+    /// <summary>Events the store published in batches arrive one by one, in order.</summary>
+    public async Task Consume(ConsumeContext<PipelineEventBatch> context)
+    {
+        foreach (var pipelineEvent in context.Message.Events)
+        {
+            await ConsumeEvent(pipelineEvent, context);
+        }
+    }
 
     /// <summary>Handles one event, whatever its type.</summary>
     protected abstract Task ConsumeEvent(PipelineEvent pipelineEvent, ConsumeContext context);

@@ -151,6 +151,24 @@ public static class Scenarios
     }
 
     /// <summary>
+    /// "outbox-batched": "outbox" with <c>EventPublishing = Batched</c> (one PipelineEventBatch message per
+    /// lane and round instead of one message per event); the subscriber, a PipelineEventsConsumer, counts
+    /// the events inside. The setting is read by every lane before each publish, so it is switched in place.
+    /// </summary>
+    public static async Task<Measurement> OutboxBatched(BenchHost host, NpgsqlDataSource data, BenchSettings settings, EventRows rows)
+    {
+        host.Store.EventPublishing = EventPublishMode.Batched;
+        try
+        {
+            return await Outbox(host, data, settings, rows);
+        }
+        finally
+        {
+            host.Store.EventPublishing = EventPublishMode.Individual;
+        }
+    }
+
+    /// <summary>
     /// "broker": the same StepProgress events published straight to RabbitMQ through the host's bus,
     /// the way OutboxDelivery publishes (MessageId set, DeliveryParallelism at once), with no
     /// database: what the broker and the subscriber take on this machine.

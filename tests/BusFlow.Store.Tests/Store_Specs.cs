@@ -394,3 +394,107 @@ public sealed class When_a_process_was_killed_while_it_held_the_migration_lock
         Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
     }
 }
+
+public sealed class When_events_are_published_in_batches
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_deliver_every_event_once_in_order_in_far_fewer_messages(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var messages = new BusMessages();
+        await using var host = await StoreHost.Start(
+            db.Options(o => o.EventPublishing = EventPublishMode.Batched),
+            b => b
+                .AddWorker("work", ctx => Task.FromResult(StepResult.Success()), concurrency: 16)
+                .AddPipeline("two", p => p.Then("a", s => s.Worker("work")).Then("b", s => s.Worker("work"))),
+            consumers: bus =>
+            {
+                bus.AddSingleton(messages);
+                bus.AddConsumer<BatchCounter>();
+                bus.AddConsumer<IndividualCounter>();
+            });
+
+        // A pipeline run by the saga: its events arrive through batches, in order.
+        var id = await host.StartPipeline("two");
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        Assert.Equal(Types(await host.Reader.ReadPipelineAsync(id, 0, 100)), Types(host.Events.For(id)));
+
+        // 4 pipelines' 200 events committed at once, as transitions of a busy store would.
+        var pipelines = Enumerable.Range(0, 4).Select(_ => NewId.NextGuid()).ToList();
+        await using (var context = await host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync())
+        {
+            var at = DateTimeOffset.UtcNow;
+            context.Events.AddRange(
+                from seq in Enumerable.Range(1, 50)
+                from pipelineId in pipelines
+                let e = new StepProgress { PipelineId = pipelineId, Seq = seq, Timestamp = at, Definition = "two", StepName = "a", StepIndex = 0, Attempt = 1, Percent = seq * 2 }
+                select new PipelineEventRecord { PipelineId = pipelineId, Seq = seq, Type = e.EventType, Timestamp = at, Payload = PipelineEventJson.Serialize(e) });
+            await context.SaveChangesAsync();
+        }
+
+        for (var i = 0; i < 1000 && pipelines.Sum(p => host.Events.For(p).Count) < 200; i++)
+        {
+            await Task.Delay(10);
+        }
+
+        foreach (var pipelineId in pipelines)
+        {
+            var received = host.Events.For(pipelineId);
+            Assert.Equal(Enumerable.Range(1, 50).Select(s => (long)s), received.Select(e => e.Seq));
+            Assert.Equal(received.Select(e => e.Position).Order(), received.Select(e => e.Position));
+        }
+
+        var logged = await host.Reader.ReadAllAsync(0, 1000);
+        Assert.Equal(logged.Select(e => e.Position), Enumerable.Range(1, logged.Count).Select(p => (long)p));
+        Assert.Equal(0, messages.Individual);
+        Assert.Equal(logged.Count, messages.BatchedEvents);
+        Assert.True(messages.Batches < 100, $"{messages.Batches} batch messages carried the 200 events committed at once");
+    }
+
+    public sealed class BusMessages
+    {
+        private int _batches;
+        private int _batchedEvents;
+        private int _individual;
+
+        public int Batches => Volatile.Read(ref _batches);
+
+        public int BatchedEvents => Volatile.Read(ref _batchedEvents);
+
+        public int Individual => Volatile.Read(ref _individual);
+
+        public void Batch(int events)
+        {
+            Interlocked.Increment(ref _batches);
+            Interlocked.Add(ref _batchedEvents, events);
+        }
+
+        public void One() => Interlocked.Increment(ref _individual);
+    }
+
+    public sealed class BatchCounter(BusMessages messages) : IConsumer<PipelineEventBatch>
+    {
+        public Task Consume(ConsumeContext<PipelineEventBatch> context)
+        {
+            messages.Batch(context.Message.Events.Count);
+            return Task.CompletedTask;
+        }
+    }
+
+    public sealed class IndividualCounter(BusMessages messages) : IConsumer<StepProgress>, IConsumer<PipelineCompleted>
+    {
+        public Task Consume(ConsumeContext<StepProgress> context)
+        {
+            messages.One();
+            return Task.CompletedTask;
+        }
+
+        public Task Consume(ConsumeContext<PipelineCompleted> context)
+        {
+            messages.One();
+            return Task.CompletedTask;
+        }
+    }
+}

@@ -1,17 +1,21 @@
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace BusFlow.Store.Internal;
 
 /// <summary>
-/// Delivers what transitions committed. Under a lease (one deliverer at a time across processes) it
-/// (1) gives new event rows their store-wide positions, in the order their commits became visible,
-/// and (2) publishes positioned events and sends outbox messages in batches: in order per pipeline,
-/// pipelines in parallel, each with the same MessageId every time. A row is marked delivered only
-/// after the broker confirmed it; a failure leaves it for the next round, so nothing is lost while
-/// the database or the broker is away.
+/// Delivers what transitions committed. Under a lease (one deliverer at a time across processes),
+/// each round (1) gives up to <see cref="BusFlowStoreOptions.DeliveryBatchSize"/> new event rows their
+/// store-wide positions in one statement, in the order their commits became visible, and hands them
+/// to <see cref="EventLanes"/>, which publish them (in order per pipeline, pipelines in parallel) while
+/// the next round runs and mark them delivered once the broker confirmed; and (2) sends the outbox
+/// messages (step commands and the like), in order per pipeline, each with the same MessageId every
+/// time. A failure leaves rows for a later round, so nothing is lost while the database or the
+/// broker is away. A deliverer that takes the lease first publishes what an earlier one positioned
+/// but never marked delivered.
 /// </summary>
 internal sealed partial class OutboxDelivery(
     IDbContextFactory<BusFlowDbContext> databases,
@@ -26,15 +30,17 @@ internal sealed partial class OutboxDelivery(
     private static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(10);
     private readonly string _owner = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}";
     private DateTimeOffset _leaseUntil;
+    private bool _recovering = true;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await using var lanes = new EventLanes(databases, bus, options, time, logger, stoppingToken);
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                var worked = await TryLeaseAsync(stoppingToken) && (await AssignPositionsAsync(stoppingToken) + await DeliverAsync(stoppingToken)) > 0;
+                var worked = await TryLeaseAsync(stoppingToken) && (await DispatchEventsAsync(lanes, stoppingToken) + await SendMessagesAsync(stoppingToken)) > 0;
                 if (failures > 0)
                 {
                     LogResumed(logger, failures);
@@ -55,7 +61,7 @@ internal sealed partial class OutboxDelivery(
                 // The database or the broker is away: keep the rows and try again with back-off.
                 failures++;
                 LogRoundFailed(logger, ex, failures);
-                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(failures, 6)))), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                await Task.Delay(EventLanes.Backoff(failures), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }
     }
@@ -73,117 +79,89 @@ internal sealed partial class OutboxDelivery(
         var taken = await db.Leases
             .Where(l => l.Name == LeaseName && (l.Owner == _owner || l.ExpiresAt < now))
             .ExecuteUpdateAsync(s => s.SetProperty(l => l.Owner, _owner).SetProperty(l => l.ExpiresAt, until), cancellationToken);
+        if (taken == 1 && _leaseUntil < now)
+        {
+            // Newly taken (at start, or after losing it): first publish what was positioned but not delivered.
+            _recovering = true;
+        }
+
         _leaseUntil = taken == 1 ? until : DateTimeOffset.MinValue;
         return taken == 1;
     }
 
-    /// <summary>Gives committed, unpositioned event rows the next positions; the lease row's counter guards against a second positioner.</summary>
-    internal async Task<int> AssignPositionsAsync(CancellationToken cancellationToken)
+    /// <summary>Hands the next batch of event rows to the lanes; returns how many.</summary>
+    private async Task<int> DispatchEventsAsync(EventLanes lanes, CancellationToken cancellationToken)
+    {
+        if (_recovering)
+        {
+            var after = lanes.DispatchedUpTo;
+            await using var db = await databases.CreateDbContextAsync(cancellationToken);
+            var left = await db.Events.AsNoTracking()
+                .Where(e => e.Position > after && e.DeliveredAt == null)
+                .OrderBy(e => e.Position)
+                .Take(options.DeliveryBatchSize)
+                .ToListAsync(cancellationToken);
+            if (left.Count > 0)
+            {
+                await lanes.DispatchAsync(left, cancellationToken);
+                return left.Count;
+            }
+
+            _recovering = false;
+        }
+
+        var rows = await PositionEventsAsync(cancellationToken);
+        await lanes.DispatchAsync(rows, cancellationToken);
+        return rows.Count;
+    }
+
+    /// <summary>Gives committed, unpositioned event rows the next positions (the lease row's counter orders positioners).</summary>
+    internal async Task<List<PipelineEventRecord>> PositionEventsAsync(CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         // Look before taking the write lock: this runs every poll, mostly finding nothing, and on
         // SQLite a write transaction shuts out every other writer of the file while it is open.
         if (!await db.Events.AnyAsync(e => e.Position == null, cancellationToken))
         {
-            return 0;
+            return [];
         }
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        var fresh = await db.Events.Where(e => e.Position == null).OrderBy(e => e.Id).Take(options.DeliveryBatchSize).ToListAsync(cancellationToken);
-        if (fresh.Count == 0)
-        {
-            return 0;
-        }
-
-        var lease = await db.Leases.SingleAsync(l => l.Name == LeaseName, cancellationToken);
-        var last = lease.LastPosition;
-        foreach (var row in fresh)
-        {
-            row.Position = ++last;
-        }
-
-        var moved = await db.Leases
-            .Where(l => l.Name == LeaseName && l.LastPosition == lease.LastPosition)
-            .ExecuteUpdateAsync(s => s.SetProperty(l => l.LastPosition, last), cancellationToken);
-        if (moved != 1)
-        {
-            return 0;
-        }
-
-        db.Entry(lease).State = EntityState.Unchanged;
-        await db.SaveChangesAsync(cancellationToken);
+        var rows = await StoreProvider.PositionEventsAsync(
+            db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, LeaseName, options.DeliveryBatchSize, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        return fresh.Count;
+        return rows;
     }
 
-    /// <summary>Publishes one batch; returns how many rows it delivered.</summary>
-    internal async Task<int> DeliverAsync(CancellationToken cancellationToken)
+    /// <summary>Sends one batch of outbox messages; returns how many it delivered.</summary>
+    internal async Task<int> SendMessagesAsync(CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        var events = await db.Events.AsNoTracking()
-            .Where(e => e.Position != null && e.DeliveredAt == null)
-            .OrderBy(e => e.Position)
-            .Take(options.DeliveryBatchSize)
-            .ToListAsync(cancellationToken);
         var messages = await db.Outbox.AsNoTracking()
             .Where(o => o.DeliveredAt == null)
             .OrderBy(o => o.Id)
             .Take(options.DeliveryBatchSize)
             .ToListAsync(cancellationToken);
-        if (events.Count == 0 && messages.Count == 0)
+        if (messages.Count == 0)
         {
             return 0;
         }
 
-        var pipelines = events.Select(e => e.PipelineId).Concat(messages.Select(m => m.PipelineId)).Distinct().ToList();
-        var eventsByPipeline = events.ToLookup(e => e.PipelineId);
-        var messagesByPipeline = messages.ToLookup(m => m.PipelineId);
         await Parallel.ForEachAsync(
-            pipelines,
+            messages.GroupBy(m => m.PipelineId),
             new ParallelOptions { MaxDegreeOfParallelism = options.DeliveryParallelism, CancellationToken = cancellationToken },
-            async (pipelineId, ct) =>
+            async (pipeline, ct) =>
             {
-                foreach (var row in eventsByPipeline[pipelineId])
-                {
-                    await PublishEventAsync(row, ct);
-                }
-
-                foreach (var row in messagesByPipeline[pipelineId])
+                foreach (var row in pipeline)
                 {
                     await SendMessageAsync(row, ct);
                 }
             });
 
         var now = time.GetUtcNow();
-        var eventIds = events.Select(e => e.Id).ToList();
-        var messageIds = messages.Select(m => m.Id).ToList();
-        // One write transaction for both marks: on SQLite each write waits its turn for the file's lock.
-        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        if (eventIds.Count > 0)
-        {
-            await db.Events.Where(e => eventIds.Contains(e.Id)).ExecuteUpdateAsync(s => s.SetProperty(e => e.DeliveredAt, now), cancellationToken);
-        }
-
-        if (messageIds.Count > 0)
-        {
-            await db.Outbox.Where(m => messageIds.Contains(m.Id)).ExecuteUpdateAsync(s => s.SetProperty(m => m.DeliveredAt, now), cancellationToken);
-        }
-
-        await transaction.CommitAsync(cancellationToken);
-
-        return events.Count + messages.Count;
-    }
-
-    private async Task PublishEventAsync(PipelineEventRecord row, CancellationToken cancellationToken)
-    {
-        if (PipelineStateMap.Read(row) is not { } e)
-        {
-            LogUnreadableEvent(logger, row.Id, row.Type, row.PipelineId);
-            return;
-        }
-
-        var messageId = EventMessageId(row);
-        await bus.Publish(e, e.GetType(), Pipe.Execute<PublishContext>(c => c.MessageId = messageId), cancellationToken);
+        var ids = messages.Select(m => m.Id).ToList();
+        await db.Outbox.Where(m => ids.Contains(m.Id)).ExecuteUpdateAsync(s => s.SetProperty(m => m.DeliveredAt, now), cancellationToken);
+        return messages.Count;
     }
 
     private async Task SendMessageAsync(OutboxMessageRecord row, CancellationToken cancellationToken)
@@ -205,28 +183,11 @@ internal sealed partial class OutboxDelivery(
         }
     }
 
-    /// <summary>The same event always travels with the same MessageId, derived from its pipeline and seq.</summary>
-    internal static Guid EventMessageId(PipelineEventRecord row)
-    {
-        Span<byte> bytes = stackalloc byte[16];
-        row.PipelineId.TryWriteBytes(bytes);
-        var seq = BitConverter.GetBytes(row.Seq);
-        for (var i = 0; i < 8; i++)
-        {
-            bytes[8 + i] ^= seq[i];
-        }
-
-        return new Guid(bytes);
-    }
-
     [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox delivery round failed ({Failures} in a row); the rows stay and are retried")]
     private static partial void LogRoundFailed(ILogger logger, Exception exception, int failures);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Outbox delivery resumed after {Failures} failed rounds")]
     private static partial void LogResumed(ILogger logger, int failures);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Event row {RowId} ({Type}) of pipeline {PipelineId} cannot be read by this version; skipped")]
-    private static partial void LogUnreadableEvent(ILogger logger, long rowId, string type, Guid pipelineId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox row {RowId} has a message type this version does not know ({MessageType}); skipped")]
     private static partial void LogUnreadableMessage(ILogger logger, long rowId, string messageType);

@@ -28,7 +28,7 @@ public sealed class StoreHost : IAsyncDisposable
 
     public PipelineEventReader Reader => _host.Services.GetRequiredService<PipelineEventReader>();
 
-    public static async Task<StoreHost> Start(BusFlowStoreOptions store, Action<BusFlowBuilder> configure, RecordedEvents? events = null)
+    public static async Task<StoreHost> Start(BusFlowStoreOptions store, Action<BusFlowBuilder> configure, RecordedEvents? events = null, Action<IBusRegistrationConfigurator>? consumers = null)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
@@ -39,7 +39,11 @@ public sealed class StoreHost : IAsyncDisposable
         {
             b.UseStore(store);
             configure(b);
-        }, bus => bus.AddConsumer<RecordingConsumer>());
+        }, bus =>
+        {
+            bus.AddConsumer<RecordingConsumer>();
+            consumers?.Invoke(bus);
+        });
 
         // Tests stop hosts with steps still running; do not wait long for them to drain.
         builder.Services.PostConfigure<MassTransitHostOptions>(o => o.StopTimeout = TimeSpan.FromSeconds(2));

@@ -1,0 +1,261 @@
+using System.Threading.Channels;
+using BusFlow.Contracts;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
+
+namespace BusFlow.Store.Internal;
+
+/// <summary>
+/// Publishes positioned event rows while the delivery positions the next ones. Each row goes to one
+/// of <see cref="BusFlowStoreOptions.DeliveryParallelism"/> lanes chosen by its pipeline id, and each
+/// lane publishes its rows one message at a time, in order: a pipeline's events reach the bus in seq
+/// order, different pipelines' in parallel. A lane retries a failed publish (broker away) until it is
+/// confirmed. A handed-over batch is marked delivered, by its position range, once every row of it
+/// and of the batches before it was confirmed; what was published but not marked when the process
+/// dies is published again by the next deliverer (at least once, same MessageId for an event).
+/// </summary>
+internal sealed partial class EventLanes : IAsyncDisposable
+{
+    private readonly IDbContextFactory<BusFlowDbContext> _databases;
+    private readonly IBus _bus;
+    private readonly BusFlowStoreOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping;
+    private readonly Channel<(PipelineEventRecord Row, Batch Batch)>[] _lanes;
+    private readonly Channel<Batch> _marks;
+    private readonly Task[] _publishers;
+    private readonly Task _marker;
+
+    public EventLanes(IDbContextFactory<BusFlowDbContext> databases, IBus bus, BusFlowStoreOptions options, TimeProvider time, ILogger logger, CancellationToken stoppingToken)
+    {
+        _databases = databases;
+        _bus = bus;
+        _options = options;
+        _time = time;
+        _logger = logger;
+        _stopping = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        // A lane holds up to one round's rows; at most a few rounds wait to be marked: the delivery
+        // cannot run further ahead of the broker than that.
+        _lanes = [.. Enumerable.Range(0, options.DeliveryParallelism).Select(_ => Channel.CreateBounded<(PipelineEventRecord, Batch)>(
+            new BoundedChannelOptions(options.DeliveryBatchSize) { SingleReader = true, SingleWriter = true }))];
+        _marks = Channel.CreateBounded<Batch>(new BoundedChannelOptions(4) { SingleReader = true, SingleWriter = true });
+        _publishers = [.. _lanes.Select(lane => Task.Run(() => PublishAsync(lane.Reader), CancellationToken.None))];
+        _marker = Task.Run(MarkAsync, CancellationToken.None);
+    }
+
+    /// <summary>The highest position handed to the lanes so far.</summary>
+    public long DispatchedUpTo { get; private set; }
+
+    /// <summary>Hands rows (in position order) to their lanes; waits while the lanes are full.</summary>
+    public async ValueTask DispatchAsync(IReadOnlyList<PipelineEventRecord> rows, CancellationToken cancellationToken)
+    {
+        if (rows.Count == 0)
+        {
+            return;
+        }
+
+        var batch = new Batch(rows.Count, rows[0].Position!.Value, rows[^1].Position!.Value);
+        await _marks.Writer.WriteAsync(batch, cancellationToken);
+        foreach (var row in rows)
+        {
+            await _lanes[Lane(row.PipelineId)].Writer.WriteAsync((row, batch), cancellationToken);
+        }
+
+        DispatchedUpTo = batch.To;
+    }
+
+    /// <summary>
+    /// The lane of a pipeline. Hashes all 16 bytes: NewId's sequential ids differ in few bits, and
+    /// Guid.GetHashCode() modulo a small number puts most of them into a few lanes.
+    /// </summary>
+    private int Lane(Guid pipelineId)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        pipelineId.TryWriteBytes(bytes);
+        var hash = new HashCode();
+        hash.AddBytes(bytes);
+        return (int)((uint)hash.ToHashCode() % (uint)_lanes.Length);
+    }
+
+    private async Task PublishAsync(ChannelReader<(PipelineEventRecord Row, Batch Batch)> lane)
+    {
+        var taken = new List<(PipelineEventRecord Row, Batch Batch)>();
+        var events = new List<PipelineEvent>();
+        try
+        {
+            while (await lane.WaitToReadAsync(_stopping.Token))
+            {
+                var most = _options.EventPublishing == EventPublishMode.Batched ? _options.MaxEventsPerBatch : 1;
+                while (taken.Count < most && lane.TryRead(out var item))
+                {
+                    taken.Add(item);
+                    if (PipelineStateMap.Read(item.Row) is { } e)
+                    {
+                        events.Add(e);
+                    }
+                    else
+                    {
+                        LogUnreadableEvent(_logger, item.Row.Id, item.Row.Type, item.Row.PipelineId);
+                    }
+                }
+
+                if (events.Count > 0)
+                {
+                    await UntilConfirmedAsync(events, taken[0].Row);
+                }
+
+                foreach (var (_, batch) in taken)
+                {
+                    batch.Confirmed();
+                }
+
+                taken.Clear();
+                events.Clear();
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task UntilConfirmedAsync(List<PipelineEvent> events, PipelineEventRecord first)
+    {
+        for (var failures = 0; ; failures++)
+        {
+            try
+            {
+                if (_options.EventPublishing == EventPublishMode.Batched)
+                {
+                    // A new MessageId each time: after a restart a batch may hold other events, so
+                    // subscribers de-duplicate by (pipelineId, seq), not by message.
+                    await _bus.Publish(new PipelineEventBatch { Events = [.. events] }, _stopping.Token);
+                }
+                else
+                {
+                    var e = events[0];
+                    var messageId = EventMessageId(first);
+                    await _bus.Publish(e, e.GetType(), Pipe.Execute<PublishContext>(c => c.MessageId = messageId), _stopping.Token);
+                }
+
+                if (failures > 0)
+                {
+                    LogPublishResumed(_logger, failures);
+                }
+
+                return;
+            }
+            catch (Exception ex) when (!_stopping.IsCancellationRequested)
+            {
+                LogPublishFailed(_logger, ex, failures + 1);
+                await Task.Delay(Backoff(failures + 1), _time, _stopping.Token);
+            }
+        }
+    }
+
+    private async Task MarkAsync()
+    {
+        try
+        {
+            while (await _marks.Reader.WaitToReadAsync(_stopping.Token))
+            {
+                // Batches finish in order of hand-over at the earliest; mark every finished one at once.
+                var first = await _marks.Reader.ReadAsync(_stopping.Token);
+                await first.AllConfirmed.WaitAsync(_stopping.Token);
+                var to = first.To;
+                while (_marks.Reader.TryPeek(out var next) && next.AllConfirmed.IsCompleted && _marks.Reader.TryRead(out next))
+                {
+                    to = next.To;
+                }
+
+                await MarkDeliveredAsync(first.From, to);
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task MarkDeliveredAsync(long from, long to)
+    {
+        for (var failures = 0; ; failures++)
+        {
+            try
+            {
+                await using var db = await _databases.CreateDbContextAsync(_stopping.Token);
+                var now = _time.GetUtcNow();
+                await db.Events
+                    .Where(e => e.Position >= from && e.Position <= to && e.DeliveredAt == null)
+                    .ExecuteUpdateAsync(s => s.SetProperty(e => e.DeliveredAt, now), _stopping.Token);
+                return;
+            }
+            catch (Exception ex) when (!_stopping.IsCancellationRequested)
+            {
+                LogMarkFailed(_logger, ex, failures + 1);
+                await Task.Delay(Backoff(failures + 1), _time, _stopping.Token);
+            }
+        }
+    }
+
+    internal static TimeSpan Backoff(int failures) => TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(failures, 6))));
+
+    /// <summary>The same event always travels with the same MessageId, derived from its pipeline and seq.</summary>
+    internal static Guid EventMessageId(PipelineEventRecord row)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        row.PipelineId.TryWriteBytes(bytes);
+        var seq = BitConverter.GetBytes(row.Seq);
+        for (var i = 0; i < 8; i++)
+        {
+            bytes[8 + i] ^= seq[i];
+        }
+
+        return new Guid(bytes);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var lane in _lanes)
+        {
+            lane.Writer.TryComplete();
+        }
+
+        _marks.Writer.TryComplete();
+        await _stopping.CancelAsync();
+        await Task.WhenAll([.. _publishers, _marker]).ContinueWith(_ => { }, TaskScheduler.Default);
+        _stopping.Dispose();
+    }
+
+    private sealed class Batch(int rows, long from, long to)
+    {
+        private readonly TaskCompletionSource _all = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _pending = rows;
+
+        public long From { get; } = from;
+
+        public long To { get; } = to;
+
+        public Task AllConfirmed => _all.Task;
+
+        public void Confirmed()
+        {
+            if (Interlocked.Decrement(ref _pending) == 0)
+            {
+                _all.TrySetResult();
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Event row {RowId} ({Type}) of pipeline {PipelineId} cannot be read by this version; skipped")]
+    private static partial void LogUnreadableEvent(ILogger logger, long rowId, string type, Guid pipelineId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Publishing events failed ({Failures} in a row); retrying until the broker confirms")]
+    private static partial void LogPublishFailed(ILogger logger, Exception exception, int failures);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Publishing events resumed after {Failures} failures")]
+    private static partial void LogPublishResumed(ILogger logger, int failures);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Marking events delivered failed ({Failures} in a row); retrying")]
+    private static partial void LogMarkFailed(ILogger logger, Exception exception, int failures);
+}
