@@ -498,3 +498,77 @@ public sealed class When_events_are_published_in_batches
         }
     }
 }
+
+public sealed class When_a_saga_message_arrives_twice
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_apply_it_once_even_when_the_copy_is_not_marked_redelivered(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var handled = new HandledReports();
+        var running = new TaskCompletionSource<Guid>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("held", async ctx =>
+            {
+                running.TrySetResult(ctx.Command.ExecutionId);
+                await release.Task;
+                return StepResult.Success();
+            })
+            .AddPipeline("one", p => p.Then("held")),
+            consumers: bus => bus.AddConsumeObserver(_ => handled));
+
+        var id = await host.StartPipeline("one");
+        var executionId = await running.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // What an outbox re-sends after its deliverer died between the broker's confirm and marking
+        // the row: the same message, same MessageId, arriving fresh rather than redelivered.
+        var messageId = NewId.NextGuid();
+        var report = new ReportStepProgress { PipelineId = id, ExecutionId = executionId, Message = "copied" };
+        await host.Bus.Publish(report, c => c.MessageId = messageId);
+        await host.Bus.Publish(report, c => c.MessageId = messageId);
+        await host.Bus.Publish(report with { Message = "other" }, c => c.MessageId = NewId.NextGuid());
+        await host.Events.WaitFor<StepProgress>(id);
+        await Task.Delay(500);
+        release.SetResult();
+
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        var logged = await host.Reader.ReadPipelineAsync(id, 0, 100);
+        AssertGaplessSeq(logged);
+        Assert.Equal(["copied", "other"], logged.OfType<StepProgress>().Select(e => e.Message).Order());
+
+        // The copy was taken off the queue as handled, not retried without end.
+        for (var i = 0; i < 500 && handled.Count < 3; i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(3, handled.Count);
+    }
+
+    private sealed class HandledReports : IConsumeObserver
+    {
+        private int _count;
+
+        public int Count => Volatile.Read(ref _count);
+
+        public Task PreConsume<T>(ConsumeContext<T> context)
+            where T : class => Task.CompletedTask;
+
+        public Task PostConsume<T>(ConsumeContext<T> context)
+            where T : class
+        {
+            if (context.Message is ReportStepProgress)
+            {
+                Interlocked.Increment(ref _count);
+            }
+
+            return Task.CompletedTask;
+        }
+
+        public Task ConsumeFault<T>(ConsumeContext<T> context, Exception exception)
+            where T : class => Task.CompletedTask;
+    }
+}

@@ -24,9 +24,16 @@ internal sealed class StoreSagaRepositoryContextFactory(
     {
         await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
         var consumer = InboxConsumer<T>();
-        if (context.MessageId is { } messageId && await db.Inbox.AnyAsync(i => i.MessageId == messageId && i.Consumer == consumer, context.CancellationToken))
+        // A message handled before comes back after a crash (redelivered by the broker, or sent again
+        // by an outbox whose deliverer died before marking it). Looking it up costs a round trip per
+        // transition, so it is done only when the message may be such a copy: redelivered, or being
+        // retried. A copy that arrives fresh (re-sent) runs its transition, whose inbox row then
+        // violates the inbox key at commit; that rolls the transition back and is retried, and the
+        // retry finds the inbox row here.
+        var mayHaveBeenHandled = context.ReceiveContext.Redelivered || context.GetRedeliveryCount() > 0 || context.GetRetryAttempt() > 0;
+        if (mayHaveBeenHandled && context.MessageId is { } messageId && await db.Inbox.AnyAsync(i => i.MessageId == messageId && i.Consumer == consumer, context.CancellationToken))
         {
-            // Redelivered after its transition committed (a crash before the broker's ack): already applied.
+            // Its transition committed before: already applied.
             return;
         }
 
