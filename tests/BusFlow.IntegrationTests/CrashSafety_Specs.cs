@@ -24,9 +24,10 @@ public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelp
     private const int Kills = 7;
 
     [ServerTheory]
-    [InlineData(StoreProviderKind.Postgres)]
-    [InlineData(StoreProviderKind.Sqlite)]
-    public async Task Should_lose_nothing_record_nothing_twice_and_apply_each_effect_once(StoreProviderKind provider)
+    [InlineData(StoreProviderKind.Postgres, EventPublishMode.Individual)]
+    [InlineData(StoreProviderKind.Sqlite, EventPublishMode.Individual)]
+    [InlineData(StoreProviderKind.Postgres, EventPublishMode.Batched)]
+    public async Task Should_lose_nothing_record_nothing_twice_and_apply_each_effect_once(StoreProviderKind provider, EventPublishMode publishing)
     {
         await using var db = await TestDatabase.Create(provider);
         await using var vhost = await RabbitMqVirtualHost.Create();
@@ -45,7 +46,7 @@ public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelp
         for (var kill = 0; kill < Kills; kill++)
         {
             using var log = new ChildProcessLog(Path.Combine(logs, $"child-{kill + 1}.log"));
-            using var child = StartChild(provider, db, vhost, seed, log);
+            using var child = StartChild(provider, publishing, db, vhost, seed, log);
             var after = TimeSpan.FromMilliseconds(random.Next(500, 4500));
             await Task.Delay(after);
             child.Kill(entireProcessTree: true);
@@ -55,7 +56,7 @@ public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelp
         }
 
         using (var log = new ChildProcessLog(Path.Combine(logs, "child-last.log")))
-        using (var last = StartChild(provider, db, vhost, seed, log))
+        using (var last = StartChild(provider, publishing, db, vhost, seed, log))
         {
             var started = Stopwatch.StartNew();
             var until = started.Elapsed + TimeSpan.FromMinutes(3);
@@ -120,7 +121,7 @@ public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelp
         output.WriteLine($"{logged.Count} events logged, {events.All().Count} received (duplicates included), {effects.Count} effects.");
     }
 
-    private static Process StartChild(StoreProviderKind provider, TestDatabase db, RabbitMqVirtualHost vhost, string seed, ChildProcessLog log)
+    private static Process StartChild(StoreProviderKind provider, EventPublishMode publishing, TestDatabase db, RabbitMqVirtualHost vhost, string seed, ChildProcessLog log)
     {
         var start = new ProcessStartInfo("dotnet", [typeof(CrashTarget).Assembly.Location, "crash-target"])
         {
@@ -133,6 +134,7 @@ public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelp
                 ["BUSFLOW_CRASH_VHOST"] = vhost.Name,
                 ["BUSFLOW_CRASH_COUNT"] = Pipelines.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["BUSFLOW_CRASH_SEED"] = seed,
+                ["BUSFLOW_CRASH_PUBLISHING"] = publishing.ToString(),
             },
         };
         log.Note("starting crash-target");

@@ -51,6 +51,7 @@ public static class CrashTarget
         var vhost = Environment.GetEnvironmentVariable("BUSFLOW_CRASH_VHOST")!;
         var count = int.Parse(Environment.GetEnvironmentVariable("BUSFLOW_CRASH_COUNT")!, System.Globalization.CultureInfo.InvariantCulture);
         var seed = Environment.GetEnvironmentVariable("BUSFLOW_CRASH_SEED")!;
+        var publishing = Enum.Parse<EventPublishMode>(Environment.GetEnvironmentVariable("BUSFLOW_CRASH_PUBLISHING") ?? nameof(EventPublishMode.Individual));
 
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
         // The test copies this output into a file per child and shows the last child's tail: BusFlow's
@@ -71,7 +72,7 @@ public static class CrashTarget
         builder.Services.ConfigureDbContext<BusFlowDbContext>((sp, o) => o.AddInterceptors(sp.GetRequiredService<CrashDiagnostics>().CreateInterceptor()));
         builder.Services.AddBusFlow(builder.Configuration, b =>
         {
-            b.UseStore(new BusFlowStoreOptions { Provider = provider, ConnectionString = connection, ApplyMigrations = true, DeliveryPollInterval = TimeSpan.FromMilliseconds(50) });
+            b.UseStore(new BusFlowStoreOptions { Provider = provider, ConnectionString = connection, ApplyMigrations = true, DeliveryPollInterval = TimeSpan.FromMilliseconds(50), EventPublishing = publishing });
             Register(b);
         });
         using var host = builder.Build();
