@@ -31,14 +31,17 @@ internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
         Json(e.Property(x => x.Error));
     }
 
+    /// <summary>
+    /// A JSON column. Its comparer calls every loaded value changed, so a transition writes the
+    /// column without EF taking a deep copy when the row is loaded (a serialise and deserialise of
+    /// the step tree) and comparing serialisations at save (two more): the step tree changes in
+    /// nearly every transition anyway, and the other JSON columns are small.
+    /// </summary>
     private static void Json<T>(PropertyBuilder<T> property) =>
         property.HasConversion(
             v => JsonSerializer.Serialize(v, JsonOptions),
             v => JsonSerializer.Deserialize<T>(v, JsonOptions)!,
-            new ValueComparer<T>(
-                (a, b) => JsonSerializer.Serialize(a, JsonOptions) == JsonSerializer.Serialize(b, JsonOptions),
-                v => JsonSerializer.Serialize(v, JsonOptions).GetHashCode(StringComparison.Ordinal),
-                v => JsonSerializer.Deserialize<T>(JsonSerializer.Serialize(v, JsonOptions), JsonOptions)!));
+            new ValueComparer<T>((a, b) => false, v => 0, v => v));
 
     /// <summary>Serialises an event as clients and the log see it: through its base type, with <c>type</c>.</summary>
     public static string Serialize(PipelineEvent e) => PipelineEventJson.Serialize(e);
