@@ -8,7 +8,7 @@ using Npgsql;
 // a raw batched INSERT/COPY of the same rows (the limit); and, as scenario "edge", the web edge's
 // WebSocket relay beside an ASP.NET Core SignalR hub (no PostgreSQL or RabbitMQ needed). See docs/performance.md.
 //
-//   dotnet run -c Release --project tests/BusFlow.Benchmarks [-- [pipelines] [outbox] [outbox-batched] [sketch] [broker] [raw] [edge] [options]]
+//   dotnet run -c Release --project tests/BusFlow.Benchmarks [-- [pipelines] [outbox] [outbox-batched] [broker] [raw] [edge] [options]]
 //
 // No scenario named runs them all but edge, which runs only when named. Options: --reps 3 --pipelines 100 --progress 50
 // --worker-concurrency 64 --rows 20000 --batch 100 --writers 4 --spread 1000 --delivery-batch N --delivery-parallelism N
@@ -45,8 +45,8 @@ for (var i = 0; i < args.Length; i++)
         "--idle-clients" => settings with { EdgeIdleClients = Next() },
         "--broadcasts" => settings with { EdgeBroadcasts = Next() },
         "--idle-hold" => settings with { EdgeIdleHold = Next() },
-        var name when name is "pipelines" or "outbox" or "outbox-batched" or "sketch" or "broker" or "raw" or "edge" => Add(chosen, name, settings),
-        var other => throw new ArgumentException($"Unknown argument '{other}'. Scenarios: pipelines, outbox, outbox-batched, sketch, broker, raw, edge; options: see Program.cs."),
+        var name when name is "pipelines" or "outbox" or "outbox-batched" or "broker" or "raw" or "edge" => Add(chosen, name, settings),
+        var other => throw new ArgumentException($"Unknown argument '{other}'. Scenarios: pipelines, outbox, outbox-batched, broker, raw, edge; options: see Program.cs."),
     };
 }
 
@@ -59,7 +59,7 @@ if (chosen.Remove("edge"))
     }
 }
 
-string[] order = ["pipelines", "outbox", "outbox-batched", "sketch", "broker", "raw"];
+string[] order = ["pipelines", "outbox", "outbox-batched", "broker", "raw"];
 var scenarios = chosen.Count == 0 ? order.ToList() : order.Where(chosen.Contains).ToList();
 var total = Stopwatch.StartNew();
 var profiler = settings.Profile ? new SqlProfiler() : null;
@@ -78,7 +78,6 @@ var hostStart = Stopwatch.StartNew();
 await using var host = await BenchHost.Start(database, vhost, settings);
 Console.WriteLine(Invariant($"  BusFlow host started in {hostStart.Elapsed.TotalSeconds:0.0} s (migrations applied); DeliveryBatchSize {host.Store.DeliveryBatchSize}, DeliveryParallelism {host.Store.DeliveryParallelism}"));
 await Scenarios.CreateScratchTable(data);
-await DeliverySketch.CreateTables(data);
 
 var results = scenarios.SelectMany(s => s == "raw" ? new[] { "raw-insert", "raw-copy" } : [s]).ToDictionary(s => s, _ => new List<Measurement>());
 
@@ -87,7 +86,6 @@ async Task<Measurement> Run(string scenario, EventRows rows, int pipelines) => s
     "pipelines" => await Scenarios.Pipelines(host, data, settings, pipelines),
     "outbox" => await Scenarios.Outbox(host, data, settings, rows),
     "outbox-batched" => await Scenarios.OutboxBatched(host, data, settings, rows),
-    "sketch" => await DeliverySketch.Run(host, data, settings, rows, host.Store.DeliveryParallelism),
     "broker" => await Scenarios.Broker(host, settings, rows),
     "raw-insert" => await Scenarios.RawInsert(data, settings, rows),
     "raw-copy" => await Scenarios.RawCopy(data, settings, rows),
@@ -159,7 +157,7 @@ if (raws.Count > 0)
 {
     var raw = raws.Values.Max();
     Console.WriteLine();
-    foreach (var scenario in new[] { "pipelines", "outbox", "outbox-batched", "sketch", "broker" }.Where(medians.ContainsKey))
+    foreach (var scenario in new[] { "pipelines", "outbox", "outbox-batched", "broker" }.Where(medians.ContainsKey))
     {
         var delivered = medians[scenario].Delivered ?? medians[scenario].Received ?? 0;
         var ratios = string.Join(", ", raws.Select(r => Invariant($"{delivered / r.Value:0.000} x {r.Key} ({r.Value:0}/s)")));
