@@ -28,7 +28,7 @@ public static class BusFlowStoreExtensions
     {
         var services = busflow.Services;
         services.AddSingleton(options);
-        services.AddDbContextFactory<BusFlowDbContext>(o => StoreProvider.Configure(o, options.Provider, options.ConnectionString));
+        services.AddDbContextFactory<BusFlowDbContext>(o => StoreProvider.Configure(o, options.Provider, options.ConnectionString, options.SqliteFullSync));
         // Hosted services start in registration order, and the bus (registered by AddMassTransit
         // before this runs) must not consume a message before the schema exists.
         services.Insert(0, ServiceDescriptor.Singleton<IHostedService, StoreStartup>());

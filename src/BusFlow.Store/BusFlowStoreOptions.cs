@@ -14,6 +14,12 @@ public sealed class BusFlowStoreOptions
     /// <summary>Apply pending migrations at start. Null means the provider's default: on for SQLite, off for PostgreSQL.</summary>
     public bool? ApplyMigrations { get; set; }
 
+    /// <summary>
+    /// SQLite only: wait for the disk on every commit. Off by default: commits survive a process
+    /// crash either way, and only an operating-system crash or power cut can lose the last ones.
+    /// </summary>
+    public bool SqliteFullSync { get; set; }
+
     /// <summary>How long events, outbox and inbox rows of a finished pipeline are kept. Null keeps them forever.</summary>
     public TimeSpan? Retention { get; set; } = TimeSpan.FromDays(7);
 
