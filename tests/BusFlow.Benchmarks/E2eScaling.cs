@@ -23,6 +23,8 @@ public static class E2eScaling
         var settings = ThroughputSettings.Parse(args, lenient);
         var total = Stopwatch.StartNew();
         var loadBefore = BenchMachine.LoadAverage();
+        // Taken at the start: editing the docs while a run goes on must not change what it says it measured.
+        var commit = BenchMachine.Commit();
         Console.WriteLine("e2e-scaling: BusFlow.Host processes by role on RabbitMQ + PostgreSQL, demo pipelines completed per second");
         Console.WriteLine(BenchMachine.Invariant($"  machine: {BenchMachine.Describe()}; load average before start: {loadBefore}"));
         Console.WriteLine(BenchMachine.Invariant($"  settings: {settings.Repetitions} repetitions after a warm-up per topology; {settings.ScalingPipelines} pipelines per measurement; workers {string.Join(",", settings.Workers)}; edges {string.Join(",", settings.Edges)}"));
@@ -102,7 +104,7 @@ public static class E2eScaling
             }
         }
 
-        var markdown = Table(rows, settings, servers, loadBefore, total.Elapsed);
+        var markdown = Table(rows, settings, servers, loadBefore, total.Elapsed, commit);
         Console.WriteLine();
         Console.WriteLine(markdown);
         if (settings.WriteDocs)
@@ -156,11 +158,11 @@ public static class E2eScaling
         };
     }
 
-    private static string Table(List<Row> rows, ThroughputSettings settings, string servers, string loadBefore, TimeSpan elapsed)
+    private static string Table(List<Row> rows, ThroughputSettings settings, string servers, string loadBefore, TimeSpan elapsed, string commit)
     {
         var md = new StringBuilder();
         var expected = settings.ScalingPipelines * E2eShapes.BusFlowEvents(E2eShapes.Demo);
-        md.AppendLine(BenchMachine.Invariant($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC at commit {BenchMachine.Commit()} on {BenchMachine.Describe()}; {servers}."));
+        md.AppendLine(BenchMachine.Invariant($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC at commit {commit} on {BenchMachine.Describe()}; {servers}."));
         md.AppendLine(BenchMachine.Invariant($"Load average before the run {loadBefore}, after {BenchMachine.LoadAverage()}; the run took {elapsed.TotalSeconds:0} s."));
         md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after one warm-up per topology; {settings.ScalingPipelines} `demo` pipelines started at once per repetition ({expected} events). One saga process throughout. Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-scaling`."));
         md.AppendLine();

@@ -12,14 +12,17 @@ public sealed record ThroughputSettings
     /// <summary>Counted repetitions, after one uncounted warm-up of the same size.</summary>
     public int Repetitions { get; init; } = 3;
 
-    /// <summary>Pipelines started at once per measurement on the in-memory transport with SQLite.</summary>
-    public int InMemoryPipelines { get; init; } = 400;
+    /// <summary>BusFlow pipelines started at once per measurement on the in-memory transport with SQLite.</summary>
+    public int InMemoryPipelines { get; init; } = 150;
 
-    /// <summary>Pipelines started at once per measurement on RabbitMQ with PostgreSQL.</summary>
-    public int RabbitMqPipelines { get; init; } = 300;
+    /// <summary>BusFlow pipelines started at once per measurement on RabbitMQ with PostgreSQL.</summary>
+    public int RabbitMqPipelines { get; init; } = 100;
+
+    /// <summary>Courier runs this many times BusFlow's count of routing slips per measurement, so that its (much shorter) measurements last long enough to time.</summary>
+    public int CourierFactor { get; init; } = 4;
 
     /// <summary>Pipelines started at once per measurement in the scaling scenario.</summary>
-    public int ScalingPipelines { get; init; } = 300;
+    public int ScalingPipelines { get; init; } = 60;
 
     public string[] Setups { get; init; } = [E2eThroughput.InMemory, E2eThroughput.RabbitMq];
 
@@ -61,13 +64,14 @@ public sealed record ThroughputSettings
                 case "--shapes": s = s with { Shapes = List() }; break;
                 case "--workers": s = s with { Workers = [.. List().Select(v => int.Parse(v, CultureInfo.InvariantCulture))] }; break;
                 case "--edges": s = s with { Edges = [.. List().Select(v => int.Parse(v, CultureInfo.InvariantCulture))] }; break;
+                case "--courier-factor": s = s with { CourierFactor = Next() }; break;
                 case "--concurrency": s = s with { Concurrency = Next() }; break;
                 case "--timeout": s = s with { Timeout = TimeSpan.FromSeconds(Next()) }; break;
                 case "--no-docs": s = s with { WriteDocs = false }; break;
                 default:
                     if (!lenient)
                     {
-                        throw new ArgumentException($"Unknown argument '{args[i]}'. Options: --reps --pipelines --inmem-pipelines --rabbit-pipelines --scaling-pipelines --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency --timeout --no-docs");
+                        throw new ArgumentException($"Unknown argument '{args[i]}'. Options: --reps --pipelines --inmem-pipelines --rabbit-pipelines --scaling-pipelines --courier-factor --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency --timeout --no-docs");
                     }
 
                     // Another scenario's option: skip its value too.
@@ -111,6 +115,8 @@ public static class E2eThroughput
         var settings = ThroughputSettings.Parse(args, lenient);
         var total = Stopwatch.StartNew();
         var loadBefore = BenchMachine.LoadAverage();
+        // Taken at the start: editing the docs while a run goes on must not change what it says it measured.
+        var commit = BenchMachine.Commit();
         Console.WriteLine("e2e-throughput: BusFlow vs MassTransit Courier, pipelines completed per second");
         Console.WriteLine(BenchMachine.Invariant($"  machine: {BenchMachine.Describe()}; load average before start: {loadBefore}"));
         Console.WriteLine(BenchMachine.Invariant($"  settings: {settings.Repetitions} repetitions after a warm-up; {settings.InMemoryPipelines} pipelines per measurement in memory, {settings.RabbitMqPipelines} on RabbitMQ; concurrency {settings.Concurrency}"));
@@ -133,7 +139,8 @@ public static class E2eThroughput
             await using var busflow = await BusFlowE2eHost.Start(resources.BusFlowVirtualHost, resources.Store);
             await using var courier = await CourierHost.Start(resources.CourierVirtualHost, settings.Concurrency);
             Console.WriteLine(BenchMachine.Invariant($"    hosts started in {started.Elapsed.TotalSeconds:0.0} s"));
-            var setupRows = settings.Shapes.SelectMany(shape => new IThroughputSystem[] { busflow, courier }.Select(system => new Row(setup, shape, system.Name, pipelines, []))).ToList();
+            int Count(IThroughputSystem system) => system == courier ? pipelines * settings.CourierFactor : pipelines;
+            var setupRows = settings.Shapes.SelectMany(shape => new IThroughputSystem[] { busflow, courier }.Select(system => new Row(setup, shape, system.Name, Count(system), []))).ToList();
             rows.AddRange(setupRows);
             for (var rep = 0; rep <= settings.Repetitions; rep++)
             {
@@ -143,7 +150,7 @@ public static class E2eThroughput
                     IThroughputSystem[] order = rep % 2 == 0 ? [busflow, courier] : [courier, busflow];
                     foreach (var system in order)
                     {
-                        var run = await Measure(system, shape, pipelines, settings, stop.Token);
+                        var run = await Measure(system, shape, Count(system), settings, stop.Token);
                         var label = rep == 0 ? "warm-up" : BenchMachine.Invariant($"rep {rep}");
                         Console.WriteLine(BenchMachine.Invariant($"    {label,-7} {shape,-5} {system.Name,-8} {run.Pipelines} pipelines in {run.Elapsed.TotalSeconds,6:0.00} s = {run.PerSecond,7:0.0}/s, {run.Events} events, {run.Failed} failed; {run.Resources}"));
                         if (run.Failed > 0)
@@ -160,7 +167,7 @@ public static class E2eThroughput
             }
         }
 
-        var markdown = Table(rows, settings, servers ?? "", loadBefore, total.Elapsed);
+        var markdown = Table(rows, settings, servers ?? "", loadBefore, total.Elapsed, commit);
         Console.WriteLine();
         Console.WriteLine(markdown);
         if (settings.WriteDocs)
@@ -179,12 +186,12 @@ public static class E2eThroughput
 
     private static string Label(string setup) => setup == InMemory ? "in-memory transport + SQLite" : "RabbitMQ + PostgreSQL";
 
-    private static string Table(List<Row> rows, ThroughputSettings settings, string servers, string loadBefore, TimeSpan elapsed)
+    private static string Table(List<Row> rows, ThroughputSettings settings, string servers, string loadBefore, TimeSpan elapsed, string commit)
     {
         var md = new StringBuilder();
-        md.AppendLine(BenchMachine.Invariant($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC at commit {BenchMachine.Commit()} on {BenchMachine.Describe()}; {servers}."));
+        md.AppendLine(BenchMachine.Invariant($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC at commit {commit} on {BenchMachine.Describe()}; {servers}."));
         md.AppendLine(BenchMachine.Invariant($"Load average before the run {loadBefore}, after {BenchMachine.LoadAverage()}; the run took {elapsed.TotalSeconds:0} s."));
-        md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after one warm-up; each repetition starts all its pipelines at once. Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-throughput`."));
+        md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after one warm-up; each repetition starts all its pipelines at once (Courier {settings.CourierFactor} times as many, so that its shorter runs can be timed). Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-throughput`."));
         md.AppendLine();
         md.AppendLine("| setup | pipeline | system | pipelines | pipelines/s | BusFlow / Courier | events/pipeline at the subscriber | cpu benchmark process | cpu postgres | cpu rabbitmq | cpu other | cpu ms/pipeline |");
         md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
