@@ -39,11 +39,12 @@ public static class BenchMachine
         return Invariant($"{Environment.ProcessorCount} cores ({model}), {memory} memory, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
     }
 
-    /// <summary>The commit checked out (short id, "+ local changes" when the work tree differs).</summary>
+    /// <summary>The commit checked out (short id, "+ local changes" when the work tree differs from it outside docs/performance.md).</summary>
     public static string Commit()
     {
         var head = Git("rev-parse --short HEAD");
-        var dirty = Git("status --porcelain --untracked-files=no");
+        // The tables a run writes into docs/performance.md are not a change to what it measures.
+        var dirty = Git("status --porcelain --untracked-files=no -- . :!docs/performance.md");
         return head is null ? "unknown commit" : dirty is { Length: > 0 } ? head + " + local changes" : head;
     }
 
