@@ -1,0 +1,304 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using BusFlow.Store;
+using Npgsql;
+
+namespace BusFlow.Benchmarks;
+
+/// <summary>Sizes of the <c>e2e-throughput</c> and <c>e2e-scaling</c> scenarios.</summary>
+public sealed record ThroughputSettings
+{
+    /// <summary>Counted repetitions, after one uncounted warm-up of the same size.</summary>
+    public int Repetitions { get; init; } = 3;
+
+    /// <summary>BusFlow pipelines started at once per measurement on the in-memory transport with SQLite.</summary>
+    public int InMemoryPipelines { get; init; } = 150;
+
+    /// <summary>BusFlow pipelines started at once per measurement on RabbitMQ with PostgreSQL.</summary>
+    public int RabbitMqPipelines { get; init; } = 100;
+
+    /// <summary>Courier runs this many times BusFlow's count of routing slips per measurement, so that its (much shorter) measurements last long enough to time.</summary>
+    public int CourierFactor { get; init; } = 4;
+
+    /// <summary>Pipelines started at once per measurement in the scaling scenario.</summary>
+    public int ScalingPipelines { get; init; } = 60;
+
+    public string[] Setups { get; init; } = [E2eThroughput.InMemory, E2eThroughput.RabbitMq];
+
+    public string[] Shapes { get; init; } = [E2eShapes.Sequential, E2eShapes.Demo];
+
+    public int[] Workers { get; init; } = [1, 2, 4];
+
+    public int[] Edges { get; init; } = [1, 2];
+
+    /// <summary>Steps run at once per worker (BusFlow's default) and per Courier execute endpoint.</summary>
+    public int Concurrency { get; init; } = 32;
+
+    /// <summary>Write the table into docs/performance.md between the scenario's markers.</summary>
+    public bool WriteDocs { get; init; } = true;
+
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(180);
+
+    /// <summary>
+    /// Reads <c>--reps N --pipelines N --inmem-pipelines N --rabbit-pipelines N --scaling-pipelines N
+    /// --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency N --no-docs</c>.
+    /// Unknown options are an error unless <paramref name="lenient"/> (the <c>e2e</c> verb passes every
+    /// scenario the same arguments).
+    /// </summary>
+    public static ThroughputSettings Parse(IReadOnlyList<string> args, bool lenient)
+    {
+        var s = new ThroughputSettings();
+        for (var i = 0; i < args.Count; i++)
+        {
+            int Next() => int.Parse(args[++i], CultureInfo.InvariantCulture);
+            string[] List() => args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            switch (args[i])
+            {
+                case "--reps": s = s with { Repetitions = Next() }; break;
+                case "--pipelines": var p = Next(); s = s with { InMemoryPipelines = p, RabbitMqPipelines = p, ScalingPipelines = p }; break;
+                case "--inmem-pipelines": s = s with { InMemoryPipelines = Next() }; break;
+                case "--rabbit-pipelines": s = s with { RabbitMqPipelines = Next() }; break;
+                case "--scaling-pipelines": s = s with { ScalingPipelines = Next() }; break;
+                case "--setups": s = s with { Setups = List() }; break;
+                case "--shapes": s = s with { Shapes = List() }; break;
+                case "--workers": s = s with { Workers = [.. List().Select(v => int.Parse(v, CultureInfo.InvariantCulture))] }; break;
+                case "--edges": s = s with { Edges = [.. List().Select(v => int.Parse(v, CultureInfo.InvariantCulture))] }; break;
+                case "--courier-factor": s = s with { CourierFactor = Next() }; break;
+                case "--concurrency": s = s with { Concurrency = Next() }; break;
+                case "--timeout": s = s with { Timeout = TimeSpan.FromSeconds(Next()) }; break;
+                case "--no-docs": s = s with { WriteDocs = false }; break;
+                default:
+                    if (!lenient)
+                    {
+                        throw new ArgumentException($"Unknown argument '{args[i]}'. Options: --reps --pipelines --inmem-pipelines --rabbit-pipelines --scaling-pipelines --courier-factor --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency --timeout --no-docs");
+                    }
+
+                    // Another scenario's option: skip its value too.
+                    if (i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal))
+                    {
+                        i++;
+                    }
+
+                    break;
+            }
+        }
+
+        if (s.Setups.Except([E2eThroughput.InMemory, E2eThroughput.RabbitMq]).FirstOrDefault() is { } setup)
+        {
+            throw new ArgumentException($"--setups: unknown setup '{setup}' (inmem, rabbit)");
+        }
+
+        if (s.Shapes.Except([E2eShapes.Sequential, E2eShapes.Demo]).FirstOrDefault() is { } shape)
+        {
+            throw new ArgumentException($"--shapes: unknown shape '{shape}' (seq3, demo)");
+        }
+
+        return s;
+    }
+}
+
+/// <summary>
+/// <c>e2e-throughput</c>: pipelines completed per second, BusFlow beside the same steps as MassTransit
+/// Courier routing slips on the same transport, for a three-step sequential pipeline and the
+/// <c>demo</c> DAG; on the in-memory transport with a SQLite store and on RabbitMQ with PostgreSQL.
+/// </summary>
+public static class E2eThroughput
+{
+    public const string InMemory = "inmem";
+    public const string RabbitMq = "rabbit";
+
+    private sealed record Row(string Setup, string Shape, string System, int Pipelines, List<ThroughputRun> Runs);
+
+    public static async Task Run(IReadOnlyList<string> args, bool lenient)
+    {
+        var settings = ThroughputSettings.Parse(args, lenient);
+        var total = Stopwatch.StartNew();
+        var loadBefore = BenchMachine.LoadAverage();
+        // Taken at the start: editing the docs while a run goes on must not change what it says it measured.
+        var commit = BenchMachine.Commit();
+        Console.WriteLine("e2e-throughput: BusFlow vs MassTransit Courier, pipelines completed per second");
+        Console.WriteLine(BenchMachine.Invariant($"  machine: {BenchMachine.Describe()}; load average before start: {loadBefore}"));
+        Console.WriteLine(BenchMachine.Invariant($"  settings: {settings.Repetitions} repetitions after a warm-up; {settings.InMemoryPipelines} pipelines per measurement in memory, {settings.RabbitMqPipelines} on RabbitMQ; concurrency {settings.Concurrency}"));
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            stop.Cancel();
+        };
+
+        var rows = new List<Row>();
+        string? servers = null;
+        foreach (var setup in settings.Setups)
+        {
+            var pipelines = setup == InMemory ? settings.InMemoryPipelines : settings.RabbitMqPipelines;
+            await using var resources = await SetupResources.Create(setup);
+            servers ??= resources.Servers;
+            Console.WriteLine(BenchMachine.Invariant($"  {Label(setup)}: {resources.Describe()}"));
+            var started = Stopwatch.StartNew();
+            await using var busflow = await BusFlowE2eHost.Start(resources.BusFlowVirtualHost, resources.Store);
+            await using var courier = await CourierHost.Start(resources.CourierVirtualHost, settings.Concurrency);
+            Console.WriteLine(BenchMachine.Invariant($"    hosts started in {started.Elapsed.TotalSeconds:0.0} s"));
+            int Count(IThroughputSystem system) => system == courier ? pipelines * settings.CourierFactor : pipelines;
+            var setupRows = settings.Shapes.SelectMany(shape => new IThroughputSystem[] { busflow, courier }.Select(system => new Row(setup, shape, system.Name, Count(system), []))).ToList();
+            rows.AddRange(setupRows);
+            for (var rep = 0; rep <= settings.Repetitions; rep++)
+            {
+                foreach (var shape in settings.Shapes)
+                {
+                    // Alternate which system goes first, so neither always runs on a machine the other just warmed or tired.
+                    IThroughputSystem[] order = rep % 2 == 0 ? [busflow, courier] : [courier, busflow];
+                    foreach (var system in order)
+                    {
+                        var run = await Measure(system, shape, Count(system), settings, stop.Token);
+                        var label = rep == 0 ? "warm-up" : BenchMachine.Invariant($"rep {rep}");
+                        Console.WriteLine(BenchMachine.Invariant($"    {label,-7} {shape,-5} {system.Name,-8} {run.Pipelines} pipelines in {run.Elapsed.TotalSeconds,6:0.00} s = {run.PerSecond,7:0.0}/s, {run.Events} events, {run.Failed} failed; {run.Resources}"));
+                        if (run.Failed > 0)
+                        {
+                            throw new InvalidOperationException($"{system.Name} {shape}: {run.Failed} pipelines failed");
+                        }
+
+                        if (rep > 0)
+                        {
+                            setupRows.Single(r => r.Shape == shape && r.System == system.Name).Runs.Add(run);
+                        }
+                    }
+                }
+            }
+        }
+
+        var markdown = Table(rows, settings, servers ?? "", loadBefore, total.Elapsed, commit);
+        Console.WriteLine();
+        Console.WriteLine(markdown);
+        if (settings.WriteDocs)
+        {
+            Console.WriteLine("  written to " + BenchMachine.WriteSection("e2e-throughput", markdown));
+        }
+    }
+
+    /// <summary>One measurement with the CPU it took.</summary>
+    public static async Task<ThroughputRun> Measure(IThroughputSystem system, string shape, int pipelines, ThroughputSettings settings, CancellationToken cancellationToken)
+    {
+        var meter = new ResourceMeter();
+        var run = await system.RunAsync(shape, pipelines, settings.Timeout, cancellationToken);
+        return run with { Resources = meter.Stop(pipelines) };
+    }
+
+    private static string Label(string setup) => setup == InMemory ? "in-memory transport + SQLite" : "RabbitMQ + PostgreSQL";
+
+    private static string Table(List<Row> rows, ThroughputSettings settings, string servers, string loadBefore, TimeSpan elapsed, string commit)
+    {
+        var md = new StringBuilder();
+        md.AppendLine(BenchMachine.Invariant($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC at commit {commit} on {BenchMachine.Describe()}; {servers}."));
+        md.AppendLine(BenchMachine.Invariant($"Load average before the run {loadBefore}, after {BenchMachine.LoadAverage()}; the run took {elapsed.TotalSeconds:0} s."));
+        md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after one warm-up; each repetition starts all its pipelines at once (Courier {settings.CourierFactor} times as many, so that its shorter runs can be timed). Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-throughput`."));
+        md.AppendLine();
+        md.AppendLine("| setup | pipeline | system | pipelines | pipelines/s | BusFlow / Courier | events/pipeline at the subscriber | cpu benchmark process | cpu postgres | cpu rabbitmq | cpu other | cpu ms/pipeline |");
+        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        var verdicts = new List<string>();
+        foreach (var row in rows.Where(r => r.Runs.Count > 0))
+        {
+            var rate = BenchMachine.Median(row.Runs.Select(r => r.PerSecond));
+            var courier = rows.Single(r => r.Setup == row.Setup && r.Shape == row.Shape && r.System == "Courier");
+            var courierRate = BenchMachine.Median(courier.Runs.Select(r => r.PerSecond));
+            var ratio = row.System == "Courier" ? "baseline" : BenchMachine.Invariant($"{rate / courierRate:0.00}");
+            var use = row.Runs.Select(r => r.Resources!).ToList();
+            // CPU the benchmark process, PostgreSQL and RabbitMQ spent per pipeline (cores x measured seconds).
+            var msPerPipeline = BenchMachine.Median(row.Runs.Select(r => (r.Resources!.BusFlowCores + r.Resources.PostgresCores + r.Resources.RabbitMqCores) * r.Resources.BusFlowMsPerEvent / Math.Max(1e-9, r.Resources.BusFlowCores)));
+            md.AppendLine(BenchMachine.Invariant(
+                $"| {Label(row.Setup)} | {row.Shape} | {row.System} | {row.Pipelines} | {rate:0} | {ratio} | {BenchMachine.Median(row.Runs.Select(r => (double)r.Events / r.Pipelines)):0.#} | {BenchMachine.Median(use.Select(u => u.BusFlowCores)):0.00} | {BenchMachine.Median(use.Select(u => u.PostgresCores)):0.00} | {BenchMachine.Median(use.Select(u => u.RabbitMqCores)):0.00} | {BenchMachine.Median(use.Select(u => u.OtherCores)):0.00} | {msPerPipeline:0.00} |"));
+            if (row.System == "BusFlow")
+            {
+                verdicts.Add(BenchMachine.Invariant($"{Label(row.Setup)}, {row.Shape}: BusFlow {rate:0}/s vs Courier {courierRate:0}/s = {rate / courierRate:0.00}, {(rate >= courierRate ? "meets" : "misses")} the target (at least Courier's throughput)."));
+            }
+        }
+
+        md.AppendLine();
+        foreach (var verdict in verdicts)
+        {
+            md.AppendLine("- " + verdict);
+        }
+
+        return md.ToString();
+    }
+}
+
+/// <summary>The store and transport one setup runs on, created for the run and removed afterwards.</summary>
+public sealed class SetupResources : IAsyncDisposable
+{
+    private readonly string? _sqlite;
+    private readonly BenchDatabase? _database;
+
+    private SetupResources(BusFlowStoreOptions store, string servers, string? sqlite = null, BenchDatabase? database = null, BenchVirtualHost? busflow = null, BenchVirtualHost? courier = null)
+    {
+        Store = store;
+        Servers = servers;
+        _sqlite = sqlite;
+        _database = database;
+        BusFlowVirtualHost = busflow;
+        CourierVirtualHost = courier;
+    }
+
+    public BusFlowStoreOptions Store { get; }
+
+    public string Servers { get; }
+
+    public BenchVirtualHost? BusFlowVirtualHost { get; }
+
+    public BenchVirtualHost? CourierVirtualHost { get; }
+
+    public static async Task<SetupResources> Create(string setup)
+    {
+        if (setup == E2eThroughput.InMemory)
+        {
+            var file = Path.Combine(Path.GetTempPath(), $"busflow-e2e-{Guid.NewGuid():N}.db");
+            return new SetupResources(new BusFlowStoreOptions { Provider = StoreProviderKind.Sqlite, ConnectionString = $"Data Source={file}", ApplyMigrations = true }, BenchMachine.Invariant($"SQLite {SqliteVersion()}"), sqlite: file);
+        }
+
+        var database = await BenchDatabase.Create();
+        var busflow = await BenchVirtualHost.Create();
+        var courier = await BenchVirtualHost.Create();
+        await using var data = NpgsqlDataSource.Create(database.ConnectionString);
+        await using var version = data.CreateCommand("SHOW server_version");
+        var servers = BenchMachine.Invariant($"PostgreSQL {(string)(await version.ExecuteScalarAsync())!}, {await busflow.ServerVersion()}, SQLite {SqliteVersion()}");
+        return new SetupResources(new BusFlowStoreOptions { Provider = StoreProviderKind.Postgres, ConnectionString = database.ConnectionString, ApplyMigrations = true }, servers, database: database, busflow: busflow, courier: courier);
+    }
+
+    private static string SqliteVersion()
+    {
+        using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=:memory:");
+        connection.Open();
+        return connection.ServerVersion;
+    }
+
+    public string Describe() => _database is not null
+        ? $"database {_database.Name}, virtual hosts {BusFlowVirtualHost!.Name} (BusFlow) and {CourierVirtualHost!.Name} (Courier)"
+        : $"SQLite file {_sqlite}";
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_database is not null)
+        {
+            await _database.DisposeAsync();
+        }
+
+        if (BusFlowVirtualHost is not null)
+        {
+            await BusFlowVirtualHost.DisposeAsync();
+        }
+
+        if (CourierVirtualHost is not null)
+        {
+            await CourierVirtualHost.DisposeAsync();
+        }
+
+        if (_sqlite is not null)
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            foreach (var file in new[] { _sqlite, _sqlite + "-wal", _sqlite + "-shm" }.Where(File.Exists))
+            {
+                File.Delete(file);
+            }
+        }
+    }
+}
