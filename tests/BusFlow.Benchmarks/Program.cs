@@ -19,6 +19,12 @@ if (args is ["edge-server", var kind])
     return await EdgeBenchServer.Run(kind);
 }
 
+// End-to-end scenarios (e2e, e2e-latency, e2e-replay, e2e-fanout): see E2e.cs and docs/performance.md.
+if (E2e.Handles(args))
+{
+    return await E2e.Run(args);
+}
+
 var settings = new BenchSettings();
 var chosen = new List<string>();
 for (var i = 0; i < args.Length; i++)
