@@ -251,8 +251,7 @@ public static class E2eLatency
                 {
                     foreach (var system in new[] { BusFlowSystem, BaselineSystem })
                     {
-                        var seconds = rep == 0 ? 2 : Math.Max(settings.LatencySeconds, 60 / rate);
-                        var run = await Measure(bus, probe, system, rate, seconds, settings.Timeout);
+                        var run = await Measure(bus, probe, system, rate, rep == 0 ? 200 : Pipelines(settings, rate), settings.Timeout);
                         Console.WriteLine(Fmt(
                             $"  {stack,-6} {label,-7} {system,-8} {rate,5}/s: offered {run.Offered}, started {run.StartedPerSecond:0}/s, completed {run.Completed} ({run.CompletedPerSecond:0}/s); worker->ws p50 {run.P50:0.00} p99 {run.P99:0.00} max {run.Max:0.00} ms; due->ws p50 {run.FromDueP50:0.0} p99 {run.FromDueP99:0.0} ms; {run.Resources}"));
                         if (rep > 0)
@@ -319,14 +318,16 @@ public static class E2eLatency
         return app;
     }
 
+    /// <summary>Pipelines per measurement: the rate for the set seconds, at least 60 (for a p99) and at most 1,000 (a backlog has to drain).</summary>
+    private static int Pipelines(E2eSettings settings, double rate) => (int)Math.Clamp(Math.Round(rate * settings.LatencySeconds), 60, 1000);
+
     /// <summary>
-    /// Offers <paramref name="rate"/> starts per second for <paramref name="seconds"/> (open loop: start
+    /// Offers <paramref name="count"/> starts at <paramref name="rate"/> per second (open loop: start
     /// k is due at t0 + k / rate and is published when due, whatever happened to the earlier ones),
     /// then waits until every StepCompleted arrived, or nothing arrived for 10 s, or the timeout.
     /// </summary>
-    private static async Task<LatencyRun> Measure(IBus bus, LatencyProbe probe, string system, double rate, double seconds, TimeSpan timeout)
+    private static async Task<LatencyRun> Measure(IBus bus, LatencyProbe probe, string system, double rate, int count, TimeSpan timeout)
     {
-        var count = (int)Math.Round(rate * seconds);
         var ids = Enumerable.Range(0, count).Select(_ => NewId.NextGuid()).ToArray();
         var due = new long[count];
         probe.Begin(ids);
@@ -416,7 +417,7 @@ public static class E2eLatency
     {
         var text = new StringBuilder();
         text.AppendLine(Machine(load));
-        text.AppendLine(Fmt($"Medians of {settings.Repetitions} repetitions (after a warm-up); each repetition offers the rate for max({settings.LatencySeconds} s, 60 pipelines). Latency in ms from the worker's return to the WebSocket subscriber's receipt of `StepCompleted`; \"from due\" is from when the start was scheduled (open loop). Baseline: MassTransit worker publishing its completion to a hand-written WebSocket relay, no saga, no store, same transport."));
+        text.AppendLine(Fmt($"Medians of {settings.Repetitions} repetitions (after a warm-up); each repetition offers {string.Join(", ", settings.Rates.Select(r => Fmt($"{Pipelines(settings, r)} pipelines at {r}/s")))} (the rate for {settings.LatencySeconds} s, at least 60 and at most 1,000 pipelines). Latency in ms from the worker's return to the WebSocket subscriber's receipt of `StepCompleted`; \"from due\" is from when the start was scheduled (open loop). Baseline: MassTransit worker publishing its completion to a hand-written WebSocket relay, no saga, no store, same transport."));
         text.AppendLine();
         text.AppendLine("| stack | offered/s | BusFlow completed/s | baseline completed/s | BusFlow p50 | BusFlow p99 | baseline p50 | baseline p99 | p50 ÷ baseline | p99 ÷ baseline | BusFlow from due p50 / p99 | baseline from due p50 / p99 | completed / offered (BusFlow) | cpu other |");
         text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -8,6 +8,7 @@ using BusFlow.Store;
 using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -90,6 +91,7 @@ public static class E2eReplay
     private const string Raw = "raw SELECT (Npgsql)";
     private const string All = "edge, `*` after 0";
     private const string One = "edge, pipeline after 0";
+    private const string Floor = "bare Kestrel WebSocket (no store)";
 
     public static async Task Run(E2eSettings settings)
     {
@@ -105,7 +107,7 @@ public static class E2eReplay
         Console.WriteLine(Fmt($"  seeded {count:N0} events in {seed.Elapsed.TotalSeconds:0.0} s ({count / seed.Elapsed.TotalSeconds:N0}/s)"));
 
         var ws = new Uri($"ws://{new Uri(app.Urls.First()).Authority}/ws");
-        var results = new Dictionary<string, List<ReplayRun>> { [Raw] = [], [All] = [], [One] = [] };
+        var results = new Dictionary<string, List<ReplayRun>> { [Raw] = [], [All] = [], [One] = [], [Floor] = [] };
         for (var rep = 0; rep <= settings.Repetitions; rep++)
         {
             foreach (var kind in results.Keys)
@@ -114,6 +116,7 @@ public static class E2eReplay
                 var (events, seconds) = kind switch
                 {
                     Raw => await RawSelectAsync(data),
+                    Floor => await SubscribeAsync(new Uri(ws, "/floor/ws"), Fmt($"{count}"), "\"seq\":"u8.ToArray(), count),
                     All => await SubscribeAsync(ws, """{"type":"subscribe","pipelineId":"*","after":0}""", "\"position\":"u8.ToArray(), count),
                     _ => await SubscribeAsync(ws, $$"""{"type":"subscribe","pipelineId":"{{pipelineId}}","after":0}""", "\"seq\":"u8.ToArray(), count),
                 };
@@ -145,8 +148,50 @@ public static class E2eReplay
         builder.Services.PostConfigure<MassTransitHostOptions>(o => o.StopTimeout = TimeSpan.FromSeconds(5));
         var app = builder.Build();
         app.MapBusFlowEdge();
+        app.Map("/floor/ws", SendFramesAsync);
         await app.StartAsync();
         return app;
+    }
+
+    /// <summary>
+    /// Not a relay: once asked for N, sends N frames of a stored payload (seq and position 1..N spliced
+    /// in) one SendAsync each, as fast as the socket takes them. What one WebSocket on Kestrel carries.
+    /// </summary>
+    private static async Task SendFramesAsync(HttpContext context)
+    {
+        using var socket = await context.WebSockets.AcceptWebSocketAsync();
+        var request = new byte[64];
+        var received = await socket.ReceiveAsync(request.AsMemory(), context.RequestAborted);
+        if (!Utf8Parser.TryParse(request.AsSpan(0, received.Count), out long count, out _))
+        {
+            return;
+        }
+
+        var template = PipelineEventJson.SerializeToUtf8Bytes(Sample(0));
+        var frame = new byte[template.Length + 40];
+        var seqAt = template.AsSpan().IndexOf("\"seq\":0"u8) + 6;
+        var positionAt = template.AsSpan().IndexOf("\"position\":0"u8) + 11;
+        for (long i = 1; i <= count; i++)
+        {
+            // Copy the template with both numbers replaced (seq comes before position).
+            var length = 0;
+            Append(template.AsSpan(0, seqAt), frame, ref length);
+            Utf8Formatter.TryFormat(i, frame.AsSpan(length), out var n);
+            length += n;
+            Append(template.AsSpan(seqAt + 1, positionAt - seqAt - 1), frame, ref length);
+            Utf8Formatter.TryFormat(i, frame.AsSpan(length), out n);
+            length += n;
+            Append(template.AsSpan(positionAt + 1), frame, ref length);
+            await socket.SendAsync(frame.AsMemory(0, length), WebSocketMessageType.Text, true, context.RequestAborted);
+        }
+
+        await socket.ReceiveAsync(request.AsMemory(), context.RequestAborted);
+    }
+
+    private static void Append(ReadOnlySpan<byte> part, byte[] frame, ref int length)
+    {
+        part.CopyTo(frame.AsSpan(length));
+        length += part.Length;
     }
 
     /// <summary>The limit: one SELECT of the same rows in position order, every column read.</summary>
@@ -238,11 +283,13 @@ public static class E2eReplay
         return text.ToString();
     }
 
-    private static int PayloadBytes() => PipelineEventJson.SerializeToUtf8Bytes(new StepProgress
+    private static int PayloadBytes() => PipelineEventJson.SerializeToUtf8Bytes(Sample(500_000)).Length;
+
+    private static StepProgress Sample(long order) => new()
     {
         PipelineId = Guid.Empty,
-        Seq = 500_000,
-        Position = 500_000,
+        Seq = order,
+        Position = order,
         Timestamp = DateTimeOffset.UtcNow,
         Definition = E2eLatency.Pipeline,
         StepName = E2eLatency.Step,
@@ -250,5 +297,5 @@ public static class E2eReplay
         Attempt = 1,
         Percent = 50,
         Message = "replayed from the store",
-    }).Length;
+    };
 }
