@@ -61,21 +61,29 @@ public sealed class LatencyProbe
     /// <summary>Receipts of this measurement's ids only; later ones of an earlier measurement are ignored.</summary>
     public HashSet<Guid> Expected { get; private set; } = [];
 
-    private long _lastReceipt;
+    private long _lastActivity;
 
-    public long LastReceipt => Interlocked.Read(ref _lastReceipt);
+    /// <summary>The latest worker return or receipt: a run that still shows either is still draining.</summary>
+    public long LastActivity => Interlocked.Read(ref _lastActivity);
+
+    public void WorkerFinished(Guid id)
+    {
+        var now = Stopwatch.GetTimestamp();
+        WorkerDone[id] = now;
+        Interlocked.Exchange(ref _lastActivity, now);
+    }
 
     public void Begin(IEnumerable<Guid> ids)
     {
         Expected = [.. ids];
         Received = new ConcurrentDictionary<Guid, long>();
         WorkerDone.Clear();
-        Interlocked.Exchange(ref _lastReceipt, Stopwatch.GetTimestamp());
+        Interlocked.Exchange(ref _lastActivity, Stopwatch.GetTimestamp());
     }
 
     public void Receipt(Guid id, long at)
     {
-        Interlocked.Exchange(ref _lastReceipt, at);
+        Interlocked.Exchange(ref _lastActivity, at);
         if (Expected.Contains(id))
         {
             Received.TryAdd(id, at);
@@ -91,8 +99,8 @@ public sealed class BaselineWorkerConsumer(LatencyProbe probe) : IConsumer<Basel
     public Task Consume(ConsumeContext<BaselineRunStep> context)
     {
         var started = Stopwatch.GetTimestamp();
-        var done = Stopwatch.GetTimestamp();
-        probe.WorkerDone[context.Message.JobId] = done;
+        probe.WorkerFinished(context.Message.JobId);
+        var done = probe.WorkerDone[context.Message.JobId];
         return context.Publish(new BaselineStepCompleted
         {
             JobId = context.Message.JobId,
@@ -300,7 +308,7 @@ public static class E2eLatency
             .AddWorker(Step, ctx =>
             {
                 // The worker's completion: the instant the latency is measured from.
-                probe.WorkerDone[ctx.PipelineId] = Stopwatch.GetTimestamp();
+                probe.WorkerFinished(ctx.PipelineId);
                 return Task.FromResult(StepResult.Success(new { ok = true }));
             }, 64)
             .AddPipeline(Pipeline, p => p.Step(Step))
@@ -324,7 +332,7 @@ public static class E2eLatency
     /// <summary>
     /// Offers <paramref name="count"/> starts at <paramref name="rate"/> per second (open loop: start
     /// k is due at t0 + k / rate and is published when due, whatever happened to the earlier ones),
-    /// then waits until every StepCompleted arrived, or nothing arrived for 10 s, or the timeout.
+    /// then waits until every StepCompleted arrived, or no worker returned and nothing arrived for 10 s, or the timeout.
     /// </summary>
     private static async Task<LatencyRun> Measure(IBus bus, LatencyProbe probe, string system, double rate, int count, TimeSpan timeout)
     {
@@ -363,7 +371,7 @@ public static class E2eLatency
         var published = Stopwatch.GetTimestamp();
         var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         while (probe.Received.Count < count && Stopwatch.GetTimestamp() < deadline
-            && Stopwatch.GetElapsedTime(probe.LastReceipt) < TimeSpan.FromSeconds(10))
+            && Stopwatch.GetElapsedTime(probe.LastActivity) < TimeSpan.FromSeconds(10))
         {
             await Task.Delay(20);
         }
@@ -390,7 +398,7 @@ public static class E2eLatency
         if (received.Length < count)
         {
             var quiet = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-            while (Stopwatch.GetElapsedTime(probe.LastReceipt) < TimeSpan.FromSeconds(3) && Stopwatch.GetTimestamp() < quiet)
+            while (Stopwatch.GetElapsedTime(probe.LastActivity) < TimeSpan.FromSeconds(3) && Stopwatch.GetTimestamp() < quiet)
             {
                 await Task.Delay(200);
             }
