@@ -66,6 +66,38 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
         return new ReplayPage(Read(rows), rows.Count == 0 ? afterPosition : rows[^1].Position!.Value, rows.Count);
     }
 
+    /// <summary>
+    /// One pipeline's positioned events after <paramref name="afterSeq"/> as stored (routing columns and
+    /// the recorded JSON, not deserialised), for replay to subscribers that can take the bytes as they are.
+    /// </summary>
+    public async Task<StoredEventPage> ReadPipelineStoredAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        var rows = await db.Events.AsNoTracking()
+            .Where(e => e.PipelineId == pipelineId && e.Seq > afterSeq && e.Position != null)
+            .OrderBy(e => e.Seq)
+            .Take(limit)
+            .Select(e => new StoredEvent(e.PipelineId, e.Seq, e.Position!.Value, e.Type, e.Payload))
+            .ToListAsync(cancellationToken);
+        return new StoredEventPage(rows, rows.Count == 0 ? afterSeq : rows[^1].Seq, rows.Count);
+    }
+
+    /// <summary>Every pipeline's events after <paramref name="afterPosition"/> in position order, as stored.</summary>
+    public async Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        var rows = await db.Events.AsNoTracking()
+            .Where(e => e.Position > afterPosition)
+            .OrderBy(e => e.Position)
+            .Take(limit)
+            .Select(e => new StoredEvent(e.PipelineId, e.Seq, e.Position!.Value, e.Type, e.Payload))
+            .ToListAsync(cancellationToken);
+        return new StoredEventPage(rows, rows.Count == 0 ? afterPosition : rows[^1].Position, rows.Count);
+    }
+
+    /// <summary>Logs a stored event this version cannot read (it is skipped).</summary>
+    public void Unreadable(StoredEvent e) => LogUnreadableStored(logger, e.Position, e.Type, e.PipelineId);
+
     /// <summary>The highest position given so far (0 when none).</summary>
     public async Task<long> LastPositionAsync(CancellationToken cancellationToken = default)
     {
@@ -91,9 +123,25 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
         return events;
     }
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Event at position {Position} ({Type}) of pipeline {PipelineId} cannot be read by this version; skipped on replay")]
+    private static partial void LogUnreadableStored(ILogger logger, long position, string type, Guid pipelineId);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Event row {RowId} ({Type}) of pipeline {PipelineId} cannot be read by this version; skipped on replay")]
     private static partial void LogUnreadable(ILogger logger, long rowId, string type, Guid pipelineId);
 }
 
 /// <summary>A page of replayed events and how far the read went (a seq or a position, unreadable rows included).</summary>
 public sealed record ReplayPage(IReadOnlyList<PipelineEvent> Events, long Last, int RowsRead);
+
+/// <summary>
+/// An event as the log stores it: the columns it is routed by and its JSON as recorded (position 0
+/// inside; the row's <see cref="Position"/> is the real one).
+/// </summary>
+public sealed record StoredEvent(Guid PipelineId, long Seq, long Position, string Type, string Payload)
+{
+    /// <summary>The event, deserialised, with its position; null when this version cannot read it.</summary>
+    public PipelineEvent? Read() => PipelineEventJson.TryDeserialize(Payload) is { } e ? e with { Position = Position } : null;
+}
+
+/// <summary>A page of stored events and how far the read went (a seq or a position).</summary>
+public sealed record StoredEventPage(IReadOnlyList<StoredEvent> Events, long Last, int RowsRead);

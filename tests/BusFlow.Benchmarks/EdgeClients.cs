@@ -114,8 +114,10 @@ public sealed class EdgeSocketSwarm : IClientSwarm
 
     public int Count => _clients.Count;
 
-    public static async Task<EdgeSocketSwarm> ConnectAsync(Uri ws, int count, ReceiptTarget target, int firstClient = 0)
+    /// <summary>Connects <paramref name="count"/> clients; each sends <paramref name="subscribe"/> (<c>*</c> when null) and waits for <c>subscribed</c>.</summary>
+    public static async Task<EdgeSocketSwarm> ConnectAsync(Uri ws, int count, ReceiptTarget target, int firstClient = 0, byte[]? subscribe = null)
     {
+        subscribe ??= Subscribe;
         var swarm = new EdgeSocketSwarm();
         var connected = new (ClientWebSocket, Task)[count];
         await Parallel.ForEachAsync(Enumerable.Range(0, count), new ParallelOptions { MaxDegreeOfParallelism = 32 }, async (i, ct) =>
@@ -124,7 +126,7 @@ public sealed class EdgeSocketSwarm : IClientSwarm
             await socket.ConnectAsync(ws, ct);
             var subscribed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var loop = ReceiveLoopAsync(socket, firstClient + i, target, subscribed);
-            await socket.SendAsync(Subscribe, WebSocketMessageType.Text, true, ct);
+            await socket.SendAsync(subscribe, WebSocketMessageType.Text, true, ct);
             await subscribed.Task.WaitAsync(TimeSpan.FromSeconds(30), ct);
             connected[i] = (socket, loop);
         });

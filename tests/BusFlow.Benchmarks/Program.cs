@@ -19,22 +19,10 @@ if (args is ["edge-server", var kind])
     return await EdgeBenchServer.Run(kind);
 }
 
-// End-to-end scenarios (docs/performance.md): "e2e" runs them all, "e2e-<name>" one of them.
-if (args is [var verb, ..] && verb.StartsWith("e2e", StringComparison.Ordinal))
+// End-to-end scenarios (e2e, e2e-latency, e2e-replay, e2e-fanout): see E2e.cs and docs/performance.md.
+if (E2e.Handles(args))
 {
-    var all = verb == "e2e";
-    var known = all || verb is "e2e-throughput" or "e2e-scaling";
-    if (all || verb == "e2e-throughput")
-    {
-        await E2eThroughput.Run(args[1..], lenient: all);
-    }
-
-    if (all || verb == "e2e-scaling")
-    {
-        await E2eScaling.Run(args[1..], lenient: all);
-    }
-
-    return known ? 0 : throw new ArgumentException($"Unknown end-to-end scenario '{verb}'.");
+    return await E2e.Run(args);
 }
 
 var settings = new BenchSettings();

@@ -50,6 +50,38 @@ public sealed class When_subscribing_over_WebSocket(EdgeServerFixture fixture) :
     }
 
     [Fact]
+    public async Task Should_replay_from_the_store_the_very_bytes_it_sent_live_with_their_positions()
+    {
+        var run = Guid.NewGuid().ToString("N");
+        await using var live = await WsClient.ConnectAsync(Server.WebSocketUri());
+        await live.SubscribeAsync("*", tags: new() { ["run"] = run });
+        var id = await Server.Http.StartAsync("demo", new { delayMs = 1, progressTicks = 2 }, new() { ["run"] = run });
+        var sent = (await live.ReceiveUntilAsync(e => e.IsTerminal())).Where(e => e.PipelineId() == id).ToList();
+
+        // No tenant and no tag filter: the stored JSON goes out with the position spliced in.
+        await using var replay = await WsClient.ConnectAsync(Server.WebSocketUri());
+        await replay.SubscribeAsync("*", after: sent[0].Position() - 1);
+        var replayed = new List<JsonElement>();
+        while (replayed.Count < sent.Count)
+        {
+            var e = (await replay.ReceiveAsync())!.Value;
+            if (e.IsEvent() && e.PipelineId() == id)
+            {
+                replayed.Add(e);
+            }
+        }
+
+        Assert.Equal(sent.Select(e => e.GetRawText()), replayed.Select(e => e.GetRawText()));
+
+        // A type filter is decided from the stored columns; the bytes are the same.
+        await replay.SubscribeAsync(id.ToString(), after: 0, eventTypes: ["StepProgress", "PipelineCompleted"]);
+        var filtered = await replay.ReceiveUntilAsync(e => e.IsTerminal() && e.PipelineId() == id);
+        Assert.Equal(
+            sent.Where(e => e.Type() is "StepProgress" or "PipelineCompleted").Select(e => e.GetRawText()),
+            filtered.Where(e => e.IsEvent() && e.PipelineId() == id && e.Type() is "StepProgress" or "PipelineCompleted").Select(e => e.GetRawText()));
+    }
+
+    [Fact]
     public async Task Should_resume_mid_run_from_the_store_and_continue_live()
     {
         var id = await Server.Http.StartAsync("ticker", new { ticks = 30, delayMs = 15 });

@@ -59,13 +59,13 @@ internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal prin
 
     protected override async ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken)
     {
-        var header = Encoding.UTF8.GetBytes($"id: {e.Event.Seq}\nevent: {e.Event.EventType}\n");
+        var header = Encoding.UTF8.GetBytes($"id: {e.Seq}\nevent: {e.EventType}\n");
         await response.Body.WriteAsync(header, cancellationToken);
         await response.Body.WriteAsync(DataPrefix, cancellationToken);
         await response.Body.WriteAsync(e.Json, cancellationToken);
         await response.Body.WriteAsync(EventEnd, cancellationToken);
         await response.Body.FlushAsync(cancellationToken);
-        if (e.Event is PipelineCompleted or PipelineFailed or PipelineCancelled)
+        if (e.EventType is nameof(PipelineCompleted) or nameof(PipelineFailed) or nameof(PipelineCancelled))
         {
             RequestClose(1000, "pipeline finished", drain: true);
         }

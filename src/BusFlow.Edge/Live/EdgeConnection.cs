@@ -16,6 +16,7 @@ internal abstract class EdgeConnection
     private readonly Channel<Outbound> _outbound;
     private readonly int _capacity;
     private long _lastProgress = Environment.TickCount64;
+    private TaskCompletionSource? _room;
     private int _closeRequested;
 
     protected EdgeConnection(BusFlowPrincipal principal, int capacity, EdgeMetrics metrics)
@@ -54,9 +55,40 @@ internal abstract class EdgeConnection
     /// <summary>Waits for room (catch-up from the store and control replies).</summary>
     public ValueTask EnqueueAsync(Outbound item, CancellationToken cancellationToken) => _outbound.Writer.WriteAsync(item, cancellationToken);
 
-    /// <summary>True when the buffer has been full with nothing written for longer than <paramref name="timeout"/>.</summary>
+    /// <summary>
+    /// Waits until at most half the buffer is taken. Catch-up fills the buffer in runs between these
+    /// waits instead of one item per item the writer takes: each wake-up is a thread hand-off, and
+    /// one per event bounded replay more than the store or the socket did.
+    /// </summary>
+    public Task WaitForRoomAsync(CancellationToken cancellationToken)
+    {
+        if (_outbound.Reader.Count <= _capacity / 2 || CloseRequested)
+        {
+            return Task.CompletedTask;
+        }
+
+        var room = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _room, room);
+        // The writer may have drained the buffer between the check and the publication above.
+        if (_outbound.Reader.Count <= _capacity / 2 || CloseRequested)
+        {
+            room.TrySetResult();
+        }
+
+        return room.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Buffers an item if there is room now.</summary>
+    public bool TryEnqueue(Outbound item) => _outbound.Writer.TryWrite(item);
+
+    /// <summary>
+    /// True when the buffer has been at least half full with nothing written for longer than
+    /// <paramref name="timeout"/>. Half, not full: catch-up tops the buffer up only once the writer
+    /// drained it to half (<see cref="WaitForRoomAsync"/>), so a stalled writer may leave it anywhere
+    /// between half and full.
+    /// </summary>
     public bool IsStalled(TimeSpan timeout) =>
-        _outbound.Reader.Count >= _capacity && Environment.TickCount64 - Interlocked.Read(ref _lastProgress) > timeout.TotalMilliseconds;
+        _outbound.Reader.Count >= Math.Max(1, _capacity / 2) && Environment.TickCount64 - Interlocked.Read(ref _lastProgress) > timeout.TotalMilliseconds;
 
     /// <summary>Asks the connection to close with a status; the first request wins.</summary>
     public void RequestClose(int code, string reason, bool drain)
@@ -70,6 +102,7 @@ internal abstract class EdgeConnection
         CloseReason = reason;
         DrainOnClose = drain;
         _outbound.Writer.TryComplete();
+        Interlocked.Exchange(ref _room, null)?.TrySetResult();
         Closing.Cancel();
     }
 
@@ -100,6 +133,10 @@ internal abstract class EdgeConnection
                 }
 
                 Interlocked.Exchange(ref _lastProgress, Environment.TickCount64);
+                if (Volatile.Read(ref _room) is not null && _outbound.Reader.Count <= _capacity / 2)
+                {
+                    Interlocked.Exchange(ref _room, null)?.TrySetResult();
+                }
             }
         }
     }

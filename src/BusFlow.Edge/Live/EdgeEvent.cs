@@ -1,14 +1,40 @@
 using System.Diagnostics;
+using System.Text.Json;
 using BusFlow.Contracts;
+using BusFlow.Store;
 
 namespace BusFlow.Edge.Live;
 
 /// <summary>An event on its way to subscribers, serialised once: every connection gets the same bytes.</summary>
-internal sealed class EdgeEvent(PipelineEvent e)
+internal sealed class EdgeEvent
 {
-    public PipelineEvent Event { get; } = e;
+    private PipelineEvent? _event;
 
-    public byte[] Json { get; } = PipelineEventJson.SerializeToUtf8Bytes(e);
+    /// <summary>A live event (from the bus, or read back from the store): serialised here.</summary>
+    public EdgeEvent(PipelineEvent e)
+    {
+        _event = e;
+        Seq = e.Seq;
+        EventType = e.EventType;
+        Json = PipelineEventJson.SerializeToUtf8Bytes(e);
+    }
+
+    /// <summary>A replayed event whose stored JSON goes out as it is (<see cref="StoredEventJson"/>).</summary>
+    public EdgeEvent(StoredEvent stored, byte[] json)
+    {
+        Seq = stored.Seq;
+        EventType = stored.Type;
+        Json = json;
+    }
+
+    /// <summary>The event; for a replayed one read from its JSON on first use (the hot paths use the fields below).</summary>
+    public PipelineEvent Event => _event ??= JsonSerializer.Deserialize<PipelineEvent>(Json, PipelineEventJson.Options)!;
+
+    public long Seq { get; }
+
+    public string EventType { get; }
+
+    public byte[] Json { get; }
 
     /// <summary>When the edge received it (Stopwatch ticks), for the broadcast-latency metric.</summary>
     public long ReceivedAt { get; } = Stopwatch.GetTimestamp();

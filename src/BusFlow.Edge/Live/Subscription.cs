@@ -1,4 +1,5 @@
 using BusFlow.Contracts;
+using BusFlow.Store;
 
 namespace BusFlow.Edge.Live;
 
@@ -37,4 +38,13 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
 
     /// <summary>Whether the subscriber gets the event: visible to its principal and passing its filter.</summary>
     public bool Matches(PipelineEvent e) => Connection.Principal.Sees(e) && Filter.Matches(e);
+
+    /// <summary>
+    /// Whether a stored event passes, from its columns alone; null when its tags must be read first
+    /// (the principal has a tenant, or the filter names tags).
+    /// </summary>
+    public bool? MatchesColumns(StoredEvent e) =>
+        Connection.Principal.Tenant is not null || Filter.Tags is { Count: > 0 }
+            ? null
+            : (Filter.PipelineId is not { } id || id == e.PipelineId) && (Filter.EventTypes is not { Count: > 0 } types || types.Contains(e.Type));
 }

@@ -19,7 +19,8 @@ internal sealed partial class SubscriptionHub(
     IOptions<EdgeOptions> options,
     ILogger<SubscriptionHub> logger)
 {
-    private const int PageSize = 500;
+    // Rows per store read while catching up; a page is read while the connection's buffer (1,024 by default) drains.
+    private const int PageSize = 1000;
 
     private readonly ConcurrentDictionary<Guid, Subscription[]> _byPipeline = new();
     private readonly ConcurrentDictionary<EdgeConnection, byte> _connections = new();
@@ -197,6 +198,9 @@ internal sealed partial class SubscriptionHub(
         var token = subscription.Cancellation.Token;
         try
         {
+            // The next page is read while this one is handed to the connection, so the writer does not
+            // wait for the store between pages (at most two pages in memory per catching-up subscription).
+            Task<StoredEventPage>? next = null;
             while (!token.IsCancellationRequested)
             {
                 long cursor;
@@ -205,19 +209,26 @@ internal sealed partial class SubscriptionHub(
                     cursor = subscription.Cursor ?? 0;
                 }
 
-                var page = subscription.PipelineId is { } id
-                    ? await reader.ReadPipelinePageAsync(id, cursor, PageSize, token)
-                    : await reader.ReadAllPageAsync(cursor, PageSize, token);
-                foreach (var e in page.Events)
+                var page = await (next ?? ReadStoredAsync(subscription, cursor, token));
+                next = page.RowsRead == PageSize ? ReadStoredAsync(subscription, page.Last, token) : null;
+                foreach (var stored in page.Events)
                 {
-                    if (subscription.Matches(e))
+                    if (Replayed(subscription, stored) is { } e)
                     {
-                        await subscription.Connection.EnqueueAsync(new Outbound(new EdgeEvent(e), null), token);
+                        var item = new Outbound(e, null);
+                        if (!subscription.Connection.TryEnqueue(item))
+                        {
+                            await subscription.Connection.WaitForRoomAsync(token);
+                            if (!subscription.Connection.TryEnqueue(item))
+                            {
+                                await subscription.Connection.EnqueueAsync(item, token);
+                            }
+                        }
                     }
 
                     lock (subscription)
                     {
-                        subscription.Cursor = subscription.Order(e);
+                        subscription.Cursor = subscription.PipelineId is null ? stored.Position : stored.Seq;
                     }
                 }
 
@@ -250,6 +261,38 @@ internal sealed partial class SubscriptionHub(
         {
             metrics.CatchUpEnded();
         }
+    }
+
+    private Task<StoredEventPage> ReadStoredAsync(Subscription subscription, long after, CancellationToken token) =>
+        subscription.PipelineId is { } id
+            ? reader.ReadPipelineStoredAsync(id, after, PageSize, token)
+            : reader.ReadAllStoredAsync(after, PageSize, token);
+
+    /// <summary>
+    /// What a catching-up subscription gets for a stored event: its stored bytes with the position
+    /// spliced in when the columns decide the match (no tenant, no tag filter); otherwise the event is
+    /// read and matched as a live one is. Null when it does not match or this version cannot read it.
+    /// </summary>
+    private EdgeEvent? Replayed(Subscription subscription, StoredEvent stored)
+    {
+        var matches = subscription.MatchesColumns(stored);
+        if (matches == false)
+        {
+            return null;
+        }
+
+        if (matches == true && StoredEventJson.WithPosition(stored) is { } json)
+        {
+            return new EdgeEvent(stored, json);
+        }
+
+        if (stored.Read() is not { } e)
+        {
+            reader.Unreadable(stored);
+            return null;
+        }
+
+        return subscription.Matches(e) ? new EdgeEvent(e) : null;
     }
 
     /// <summary>Closes connections that stopped reading, with 4000: resume from the last seq or position seen.</summary>

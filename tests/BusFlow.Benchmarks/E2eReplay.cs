@@ -1,0 +1,301 @@
+using System.Buffers.Text;
+using System.Diagnostics;
+using System.Net.WebSockets;
+using System.Text;
+using BusFlow.Contracts;
+using BusFlow.Edge;
+using BusFlow.Store;
+using MassTransit;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using static BusFlow.Benchmarks.E2eReport;
+
+namespace BusFlow.Benchmarks;
+
+/// <summary>One replay: events (rows) read, seconds from the request to the last one, the rate, and CPU.</summary>
+public sealed record ReplayRun(long Events, double Seconds, ResourceUse Resources)
+{
+    public double PerSecond => Events / Seconds;
+}
+
+/// <summary>
+/// The seam the replay scenario seeds its history through: a pipeline's event rows written straight
+/// into <c>busflow_events</c> with their positions given and marked delivered (as OutboxDelivery
+/// leaves them), and the outbox lease's <c>LastPosition</c> moved past them, so BusFlow treats them
+/// as a history it recorded and delivered. Payloads are the JSON the store writes
+/// (<see cref="PipelineEventJson"/>, position 0 inside, as <c>StoreDecisionRecorder</c> records it).
+/// </summary>
+public static class EventHistory
+{
+    private const long SeqMarker = 987_654_321;
+
+    /// <summary>Seeds <paramref name="count"/> StepProgress events of one pipeline, seq = position = 1..count, in one server-side INSERT ... SELECT.</summary>
+    public static async Task SeedPostgresAsync(NpgsqlDataSource data, Guid pipelineId, int count)
+    {
+        var timestamp = DateTimeOffset.UtcNow;
+        var template = PipelineEventJson.Serialize(new StepProgress
+        {
+            PipelineId = pipelineId,
+            Seq = SeqMarker,
+            Timestamp = timestamp,
+            Definition = E2eLatency.Pipeline,
+            StepName = E2eLatency.Step,
+            StepIndex = 0,
+            Attempt = 1,
+            Percent = 50,
+            Message = "replayed from the store",
+        });
+        await using var connection = await data.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using (var insert = new NpgsqlCommand(
+            """
+            INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload", "DeliveredAt")
+            SELECT g, @pipeline, g, 'StepProgress', @timestamp, replace(@template, @marker, '"seq":' || g), @timestamp
+            FROM generate_series(1, @count) AS g
+            """, connection, transaction))
+        {
+            insert.CommandTimeout = 600;
+            insert.Parameters.AddWithValue("pipeline", pipelineId);
+            insert.Parameters.AddWithValue("timestamp", timestamp);
+            insert.Parameters.AddWithValue("template", template);
+            insert.Parameters.AddWithValue("marker", $"\"seq\":{SeqMarker}");
+            insert.Parameters.AddWithValue("count", count);
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        await using (var lease = new NpgsqlCommand("""UPDATE busflow_leases SET "LastPosition" = @count WHERE "Name" = 'outbox'""", connection, transaction))
+        {
+            lease.Parameters.AddWithValue("count", (long)count);
+            await lease.ExecuteNonQueryAsync();
+        }
+
+        await transaction.CommitAsync();
+        await using var analyze = new NpgsqlCommand("VACUUM ANALYZE busflow_events", connection);
+        analyze.CommandTimeout = 600;
+        await analyze.ExecuteNonQueryAsync();
+    }
+}
+
+/// <summary>
+/// <c>e2e-replay</c>: events per second from the store to one WebSocket subscriber resuming at 0
+/// (<c>*</c> after position 0, and the pipeline after seq 0) of a seeded history on PostgreSQL,
+/// beside a raw SELECT of the same rows with every column read (Npgsql), the limit. The edge runs
+/// in this process on a real Kestrel, the subscriber too. See docs/performance.md.
+/// </summary>
+public static class E2eReplay
+{
+    private const string Raw = "raw SELECT (Npgsql)";
+    private const string All = "edge, `*` after 0";
+    private const string One = "edge, pipeline after 0";
+    private const string Floor = "bare Kestrel WebSocket (no store)";
+
+    public static async Task Run(E2eSettings settings)
+    {
+        var load = LoadNow();
+        var count = settings.ReplayEvents;
+        Console.WriteLine(Fmt($"e2e-replay: {count:N0} events of one pipeline on PostgreSQL, {settings.Repetitions} repetitions after a warm-up; load average {load}"));
+        await using var database = await BenchDatabase.Create();
+        await using var app = await StartHost(database);
+        await using var data = NpgsqlDataSource.Create(database.ConnectionString);
+        var pipelineId = NewId.NextGuid();
+        var seed = Stopwatch.StartNew();
+        await EventHistory.SeedPostgresAsync(data, pipelineId, count);
+        Console.WriteLine(Fmt($"  seeded {count:N0} events in {seed.Elapsed.TotalSeconds:0.0} s ({count / seed.Elapsed.TotalSeconds:N0}/s)"));
+
+        var ws = new Uri($"ws://{new Uri(app.Urls.First()).Authority}/ws");
+        var results = new Dictionary<string, List<ReplayRun>> { [Raw] = [], [All] = [], [One] = [], [Floor] = [] };
+        for (var rep = 0; rep <= settings.Repetitions; rep++)
+        {
+            foreach (var kind in results.Keys)
+            {
+                var meter = new ResourceMeter();
+                var (events, seconds) = kind switch
+                {
+                    Raw => await RawSelectAsync(data),
+                    Floor => await SubscribeAsync(new Uri(ws, "/floor/ws"), Fmt($"{count}"), "\"seq\":"u8.ToArray(), count),
+                    All => await SubscribeAsync(ws, """{"type":"subscribe","pipelineId":"*","after":0}""", "\"position\":"u8.ToArray(), count),
+                    _ => await SubscribeAsync(ws, $$"""{"type":"subscribe","pipelineId":"{{pipelineId}}","after":0}""", "\"seq\":"u8.ToArray(), count),
+                };
+                var run = new ReplayRun(events, seconds, meter.Stop(events));
+                Console.WriteLine(Fmt($"  {(rep == 0 ? "warm-up" : $"rep {rep}"),-7} {kind,-24} {events:N0} events in {seconds:0.00} s = {run.PerSecond:N0}/s; {run.Resources}"));
+                if (rep > 0)
+                {
+                    results[kind].Add(run);
+                }
+            }
+        }
+
+        await app.StopAsync();
+        Write("e2e-replay", Table(settings, results, load));
+    }
+
+    private static async Task<WebApplication> StartHost(BenchDatabase database)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders().AddConsole().SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.None);
+        // The edge's own defaults; its store on PostgreSQL, in-memory bus (nothing new is published).
+        builder.Services.AddBusFlow(builder.Configuration, b => b
+            .UseStore(new BusFlowStoreOptions { Provider = StoreProviderKind.Postgres, ConnectionString = database.ConnectionString, ApplyMigrations = true })
+            .AddWorker(E2eLatency.Step, _ => Task.FromResult(StepResult.Success()))
+            .AddPipeline(E2eLatency.Pipeline, p => p.Step(E2eLatency.Step))
+            .UseEdge(builder.Configuration));
+        builder.Services.PostConfigure<MassTransitHostOptions>(o => o.StopTimeout = TimeSpan.FromSeconds(5));
+        var app = builder.Build();
+        app.MapBusFlowEdge();
+        app.Map("/floor/ws", SendFramesAsync);
+        await app.StartAsync();
+        return app;
+    }
+
+    /// <summary>
+    /// Not a relay: once asked for N, sends N frames of a stored payload (seq and position 1..N spliced
+    /// in) one SendAsync each, as fast as the socket takes them. What one WebSocket on Kestrel carries.
+    /// </summary>
+    private static async Task SendFramesAsync(HttpContext context)
+    {
+        using var socket = await context.WebSockets.AcceptWebSocketAsync();
+        var request = new byte[64];
+        var received = await socket.ReceiveAsync(request.AsMemory(), context.RequestAborted);
+        if (!Utf8Parser.TryParse(request.AsSpan(0, received.Count), out long count, out _))
+        {
+            return;
+        }
+
+        var template = PipelineEventJson.SerializeToUtf8Bytes(Sample(0));
+        var frame = new byte[template.Length + 40];
+        var seqAt = template.AsSpan().IndexOf("\"seq\":0"u8) + 6;
+        var positionAt = template.AsSpan().IndexOf("\"position\":0"u8) + 11;
+        for (long i = 1; i <= count; i++)
+        {
+            // Copy the template with both numbers replaced (seq comes before position).
+            var length = 0;
+            Append(template.AsSpan(0, seqAt), frame, ref length);
+            Utf8Formatter.TryFormat(i, frame.AsSpan(length), out var n);
+            length += n;
+            Append(template.AsSpan(seqAt + 1, positionAt - seqAt - 1), frame, ref length);
+            Utf8Formatter.TryFormat(i, frame.AsSpan(length), out n);
+            length += n;
+            Append(template.AsSpan(positionAt + 1), frame, ref length);
+            await socket.SendAsync(frame.AsMemory(0, length), WebSocketMessageType.Text, true, context.RequestAborted);
+        }
+
+        await socket.ReceiveAsync(request.AsMemory(), context.RequestAborted);
+    }
+
+    private static void Append(ReadOnlySpan<byte> part, byte[] frame, ref int length)
+    {
+        part.CopyTo(frame.AsSpan(length));
+        length += part.Length;
+    }
+
+    /// <summary>The limit: one SELECT of the same rows in position order, every column read.</summary>
+    private static async Task<(long, double)> RawSelectAsync(NpgsqlDataSource data)
+    {
+        var start = Stopwatch.GetTimestamp();
+        await using var command = data.CreateCommand("""SELECT "Id", "Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload", "DeliveredAt" FROM busflow_events WHERE "Position" > 0 ORDER BY "Position" """);
+        command.CommandTimeout = 600;
+        await using var reader = await command.ExecuteReaderAsync();
+        long rows = 0;
+        long check = 0;
+        while (await reader.ReadAsync())
+        {
+            check += reader.GetInt64(0) + reader.GetInt64(1) + reader.GetGuid(2).GetHashCode() + reader.GetInt64(3) + reader.GetString(4).Length
+                + reader.GetFieldValue<DateTimeOffset>(5).Millisecond + reader.GetString(6).Length + (reader.IsDBNull(7) ? 0 : 1);
+            rows++;
+        }
+
+        GC.KeepAlive(check);
+        return (rows, Stopwatch.GetElapsedTime(start).TotalSeconds);
+    }
+
+    /// <summary>
+    /// Subscribes with <paramref name="subscribe"/> and reads until <paramref name="expected"/> events
+    /// arrived, checking that the number after <paramref name="orderKey"/> goes 1, 2, 3, ... (every
+    /// event once, in order). Seconds from sending the subscribe message to the last event.
+    /// </summary>
+    private static async Task<(long, double)> SubscribeAsync(Uri ws, string subscribe, byte[] orderKey, long expected)
+    {
+        using var socket = new ClientWebSocket();
+        await socket.ConnectAsync(ws, CancellationToken.None);
+        var buffer = new byte[64 * 1024];
+        var start = Stopwatch.GetTimestamp();
+        await socket.SendAsync(Encoding.UTF8.GetBytes(subscribe), WebSocketMessageType.Text, true, CancellationToken.None);
+        long events = 0;
+        var length = 0;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        while (events < expected)
+        {
+            var result = await socket.ReceiveAsync(buffer.AsMemory(length), timeout.Token);
+            if (result.MessageType == WebSocketMessageType.Close)
+            {
+                throw new InvalidOperationException($"closed after {events} events: {socket.CloseStatus} {socket.CloseStatusDescription}");
+            }
+
+            length += result.Count;
+            if (!result.EndOfMessage)
+            {
+                continue;
+            }
+
+            var frame = buffer.AsSpan(0, length);
+            length = 0;
+            var at = frame.IndexOf(orderKey);
+            if (at < 0)
+            {
+                continue; // subscribed, heartbeat
+            }
+
+            if (!Utf8Parser.TryParse(frame[(at + orderKey.Length)..], out long order, out _) || order != events + 1)
+            {
+                throw new InvalidOperationException($"event {events + 1} expected, got: {Encoding.UTF8.GetString(frame)}");
+            }
+
+            events++;
+        }
+
+        var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "", CancellationToken.None);
+        return (events, seconds);
+    }
+
+    private static string Table(E2eSettings settings, Dictionary<string, List<ReplayRun>> results, string load)
+    {
+        var raw = Mid(results[Raw].Select(r => r.PerSecond));
+        var text = new StringBuilder();
+        text.AppendLine(Machine(load));
+        text.AppendLine(Fmt($"History of {settings.ReplayEvents:N0} StepProgress events of one pipeline in PostgreSQL (payload {PayloadBytes()} bytes of JSON each). Medians of {settings.Repetitions} repetitions after a warm-up; events per second from the request (query sent / subscribe sent) to the last row read / event received. CPU in cores: this process (edge + subscriber, or the raw reader), PostgreSQL, others."));
+        text.AppendLine();
+        text.AppendLine("| reader | events/s | seconds | ÷ raw SELECT | target ≥ 0.5 | cpu this process | cpu PostgreSQL | cpu other |");
+        text.AppendLine("|---|---:|---:|---:|---|---:|---:|---:|");
+        foreach (var (kind, runs) in results)
+        {
+            var rate = Mid(runs.Select(r => r.PerSecond));
+            text.AppendLine(Fmt(
+                $"| {kind} | {F(rate, "N0")} | {F(Mid(runs.Select(r => r.Seconds)), "0.00")} | {F(rate / raw, "0.00")} | {(kind == Raw ? "" : rate / raw >= 0.5 ? "met" : "**missed**")} | {F(Mid(runs.Select(r => r.Resources.BusFlowCores)), "0.00")} | {F(Mid(runs.Select(r => r.Resources.PostgresCores)), "0.00")} | {F(Mid(runs.Select(r => r.Resources.OtherCores)), "0.00")} |"));
+        }
+
+        return text.ToString();
+    }
+
+    private static int PayloadBytes() => PipelineEventJson.SerializeToUtf8Bytes(Sample(500_000)).Length;
+
+    private static StepProgress Sample(long order) => new()
+    {
+        PipelineId = Guid.Empty,
+        Seq = order,
+        Position = order,
+        Timestamp = DateTimeOffset.UtcNow,
+        Definition = E2eLatency.Pipeline,
+        StepName = E2eLatency.Step,
+        StepIndex = 0,
+        Attempt = 1,
+        Percent = 50,
+        Message = "replayed from the store",
+    };
+}
