@@ -36,6 +36,8 @@ public static class BusFlowStoreExtensions
         services.AddScoped<IPipelineDecisionRecorder, StoreDecisionRecorder>();
         services.AddScoped<IStepReportOutbox, StoreStepReportOutbox>();
         services.AddSingleton<OutboxSignal>();
+        services.AddSingleton<OutboxSender>();
+        services.AddHostedService(sp => sp.GetRequiredService<OutboxSender>());
         services.AddSingleton<OutboxDelivery>();
         services.AddHostedService(sp => sp.GetRequiredService<OutboxDelivery>());
         services.AddSingleton<RetentionService>();

@@ -35,6 +35,12 @@ public sealed class BusFlowStoreOptions
     /// <summary>How often the outbox delivery looks for rows committed by other processes (commits in this process wake it at once).</summary>
     public TimeSpan DeliveryPollInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// Outbox messages are sent right after their commit by the committing process; the delivery
+    /// sends those still undelivered once they are older than this (the sender failed or died).
+    /// </summary>
+    public TimeSpan DirectSendGrace { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How many publishers ("lanes") run at once; a pipeline's events always take the same lane, in order.</summary>
     public int DeliveryParallelism { get; set; } = 32;
 

@@ -12,8 +12,8 @@ namespace BusFlow.Store.Internal;
 /// store-wide positions in one statement, in the order their commits became visible, and hands them
 /// to <see cref="EventLanes"/>, which publish them (in order per pipeline, pipelines in parallel) while
 /// the next round runs and mark them delivered once the broker confirmed; and (2) sends the outbox
-/// messages (step commands and the like), in order per pipeline, each with the same MessageId every
-/// time. A failure leaves rows for a later round, so nothing is lost while the database or the
+/// messages (step commands and the like) that <see cref="OutboxSender"/> did not send right after
+/// their commit, in order per pipeline, each with the same MessageId every time. A failure leaves rows for a later round, so nothing is lost while the database or the
 /// broker is away. A deliverer that takes the lease first publishes what an earlier one positioned
 /// but never marked delivered.
 /// </summary>
@@ -137,8 +137,10 @@ internal sealed partial class OutboxDelivery(
     internal async Task<int> SendMessagesAsync(CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        // Rows younger than the grace period are being sent by the process that committed them.
+        var sentDirectlyAfter = time.GetUtcNow() - options.DirectSendGrace;
         var messages = await db.Outbox.AsNoTracking()
-            .Where(o => o.DeliveredAt == null)
+            .Where(o => o.DeliveredAt == null && o.CreatedAt < sentDirectlyAfter)
             .OrderBy(o => o.Id)
             .Take(options.DeliveryBatchSize)
             .ToListAsync(cancellationToken);
@@ -154,7 +156,7 @@ internal sealed partial class OutboxDelivery(
             {
                 foreach (var row in pipeline)
                 {
-                    await SendMessageAsync(row, ct);
+                    await OutboxSender.SendAsync(bus, row, logger, ct);
                 }
             });
 
@@ -164,31 +166,9 @@ internal sealed partial class OutboxDelivery(
         return messages.Count;
     }
 
-    private async Task SendMessageAsync(OutboxMessageRecord row, CancellationToken cancellationToken)
-    {
-        if (OutboxRows.Read(row) is not var (message, type))
-        {
-            LogUnreadableMessage(logger, row.Id, row.MessageType);
-            return;
-        }
-
-        if (row.Destination is { } destination)
-        {
-            var endpoint = await bus.GetSendEndpoint(new Uri(destination));
-            await endpoint.Send(message, type, Pipe.Execute<SendContext>(c => c.MessageId = row.MessageId), cancellationToken);
-        }
-        else
-        {
-            await bus.Publish(message, type, Pipe.Execute<PublishContext>(c => c.MessageId = row.MessageId), cancellationToken);
-        }
-    }
-
     [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox delivery round failed ({Failures} in a row); the rows stay and are retried")]
     private static partial void LogRoundFailed(ILogger logger, Exception exception, int failures);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Outbox delivery resumed after {Failures} failed rounds")]
     private static partial void LogResumed(ILogger logger, int failures);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox row {RowId} has a message type this version does not know ({MessageType}); skipped")]
-    private static partial void LogUnreadableMessage(ILogger logger, long rowId, string messageType);
 }

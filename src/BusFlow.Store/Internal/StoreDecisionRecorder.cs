@@ -10,7 +10,7 @@ namespace BusFlow.Store.Internal;
 /// commands outbox rows in the saga's own database context, so they commit with the saga state in
 /// one transaction; the outbox delivery sends them after commit.
 /// </summary>
-internal sealed class StoreDecisionRecorder(StoreSession session, PipelineFollowUp followUp, OutboxSignal signal, TimeProvider time) : IPipelineDecisionRecorder
+internal sealed class StoreDecisionRecorder(StoreSession session, PipelineFollowUp followUp, OutboxSignal signal, OutboxSender sender, TimeProvider time) : IPipelineDecisionRecorder
 {
     public async Task RecordAsync(ConsumeContext context, PipelineState state, PipelineDecision decision)
     {
@@ -41,9 +41,12 @@ internal sealed class StoreDecisionRecorder(StoreSession session, PipelineFollow
             }
         }
 
+        var outbox = new List<OutboxMessageRecord>();
         foreach (var outgoing in decision.Messages())
         {
-            db.Outbox.Add(OutboxRows.Create(outgoing.Message, outgoing.Destination, outgoing.ConcernsPipeline ?? state.CorrelationId, now));
+            var row = OutboxRows.Create(outgoing.Message, outgoing.Destination, outgoing.ConcernsPipeline ?? state.CorrelationId, now);
+            db.Outbox.Add(row);
+            outbox.Add(row);
         }
 
         if (decision.ClosedSuspensions.Count > 0)
@@ -58,10 +61,11 @@ internal sealed class StoreDecisionRecorder(StoreSession session, PipelineFollow
         var pipelineId = state.CorrelationId;
         var deadline = state.NextDeadline;
         var events = decision.Events.ToList();
-        session.AfterCommit(() =>
+        session.AfterCommit(async () =>
         {
             signal.Wake();
-            return followUp.AfterCommitAsync(pipelineId, deadline, events, CancellationToken.None);
+            await sender.SendCommittedAsync(outbox, CancellationToken.None);
+            await followUp.AfterCommitAsync(pipelineId, deadline, events, CancellationToken.None);
         });
     }
 }

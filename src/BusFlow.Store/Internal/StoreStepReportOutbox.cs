@@ -15,6 +15,7 @@ namespace BusFlow.Store.Internal;
 internal sealed partial class StoreStepReportOutbox(
     IDbContextFactory<BusFlowDbContext> databases,
     OutboxSignal signal,
+    OutboxSender sender,
     TimeProvider time,
     ILogger<StoreStepReportOutbox> logger) : IStepReportOutbox
 {
@@ -40,7 +41,8 @@ internal sealed partial class StoreStepReportOutbox(
             db.Inbox.Add(new InboxRecord { MessageId = messageId, Consumer = Consumer(context.Message), ReceivedAt = now });
         }
 
-        db.Outbox.Add(OutboxRows.Create(report, null, context.Message.PipelineId, now));
+        var row = OutboxRows.Create(report, null, context.Message.PipelineId, now);
+        db.Outbox.Add(row);
         try
         {
             await db.SaveChangesAsync(context.CancellationToken);
@@ -59,6 +61,7 @@ internal sealed partial class StoreStepReportOutbox(
 
         await transaction.CommitAsync(context.CancellationToken);
         signal.Wake();
+        await sender.SendCommittedAsync([row], context.CancellationToken);
     }
 
     private static string Consumer(ExecuteStep command) => "step:" + command.Worker;

@@ -1,0 +1,105 @@
+using System.Threading.Channels;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace BusFlow.Store.Internal;
+
+/// <summary>
+/// Sends outbox messages (step commands, worker reports, wake-ups) right after the transaction that
+/// wrote them committed, from the process that committed them, so a saga-worker hop does not wait
+/// for the next delivery round; and marks them delivered in batches in the background. A message
+/// whose send fails, or whose process dies before it was marked, stays undelivered and
+/// <see cref="OutboxDelivery"/> sends it once it is older than
+/// <see cref="BusFlowStoreOptions.DirectSendGrace"/> (receivers de-duplicate by MessageId).
+/// </summary>
+internal sealed partial class OutboxSender(
+    IBus bus,
+    IDbContextFactory<BusFlowDbContext> databases,
+    TimeProvider time,
+    ILogger<OutboxSender> logger) : BackgroundService
+{
+    private readonly Channel<long> _sent = Channel.CreateUnbounded<long>(new UnboundedChannelOptions { SingleReader = true });
+
+    /// <summary>Sends committed rows in order; stops at the first failure and leaves the rest to the delivery.</summary>
+    public async Task SendCommittedAsync(IReadOnlyList<OutboxMessageRecord> rows, CancellationToken cancellationToken)
+    {
+        foreach (var row in rows)
+        {
+            try
+            {
+                await SendAsync(bus, row, logger, cancellationToken);
+                _sent.Writer.TryWrite(row.Id);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                LogDirectSendFailed(logger, ex, row.Id);
+                return;
+            }
+        }
+    }
+
+    /// <summary>Sends or publishes one outbox row with its own MessageId; an unreadable row is logged and skipped.</summary>
+    public static async Task SendAsync(IBus bus, OutboxMessageRecord row, ILogger logger, CancellationToken cancellationToken)
+    {
+        if (OutboxRows.Read(row) is not var (message, type))
+        {
+            LogUnreadableMessage(logger, row.Id, row.MessageType);
+            return;
+        }
+
+        if (row.Destination is { } destination)
+        {
+            var endpoint = await bus.GetSendEndpoint(new Uri(destination));
+            await endpoint.Send(message, type, Pipe.Execute<SendContext>(c => c.MessageId = row.MessageId), cancellationToken);
+        }
+        else
+        {
+            await bus.Publish(message, type, Pipe.Execute<PublishContext>(c => c.MessageId = row.MessageId), cancellationToken);
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var ids = new List<long>();
+        try
+        {
+            while (await _sent.Reader.WaitToReadAsync(stoppingToken))
+            {
+                while (ids.Count < 1000 && _sent.Reader.TryRead(out var id))
+                {
+                    ids.Add(id);
+                }
+
+                try
+                {
+                    await using var db = await databases.CreateDbContextAsync(stoppingToken);
+                    var now = time.GetUtcNow();
+                    await db.Outbox.Where(o => ids.Contains(o.Id) && o.DeliveredAt == null)
+                        .ExecuteUpdateAsync(s => s.SetProperty(o => o.DeliveredAt, now), stoppingToken);
+                }
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+                {
+                    // Left unmarked: the delivery sends them again after the grace period (at least once).
+                    LogMarkFailed(logger, ex, ids.Count);
+                    await Task.Delay(TimeSpan.FromMilliseconds(200), time, stoppingToken);
+                }
+
+                ids.Clear();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox row {RowId} could not be sent after commit; the outbox delivery sends it later")]
+    private static partial void LogDirectSendFailed(ILogger logger, Exception exception, long rowId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Marking {Count} sent outbox rows delivered failed; the outbox delivery sends them again later")]
+    private static partial void LogMarkFailed(ILogger logger, Exception exception, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox row {RowId} has a message type this version does not know ({MessageType}); skipped")]
+    private static partial void LogUnreadableMessage(ILogger logger, long rowId, string messageType);
+}
