@@ -156,7 +156,7 @@ internal sealed partial class OutboxDelivery(
             {
                 foreach (var row in pipeline)
                 {
-                    await OutboxSender.SendAsync(bus, row, logger, ct);
+                    await OutboxSender.SendStoredAsync(bus, row, logger, ct);
                 }
             });
 

@@ -22,14 +22,17 @@ internal sealed partial class OutboxSender(
 {
     private readonly Channel<long> _sent = Channel.CreateUnbounded<long>(new UnboundedChannelOptions { SingleReader = true });
 
-    /// <summary>Sends committed rows in order; stops at the first failure and leaves the rest to the delivery.</summary>
-    public async Task SendCommittedAsync(IReadOnlyList<OutboxMessageRecord> rows, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends the messages of committed rows in order (the objects the transaction wrote, so nothing is
+    /// read back); stops at the first failure and leaves the rest to the delivery.
+    /// </summary>
+    public async Task SendCommittedAsync(IReadOnlyList<(OutboxMessageRecord Row, object Message)> committed, CancellationToken cancellationToken)
     {
-        foreach (var row in rows)
+        foreach (var (row, message) in committed)
         {
             try
             {
-                await SendAsync(bus, row, logger, cancellationToken);
+                await SendAsync(bus, row, message, message.GetType(), cancellationToken);
                 _sent.Writer.TryWrite(row.Id);
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
@@ -40,8 +43,8 @@ internal sealed partial class OutboxSender(
         }
     }
 
-    /// <summary>Sends or publishes one outbox row with its own MessageId; an unreadable row is logged and skipped.</summary>
-    public static async Task SendAsync(IBus bus, OutboxMessageRecord row, ILogger logger, CancellationToken cancellationToken)
+    /// <summary>Sends or publishes one stored outbox row with its own MessageId; an unreadable row is logged and skipped.</summary>
+    public static async Task SendStoredAsync(IBus bus, OutboxMessageRecord row, ILogger logger, CancellationToken cancellationToken)
     {
         if (OutboxRows.Read(row) is not var (message, type))
         {
@@ -49,6 +52,11 @@ internal sealed partial class OutboxSender(
             return;
         }
 
+        await SendAsync(bus, row, message, type, cancellationToken);
+    }
+
+    private static async Task SendAsync(IBus bus, OutboxMessageRecord row, object message, Type type, CancellationToken cancellationToken)
+    {
         if (row.Destination is { } destination)
         {
             var endpoint = await bus.GetSendEndpoint(new Uri(destination));

@@ -41,12 +41,12 @@ internal sealed class StoreDecisionRecorder(StoreSession session, PipelineFollow
             }
         }
 
-        var outbox = new List<OutboxMessageRecord>();
+        var outbox = new List<(OutboxMessageRecord, object)>();
         foreach (var outgoing in decision.Messages())
         {
             var row = OutboxRows.Create(outgoing.Message, outgoing.Destination, outgoing.ConcernsPipeline ?? state.CorrelationId, now);
             db.Outbox.Add(row);
-            outbox.Add(row);
+            outbox.Add((row, outgoing.Message));
         }
 
         if (decision.ClosedSuspensions.Count > 0)
@@ -63,7 +63,12 @@ internal sealed class StoreDecisionRecorder(StoreSession session, PipelineFollow
         var events = decision.Events.ToList();
         session.AfterCommit(async () =>
         {
-            signal.Wake();
+            // Events wait for the delivery to position them; the messages go out from here.
+            if (events.Count > 0)
+            {
+                signal.Wake();
+            }
+
             await sender.SendCommittedAsync(outbox, CancellationToken.None);
             await followUp.AfterCommitAsync(pipelineId, deadline, events, CancellationToken.None);
         });

@@ -14,7 +14,6 @@ namespace BusFlow.Store.Internal;
 /// </summary>
 internal sealed partial class StoreStepReportOutbox(
     IDbContextFactory<BusFlowDbContext> databases,
-    OutboxSignal signal,
     OutboxSender sender,
     TimeProvider time,
     ILogger<StoreStepReportOutbox> logger) : IStepReportOutbox
@@ -60,8 +59,7 @@ internal sealed partial class StoreStepReportOutbox(
         }
 
         await transaction.CommitAsync(context.CancellationToken);
-        signal.Wake();
-        await sender.SendCommittedAsync([row], context.CancellationToken);
+        await sender.SendCommittedAsync([(row, report)], context.CancellationToken);
     }
 
     private static string Consumer(ExecuteStep command) => "step:" + command.Worker;
