@@ -158,7 +158,7 @@ public sealed class BenchHost : IAsyncDisposable
 
     public static async Task<BenchHost> Start(BenchDatabase database, BenchVirtualHost vhost, BenchSettings settings)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         // EF logs the first look for its migrations history table in a new database as an error.
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.None);

@@ -98,7 +98,7 @@ public sealed class CourierHost : IThroughputSystem
     /// <summary>On the in-memory transport, or on RabbitMQ when <paramref name="vhost"/> is given.</summary>
     public static async Task<CourierHost> Start(BenchVirtualHost? vhost, int concurrency)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Services.AddSingleton<CompletionCounter>();
         builder.Services.AddMassTransit(x =>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using BusFlow.Contracts;
+using BusFlow.Host.Samples;
 using BusFlow.Store;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
@@ -31,54 +32,15 @@ public static class E2eShapes
     /// <summary>BusFlow: PipelineStarted, StepStarted and StepCompleted per step, PipelineCompleted.</summary>
     public static int BusFlowEvents(string shape) => (2 * Steps(shape)) + 2;
 
-    /// <summary>
-    /// The same DAG as <c>SamplePipelines.Register</c> in BusFlow.Host (same input schema, edges and
-    /// retry policy), and a three-step sequential pipeline, all on one worker, as the samples do.
-    /// </summary>
+    /// <summary>The host's <c>demo</c> DAG itself, and a three-step sequential pipeline, all on its <c>demo-step</c> worker.</summary>
     public static BusFlowBuilder AddShapes(this BusFlowBuilder busflow) => busflow
-        .AddPipeline(Demo, p => p
-            .Input(i => i
-                .Optional("delayMs", InputKind.Number)
-                .Optional("progressTicks", InputKind.Number)
-                .Optional("failStep", InputKind.String | InputKind.Null)
-                .Optional("flakyStep", InputKind.String | InputKind.Null))
-            .Step("fetch", s => s.Worker(Worker))
-            .Step("clean", s => s.Worker(Worker).After("fetch"))
-            .Step("enrich", s => s.Worker(Worker).After("fetch"))
-            .Step("merge", s => s.Worker(Worker).Consumes("clean", "enrich"))
-            .Step("report", s => s.Worker(Worker).Consumes("merge"))
-            .DefaultRetry(maxAttempts: 2, initialDelay: TimeSpan.FromMilliseconds(100)))
+        .AddPipeline(Demo, SamplePipelines.Demo)
         .AddPipeline(Sequential, p => p
             .Then(SequentialSteps[0], s => s.Worker(Worker))
             .Then(SequentialSteps[1], s => s.Worker(Worker))
             .Then(SequentialSteps[2], s => s.Worker(Worker))
             .DefaultRetry(maxAttempts: 2, initialDelay: TimeSpan.FromMilliseconds(100)));
 }
-
-/// <summary>A copy of BusFlow.Host's <c>DemoStepHandler</c> (the benchmark does not reference the host): with delayMs 0 and progressTicks 0 it does no waiting.</summary>
-public sealed class BenchDemoStep : IStepHandler
-{
-    public async Task<StepResult> HandleAsync(StepContext context)
-    {
-        var input = context.GetPipelineInput<BenchDemoInput>() ?? new BenchDemoInput();
-        var ticks = Math.Max(0, input.ProgressTicks);
-        for (var i = 1; i <= ticks; i++)
-        {
-            await Task.Delay(Math.Max(0, input.DelayMs) / (ticks + 1), context.CancellationToken);
-            await context.ReportProgressAsync(100.0 * i / (ticks + 1), $"{context.StepName}: tick {i} of {ticks}");
-        }
-
-        await Task.Delay(Math.Max(0, input.DelayMs) / (ticks + 1), context.CancellationToken);
-        if (input.FailStep == context.StepName)
-        {
-            return StepResult.Fail($"{context.StepName} failed as asked (failStep).");
-        }
-
-        return StepResult.Success(new { step = context.StepName, attempt = context.Attempt, at = DateTimeOffset.UtcNow });
-    }
-}
-
-public sealed record BenchDemoInput(int DelayMs = 50, int ProgressTicks = 2, string? FailStep = null);
 
 /// <summary>Pipelines (or routing slips) that finished, events received, and when the last one finished.</summary>
 public sealed class CompletionCounter
@@ -204,7 +166,7 @@ public sealed class BusFlowE2eHost : IThroughputSystem
 
     public static async Task<BusFlowE2eHost> Start(BenchVirtualHost? vhost, BusFlowStoreOptions? store, bool driverOnly = false)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.None);
         if (vhost is not null)
@@ -222,7 +184,7 @@ public sealed class BusFlowE2eHost : IThroughputSystem
             }
             else
             {
-                b.UseStore(store!).AddWorker<BenchDemoStep>(E2eShapes.Worker);
+                b.UseStore(store!).AddWorker<DemoStepHandler>(E2eShapes.Worker);
             }
 
             b.AddShapes();

@@ -31,18 +31,7 @@ public static class SamplePipelines
         }
 
         busflow
-            .AddPipeline("demo", p => p
-                .Input(i => i
-                    .Optional("delayMs", InputKind.Number)
-                    .Optional("progressTicks", InputKind.Number)
-                    .Optional("failStep", InputKind.String | InputKind.Null)
-                    .Optional("flakyStep", InputKind.String | InputKind.Null))
-                .Step("fetch", s => s.Worker("demo-step"))
-                .Step("clean", s => s.Worker("demo-step").After("fetch"))
-                .Step("enrich", s => s.Worker("demo-step").After("fetch"))
-                .Step("merge", s => s.Worker("demo-step").Consumes("clean", "enrich"))
-                .Step("report", s => s.Worker("demo-step").Consumes("merge"))
-                .DefaultRetry(maxAttempts: 2, initialDelay: TimeSpan.FromMilliseconds(100)))
+            .AddPipeline("demo", Demo)
             .AddPipeline("wordcount", p => p
                 .Input(i => i.Required("texts", InputKind.Array))
                 .Map("count", s => s.Worker("count-words").Over("input.texts").MaxParallelism(4))
@@ -52,6 +41,20 @@ public static class SamplePipelines
                 .Then("approve", s => s.Worker("approval-step").SuspensionTimeout(TimeSpan.FromHours(1)))
                 .Then("publish", s => s.Worker("approval-step")));
     }
+
+    /// <summary>The <c>demo</c> DAG (fetch -> clean, enrich -> merge -> report), every step on the <c>demo-step</c> worker (<see cref="DemoStepHandler"/>).</summary>
+    public static void Demo(PipelineBuilder p) => p
+        .Input(i => i
+            .Optional("delayMs", InputKind.Number)
+            .Optional("progressTicks", InputKind.Number)
+            .Optional("failStep", InputKind.String | InputKind.Null)
+            .Optional("flakyStep", InputKind.String | InputKind.Null))
+        .Step("fetch", s => s.Worker("demo-step"))
+        .Step("clean", s => s.Worker("demo-step").After("fetch"))
+        .Step("enrich", s => s.Worker("demo-step").After("fetch"))
+        .Step("merge", s => s.Worker("demo-step").Consumes("clean", "enrich"))
+        .Step("report", s => s.Worker("demo-step").Consumes("merge"))
+        .DefaultRetry(maxAttempts: 2, initialDelay: TimeSpan.FromMilliseconds(100));
 
     private static Task<StepResult> CountWords(StepContext context)
     {
