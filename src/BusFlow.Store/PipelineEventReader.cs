@@ -79,7 +79,7 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
             .Take(limit)
             .Select(e => new StoredEvent(e.PipelineId, e.Seq, e.Position!.Value, e.Type, e.Payload))
             .ToListAsync(cancellationToken);
-        return new StoredEventPage(rows, rows.Count == 0 ? afterSeq : rows[^1].Seq, rows.Count);
+        return new StoredEventPage(rows, rows.Count == 0 ? afterSeq : rows[^1].Seq);
     }
 
     /// <summary>Every pipeline's events after <paramref name="afterPosition"/> in position order, as stored.</summary>
@@ -92,7 +92,7 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
             .Take(limit)
             .Select(e => new StoredEvent(e.PipelineId, e.Seq, e.Position!.Value, e.Type, e.Payload))
             .ToListAsync(cancellationToken);
-        return new StoredEventPage(rows, rows.Count == 0 ? afterPosition : rows[^1].Position, rows.Count);
+        return new StoredEventPage(rows, rows.Count == 0 ? afterPosition : rows[^1].Position);
     }
 
     /// <summary>Logs a stored event this version cannot read (it is skipped).</summary>
@@ -144,4 +144,8 @@ public sealed record StoredEvent(Guid PipelineId, long Seq, long Position, strin
 }
 
 /// <summary>A page of stored events and how far the read went (a seq or a position).</summary>
-public sealed record StoredEventPage(IReadOnlyList<StoredEvent> Events, long Last, int RowsRead);
+public sealed record StoredEventPage(IReadOnlyList<StoredEvent> Events, long Last)
+{
+    /// <summary>Rows read: every row of a stored page is in it (unlike <see cref="ReplayPage"/>, nothing is skipped here).</summary>
+    public int RowsRead => Events.Count;
+}
