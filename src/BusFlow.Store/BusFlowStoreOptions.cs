@@ -41,6 +41,14 @@ public sealed class BusFlowStoreOptions
     /// </summary>
     public TimeSpan DirectSendGrace { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long one publish or send may wait for the broker's confirmation before it counts as
+    /// failed and is tried again (the same MessageId, so receivers de-duplicate a late original).
+    /// RabbitMQ.Client 7 can leave a publish waiting forever when the broker restarts under it
+    /// (rabbitmq-dotnet-client#1930); without this bound the delivery would stall.
+    /// </summary>
+    public TimeSpan BrokerConfirmTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>How many publishers ("lanes") run at once; a pipeline's events always take the same lane, in order.</summary>
     public int DeliveryParallelism { get; set; } = 32;
 

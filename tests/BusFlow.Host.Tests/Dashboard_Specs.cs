@@ -43,11 +43,28 @@ public sealed class When_a_person_uses_the_dashboard(ITestOutputHelper output) :
         await Assertions.Expect(page.Locator("#connection")).ToHaveTextAsync("live");
         await page.SelectOptionAsync("#definition", "demo");
         await page.FillAsync("#input", """{"delayMs":150,"progressTicks":2,"failStep":null,"flakyStep":"clean"}""");
+
+        // Every render is recorded, so a step drawn as running is seen however fast the run goes
+        // (polling the page between renders can miss a short step).
+        await page.EvaluateAsync("""
+            () => {
+              window.seenRunning = [];
+              window.seenStatuses = [];
+              new MutationObserver(() => {
+                const status = document.querySelector("#detail-status")?.textContent;
+                if (status && !window.seenStatuses.includes(status)) window.seenStatuses.push(status);
+                for (const step of document.querySelectorAll("#dag .step[data-state='running']")) {
+                  if (!window.seenRunning.includes(step.dataset.step)) window.seenRunning.push(step.dataset.step);
+                }
+              }).observe(document.body, { subtree: true, childList: true, attributes: true });
+            }
+            """);
         await page.ClickAsync("#start-button");
 
-        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Running");
-        await Assertions.Expect(page.Locator("#dag .step[data-state='running']").First).ToBeVisibleAsync();
         await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Completed", new() { Timeout = 30_000 });
+        var seenRunning = await page.EvaluateAsync<string[]>("() => window.seenRunning");
+        Assert.Equal(["clean", "enrich", "fetch", "merge", "report"], seenRunning.Order());
+        Assert.Contains("Running", await page.EvaluateAsync<string[]>("() => window.seenStatuses"));
         foreach (var step in new[] { "fetch", "clean", "enrich", "merge", "report" })
         {
             await Assertions.Expect(page.Locator($"#dag .step[data-step='{step}']")).ToHaveAttributeAsync("data-state", "completed");

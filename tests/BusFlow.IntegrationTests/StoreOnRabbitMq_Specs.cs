@@ -73,7 +73,15 @@ public sealed class When_RabbitMQ_restarts_while_pipelines_run(ITestOutputHelper
 
         foreach (var id in ids)
         {
-            Assert.IsType<PipelineCompleted>(await events.WaitForEnd(id, TimeSpan.FromMinutes(2)));
+            try
+            {
+                Assert.IsType<PipelineCompleted>(await events.WaitForEnd(id, TimeSpan.FromMinutes(2)));
+            }
+            catch (TimeoutException)
+            {
+                await StoreSnapshot.WriteAsync(host.Services, id, output);
+                throw;
+            }
         }
 
         var reader = host.Services.GetRequiredService<PipelineEventReader>();

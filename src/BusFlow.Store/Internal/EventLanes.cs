@@ -126,18 +126,22 @@ internal sealed partial class EventLanes : IAsyncDisposable
         {
             try
             {
+                Task publishing;
                 if (_options.EventPublishing == EventPublishMode.Batched)
                 {
                     // A new MessageId each time: after a restart a batch may hold other events, so
                     // subscribers de-duplicate by (pipelineId, seq), not by message.
-                    await _bus.Publish(new PipelineEventBatch { Events = [.. events] }, _stopping.Token);
+                    publishing = _bus.Publish(new PipelineEventBatch { Events = [.. events] }, _stopping.Token);
                 }
                 else
                 {
                     var e = events[0];
                     var messageId = EventMessageId(first);
-                    await _bus.Publish(e, e.GetType(), Pipe.Execute<PublishContext>(c => c.MessageId = messageId), _stopping.Token);
+                    publishing = _bus.Publish(e, e.GetType(), Pipe.Execute<PublishContext>(c => c.MessageId = messageId), _stopping.Token);
                 }
+
+                // A publish the client never completes (broker restarted under it) counts as failed.
+                await publishing.WaitAsync(_options.BrokerConfirmTimeout, _time, _stopping.Token);
 
                 if (failures > 0)
                 {

@@ -156,7 +156,7 @@ internal sealed partial class OutboxDelivery(
             {
                 foreach (var row in pipeline)
                 {
-                    await OutboxSender.SendStoredAsync(bus, row, logger, ct);
+                    await OutboxSender.SendStoredAsync(bus, row, options.BrokerConfirmTimeout, time, logger, ct);
                 }
             });
 

@@ -17,6 +17,7 @@ namespace BusFlow.Store.Internal;
 internal sealed partial class OutboxSender(
     IBus bus,
     IDbContextFactory<BusFlowDbContext> databases,
+    BusFlowStoreOptions options,
     TimeProvider time,
     ILogger<OutboxSender> logger) : BackgroundService
 {
@@ -32,7 +33,7 @@ internal sealed partial class OutboxSender(
         {
             try
             {
-                await SendAsync(bus, row, message, message.GetType(), cancellationToken);
+                await SendAsync(bus, row, message, message.GetType(), options.BrokerConfirmTimeout, time, cancellationToken);
                 _sent.Writer.TryWrite(row.Id);
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
@@ -44,7 +45,7 @@ internal sealed partial class OutboxSender(
     }
 
     /// <summary>Sends or publishes one stored outbox row with its own MessageId; an unreadable row is logged and skipped.</summary>
-    public static async Task SendStoredAsync(IBus bus, OutboxMessageRecord row, ILogger logger, CancellationToken cancellationToken)
+    public static async Task SendStoredAsync(IBus bus, OutboxMessageRecord row, TimeSpan confirmTimeout, TimeProvider time, ILogger logger, CancellationToken cancellationToken)
     {
         if (OutboxRows.Read(row) is not var (message, type))
         {
@@ -52,20 +53,28 @@ internal sealed partial class OutboxSender(
             return;
         }
 
-        await SendAsync(bus, row, message, type, cancellationToken);
+        await SendAsync(bus, row, message, type, confirmTimeout, time, cancellationToken);
     }
 
-    private static async Task SendAsync(IBus bus, OutboxMessageRecord row, object message, Type type, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends (to its destination) or publishes one outbox message with its row's MessageId, and gives
+    /// up waiting for the broker's confirmation after <paramref name="confirmTimeout"/>: a send the
+    /// client never completes throws <see cref="TimeoutException"/> and is left behind.
+    /// </summary>
+    private static async Task SendAsync(IBus bus, OutboxMessageRecord row, object message, Type type, TimeSpan confirmTimeout, TimeProvider time, CancellationToken cancellationToken)
     {
+        Task sending;
         if (row.Destination is { } destination)
         {
-            var endpoint = await bus.GetSendEndpoint(new Uri(destination));
-            await endpoint.Send(message, type, Pipe.Execute<SendContext>(c => c.MessageId = row.MessageId), cancellationToken);
+            var endpoint = await bus.GetSendEndpoint(new Uri(destination)).WaitAsync(confirmTimeout, time, cancellationToken);
+            sending = endpoint.Send(message, type, Pipe.Execute<SendContext>(c => c.MessageId = row.MessageId), cancellationToken);
         }
         else
         {
-            await bus.Publish(message, type, Pipe.Execute<PublishContext>(c => c.MessageId = row.MessageId), cancellationToken);
+            sending = bus.Publish(message, type, Pipe.Execute<PublishContext>(c => c.MessageId = row.MessageId), cancellationToken);
         }
+
+        await sending.WaitAsync(confirmTimeout, time, cancellationToken);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
