@@ -140,6 +140,7 @@ public static partial class BusFlowEdgeExtensions
         Positive(options.GapTimeout, nameof(options.GapTimeout));
         Positive(options.DrainTimeout, nameof(options.DrainTimeout));
         Positive(options.StartWait, nameof(options.StartWait));
+        Positive(options.BrokerTimeout, nameof(options.BrokerTimeout));
         if (options.Auth.Jwt.SigningKey is { Length: > 0 } key && Encoding.UTF8.GetByteCount(key) < 32)
         {
             errors.Add($"{EdgeOptions.Section}:Auth:Jwt:SigningKey must be at least 32 bytes");

@@ -42,6 +42,12 @@ public sealed class EdgeOptions
     /// <summary>How long <c>POST /api/pipelines</c> waits for the saga to record the start before answering 202 anyway.</summary>
     public TimeSpan StartWait { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long a command the API publishes for the saga (start, cancel, action) may wait for the
+    /// broker; a broker that fails it or stays silent longer answers <c>503 broker_unavailable</c>.
+    /// </summary>
+    public TimeSpan BrokerTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Browser origins allowed to open WebSockets and streams, besides the edge's own; <c>*</c> allows any.</summary>
     public List<string> AllowedOrigins { get; set; } = [];
 

@@ -10,12 +10,14 @@ using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace BusFlow.Edge.Http;
 
 /// <summary>The REST API of design.md's wire contract (docs/protocol.md).</summary>
-internal static class PipelinesApi
+internal static partial class PipelinesApi
 {
     private const int MaxBodyBytes = 1024 * 1024;
     private const int MaxIdempotencyKeyLength = 128;
@@ -135,7 +137,11 @@ internal static class PipelinesApi
             // so a start whose publish failed after its key was claimed still happens.
             if (await store.FindAsync(pipelineId, http.RequestAborted) is null)
             {
-                await publish.Publish(new StartPipeline { PipelineId = pipelineId, Definition = name, Input = input, Tags = tags }, http.RequestAborted);
+                if (await PublishCommandAsync(http, publish, new StartPipeline { PipelineId = pipelineId, Definition = name, Input = input, Tags = tags }) is { } unavailable)
+                {
+                    return unavailable;
+                }
+
                 if (await store.FindAsync(pipelineId, http.RequestAborted) is null)
                 {
                     await started.WaitAsync(options.Value.StartWait, http.RequestAborted);
@@ -183,7 +189,11 @@ internal static class PipelinesApi
             return Problems.Of(StatusCodes.Status409Conflict, "pipeline_finished", "Pipeline already finished", $"Pipeline {state.CorrelationId} is {state.Status}; there is nothing to cancel.");
         }
 
-        await publish.Publish(new CancelPipeline { PipelineId = state.CorrelationId, Reason = $"cancelled through the API by {http.Principal().Name}" }, http.RequestAborted);
+        if (await PublishCommandAsync(http, publish, new CancelPipeline { PipelineId = state.CorrelationId, Reason = $"cancelled through the API by {http.Principal().Name}" }) is { } unavailable)
+        {
+            return unavailable;
+        }
+
         return Results.Accepted($"/api/pipelines/{state.CorrelationId}", new { pipelineId = state.CorrelationId });
     }
 
@@ -317,13 +327,48 @@ internal static class PipelinesApi
 
         if (record.ClosedAt is null)
         {
-            await publish.Publish(
-                new SubmitStepAction { PipelineId = state.CorrelationId, SuspendId = suspension, Payload = payload.ValueKind == JsonValueKind.Undefined ? null : payload },
-                http.RequestAborted);
+            var action = new SubmitStepAction { PipelineId = state.CorrelationId, SuspendId = suspension, Payload = payload.ValueKind == JsonValueKind.Undefined ? null : payload };
+            if (await PublishCommandAsync(http, publish, action) is { } unavailable)
+            {
+                return unavailable;
+            }
         }
 
         return Results.Accepted($"/api/pipelines/{state.CorrelationId}", new { pipelineId = state.CorrelationId, suspendId = suspension });
     }
+
+    /// <summary>
+    /// Publishes a command for the saga. A broker that fails the publish or does not confirm it
+    /// within <see cref="EdgeOptions.BrokerTimeout"/> answers <c>503 broker_unavailable</c> with
+    /// Retry-After; repeating the request is safe (a start by its Idempotency-Key; the saga applies
+    /// a cancel or an answer once).
+    /// </summary>
+    private static async Task<IResult?> PublishCommandAsync<T>(HttpContext http, IPublishEndpoint publish, T command)
+        where T : class
+    {
+        var options = http.RequestServices.GetRequiredService<IOptions<EdgeOptions>>().Value;
+        try
+        {
+            await publish.Publish(command, http.RequestAborted).WaitAsync(options.BrokerTimeout, http.RequestAborted);
+            return null;
+        }
+        catch (Exception ex) when (!http.RequestAborted.IsCancellationRequested)
+        {
+            var logger = http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(PipelinesApi));
+            LogBrokerUnavailable(logger, ex, typeof(T).Name);
+            http.Response.Headers.RetryAfter = "5";
+            return Problems.Of(
+                StatusCodes.Status503ServiceUnavailable,
+                "broker_unavailable",
+                "Message broker unavailable",
+                ex is TimeoutException
+                    ? $"The message broker did not confirm the {typeof(T).Name} command within {options.BrokerTimeout.TotalSeconds:0.#} s, so it may or may not take effect. Repeat the request shortly; that is safe (a start with the same Idempotency-Key)."
+                    : $"The message broker could not take the {typeof(T).Name} command ({ex.GetType().Name}). Repeat the request shortly; that is safe (a start with the same Idempotency-Key).");
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Publishing {Command} failed; answered 503 broker_unavailable")]
+    private static partial void LogBrokerUnavailable(ILogger logger, Exception exception, string command);
 
     /// <summary>The pipeline if it exists and the caller may see it; another tenant's pipeline is reported exactly like a missing one.</summary>
     private static async Task<(PipelineState? State, IResult? Problem)> FindVisibleAsync(HttpContext http, string id, PipelineStore store)

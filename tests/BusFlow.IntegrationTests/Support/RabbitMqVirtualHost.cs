@@ -23,11 +23,51 @@ public sealed class RabbitMqVirtualHost : IAsyncDisposable
         var password = Uri.UnescapeDataString(broker.UserInfo.Split(':')[1]);
         var http = new HttpClient { BaseAddress = new Uri($"http://{broker.Host}:{TestServers.RabbitMqManagementPort}/api/") };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));
-        var name = "busflow-test-" + Guid.NewGuid().ToString("N")[..12];
-        (await http.PutAsync($"vhosts/{name}", null)).EnsureSuccessStatusCode();
+        var vhost = new RabbitMqVirtualHost(http, "busflow-test-" + Guid.NewGuid().ToString("N")[..12]);
+        await vhost.CreateAsync();
+        return vhost;
+    }
+
+    /// <summary>
+    /// The broker goes away for this virtual host's clients, its queues and messages kept: new
+    /// connections are refused (a connection limit of 0) and the open ones are closed.
+    /// </summary>
+    public async Task RefuseConnectionsAsync()
+    {
+        using var limit = new StringContent("""{"value":0}""", Encoding.UTF8, "application/json");
+        (await _http.PutAsync($"vhost-limits/{Name}/max-connections", limit)).EnsureSuccessStatusCode();
+        // The management API lists a connection only after its next statistics emission (every 5 s).
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        string[] names;
+        while ((names = await ConnectionNamesAsync()).Length == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"no client connection to virtual host {Name} was listed within 30 s");
+            await Task.Delay(500);
+        }
+
+        foreach (var name in names)
+        {
+            using var closed = await _http.DeleteAsync($"connections/{Uri.EscapeDataString(name)}");
+        }
+    }
+
+    private async Task<string[]> ConnectionNamesAsync()
+    {
+        using var listed = await _http.GetAsync($"vhosts/{Name}/connections");
+        listed.EnsureSuccessStatusCode();
+        using var connections = System.Text.Json.JsonDocument.Parse(await listed.Content.ReadAsStringAsync());
+        return [.. connections.RootElement.EnumerateArray().Select(c => c.GetProperty("name").GetString()!)];
+    }
+
+    /// <summary>Lets clients connect again (after <see cref="RefuseConnectionsAsync"/>).</summary>
+    public async Task AcceptConnectionsAsync() => (await _http.DeleteAsync($"vhost-limits/{Name}/max-connections")).EnsureSuccessStatusCode();
+
+    private async Task CreateAsync()
+    {
+        (await _http.PutAsync($"vhosts/{Name}", null)).EnsureSuccessStatusCode();
+        var user = Uri.UnescapeDataString(TestServers.RabbitMq.UserInfo.Split(':')[0]);
         using var permissions = new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json");
-        (await http.PutAsync($"permissions/{name}/{Uri.EscapeDataString(user)}", permissions)).EnsureSuccessStatusCode();
-        return new RabbitMqVirtualHost(http, name);
+        (await _http.PutAsync($"permissions/{Name}/{Uri.EscapeDataString(user)}", permissions)).EnsureSuccessStatusCode();
     }
 
     /// <summary>Configuration that points BusFlow at this virtual host.</summary>
