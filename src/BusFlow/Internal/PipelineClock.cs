@@ -12,6 +12,7 @@ namespace BusFlow.Internal;
 /// </summary>
 internal sealed partial class PipelineClock(IServiceProvider services, TimeProvider time, ILogger<PipelineClock> logger) : BackgroundService
 {
+    private static readonly TimeSpan SendTimeout = TimeSpan.FromSeconds(10);
     private readonly PriorityQueue<(Guid PipelineId, DateTimeOffset Due), DateTimeOffset> _queue = new();
     private readonly HashSet<(Guid, DateTimeOffset)> _scheduled = [];
     private readonly Lock _lock = new();
@@ -57,8 +58,10 @@ internal sealed partial class PipelineClock(IServiceProvider services, TimeProvi
             {
                 try
                 {
-                    var endpoint = await bus.GetSendEndpoint(saga);
-                    await endpoint.Send(new WakePipeline(id), stoppingToken);
+                    // Bounded: RabbitMQ.Client 7 can leave a send waiting forever after a broker
+                    // restart, which would stop every later wake-up; a wake-up is safe to repeat.
+                    var endpoint = await bus.GetSendEndpoint(saga).WaitAsync(SendTimeout, time, stoppingToken);
+                    await endpoint.Send(new WakePipeline(id), stoppingToken).WaitAsync(SendTimeout, time, stoppingToken);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
