@@ -33,7 +33,6 @@ public sealed class BusFlowDbContext(DbContextOptions<BusFlowDbContext> options)
             e.HasKey(x => x.Id);
             e.HasIndex(x => new { x.PipelineId, x.Seq }).IsUnique();
             e.HasIndex(x => x.Position).IsUnique();
-            e.HasIndex(x => x.DeliveredAt);
             e.Property(x => x.Type).HasMaxLength(64);
         });
 
@@ -78,7 +77,7 @@ public sealed class BusFlowDbContext(DbContextOptions<BusFlowDbContext> options)
             e.HasKey(x => x.Name);
             e.Property(x => x.Name).HasMaxLength(64);
             e.Property(x => x.Owner).HasMaxLength(200);
-            e.HasData(new StoreLease { Name = OutboxDelivery.LeaseName, ExpiresAt = DateTimeOffset.UnixEpoch, LastPosition = 0 });
+            e.HasData(new StoreLease { Name = OutboxDelivery.LeaseName, ExpiresAt = DateTimeOffset.UnixEpoch, LastPosition = 0, DeliveredUpTo = 0 });
         });
     }
 

@@ -3,7 +3,9 @@ namespace BusFlow.Store;
 /// <summary>
 /// One row of the append-only event log. <see cref="Position"/> is given after commit by the
 /// outbox delivery, in the order commits become visible, so a reader by position never skips a row
-/// that committed late (see docs/architecture.md).
+/// that committed late (see docs/architecture.md). A row is delivered when its position is at or
+/// below the outbox lease's <see cref="StoreLease.DeliveredUpTo"/>; the row itself is never
+/// rewritten for that.
 /// </summary>
 public sealed class PipelineEventRecord
 {
@@ -21,8 +23,6 @@ public sealed class PipelineEventRecord
 
     /// <summary>The event as JSON, serialised through its base type (with its <c>type</c>).</summary>
     public string Payload { get; set; } = "";
-
-    public DateTimeOffset? DeliveredAt { get; set; }
 }
 
 /// <summary>A message a transition or a step decided to send, delivered to the broker after commit.</summary>
@@ -91,7 +91,7 @@ public sealed class SuspensionRecord
     public DateTimeOffset? ClosedAt { get; set; }
 }
 
-/// <summary>A named lease held by one process at a time (the outbox deliverer), and the last position given.</summary>
+/// <summary>A named lease held by one process at a time (the outbox deliverer), the last position given and how far the events were delivered.</summary>
 public sealed class StoreLease
 {
     public string Name { get; set; } = "";
@@ -101,4 +101,7 @@ public sealed class StoreLease
     public DateTimeOffset ExpiresAt { get; set; }
 
     public long LastPosition { get; set; }
+
+    /// <summary>Every event row at or below this position was confirmed by the broker (it only grows).</summary>
+    public long DeliveredUpTo { get; set; }
 }

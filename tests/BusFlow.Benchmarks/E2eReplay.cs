@@ -53,8 +53,8 @@ public static class EventHistory
         await using var transaction = await connection.BeginTransactionAsync();
         await using (var insert = new NpgsqlCommand(
             """
-            INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload", "DeliveredAt")
-            SELECT g, @pipeline, g, 'StepProgress', @timestamp, replace(@template, @marker, '"seq":' || g), @timestamp
+            INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload")
+            SELECT g, @pipeline, g, 'StepProgress', @timestamp, replace(@template, @marker, '"seq":' || g)
             FROM generate_series(1, @count) AS g
             """, connection, transaction))
         {
@@ -67,7 +67,7 @@ public static class EventHistory
             await insert.ExecuteNonQueryAsync();
         }
 
-        await using (var lease = new NpgsqlCommand("""UPDATE busflow_leases SET "LastPosition" = @count WHERE "Name" = 'outbox'""", connection, transaction))
+        await using (var lease = new NpgsqlCommand("""UPDATE busflow_leases SET "LastPosition" = @count, "DeliveredUpTo" = @count WHERE "Name" = 'outbox'""", connection, transaction))
         {
             lease.Parameters.AddWithValue("count", (long)count);
             await lease.ExecuteNonQueryAsync();
@@ -198,7 +198,7 @@ public static class E2eReplay
     private static async Task<(long, double)> RawSelectAsync(NpgsqlDataSource data)
     {
         var start = Stopwatch.GetTimestamp();
-        await using var command = data.CreateCommand("""SELECT "Id", "Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload", "DeliveredAt" FROM busflow_events WHERE "Position" > 0 ORDER BY "Position" """);
+        await using var command = data.CreateCommand("""SELECT "Id", "Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload" FROM busflow_events WHERE "Position" > 0 ORDER BY "Position" """);
         command.CommandTimeout = 600;
         await using var reader = await command.ExecuteReaderAsync();
         long rows = 0;
@@ -206,7 +206,7 @@ public static class E2eReplay
         while (await reader.ReadAsync())
         {
             check += reader.GetInt64(0) + reader.GetInt64(1) + reader.GetGuid(2).GetHashCode() + reader.GetInt64(3) + reader.GetString(4).Length
-                + reader.GetFieldValue<DateTimeOffset>(5).Millisecond + reader.GetString(6).Length + (reader.IsDBNull(7) ? 0 : 1);
+                + reader.GetFieldValue<DateTimeOffset>(5).Millisecond + reader.GetString(6).Length;
             rows++;
         }
 

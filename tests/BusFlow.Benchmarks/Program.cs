@@ -117,7 +117,7 @@ for (var rep = 0; rep <= settings.Repetitions; rep++)
             results[scenario].Add(m);
         }
 
-        Console.WriteLine(Invariant($"  {label,-7} {scenario,-10} rows {m.Rows,7}  recorded {m.Recorded,8:0}/s  delivered {Rate(m.Delivered),8}/s  received {Rate(m.Received),8}/s{(m.Drain is { } drain ? $"  (delivery after the writers finished {drain:0}/s)" : "")}"));
+        Console.WriteLine(Invariant($"  {label,-7} {scenario,-10} rows {m.Rows,7}  recorded {m.Recorded,8:0}/s  delivered {Rate(m.Delivered),8}/s  received {Rate(m.Received),8}/s{(m.Drain is { } drain ? $"  (received after the writers finished {drain:0}/s)" : "")}"));
         Console.WriteLine($"      {m.Resources}");
         if (profiler is not null)
         {
@@ -133,7 +133,7 @@ for (var rep = 0; rep <= settings.Repetitions; rep++)
 
 Console.WriteLine();
 Console.WriteLine(Invariant($"Medians of {settings.Repetitions} repetitions. Rates in rows (events) per second from the repetition's start: recorded = committed to PostgreSQL (for pipelines: decided by the saga),"));
-Console.WriteLine("delivered = DeliveredAt set after the broker confirmed, received = counted by the bus subscriber, drain = delivery rate once the writers had finished.");
+Console.WriteLine("delivered = the outbox's delivered-up-to position covers the rows (every one confirmed by the broker), received = counted by the bus subscriber, drain = rate the subscriber received events once the writers had finished.");
 Console.WriteLine("CPU in cores (2 = the whole machine): the BusFlow process (with the benchmark driver and the subscriber), PostgreSQL, RabbitMQ, everything else.");
 Console.WriteLine();
 Console.WriteLine("| scenario | rows/rep | recorded/s | delivered/s | received/s | drain/s | cpu busflow | cpu postgres | cpu rabbitmq | cpu other | busflow ms cpu/event | KiB alloc/event |");

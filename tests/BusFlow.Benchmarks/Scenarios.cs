@@ -11,9 +11,9 @@ namespace BusFlow.Benchmarks;
 /// <summary>One repetition's figures. Rates are rows per second from the repetition's start.</summary>
 /// <param name="Rows">Rows (events) of this repetition.</param>
 /// <param name="Recorded">Rows/s until the last row was recorded (committed, or decided for the saga).</param>
-/// <param name="Delivered">Rows/s until the last row's DeliveredAt (null where nothing is delivered).</param>
+/// <param name="Delivered">Rows/s until the outbox lease's delivered-up-to position covered the last row (null where nothing is delivered).</param>
 /// <param name="Received">Rows/s until the bus subscriber received the last row (null where nothing is delivered).</param>
-/// <param name="Drain">Store-direct only: rows/s the outbox delivered once the writers had finished (rows marked delivered after that instant over the time to the last one).</param>
+/// <param name="Drain">Store-direct only: rows/s the subscriber received once the writers had finished (events received after that instant over the time to the last one).</param>
 public sealed record Measurement(long Rows, double Recorded, double? Delivered, double? Received, double? Drain = null)
 {
     /// <summary>CPU and allocations during the repetition.</summary>
@@ -133,21 +133,17 @@ public static class Scenarios
             await db.SaveChangesAsync();
         });
         var recorded = Stopwatch.GetElapsedTime(start);
-        var recordedAt = wall + recorded;
+        var receivedWhenRecorded = host.Counter.Count;
         long expected = rows.Rows.Length;
         await WaitUntil(() => host.Counter.Count >= expected, settings.Timeout, () => $"{host.Counter.Count}/{expected} events received", host.Stopping);
         var received = Stopwatch.GetElapsedTime(start, host.Counter.LastReceived);
         var log = await WaitForDelivery(data, baseId, expected, settings.Timeout, host.Stopping);
-        await using var late = data.CreateCommand("""SELECT count(*) FROM busflow_events WHERE "Id" > $1 AND "DeliveredAt" > $2""");
-        late.Parameters.Add(new NpgsqlParameter<long> { TypedValue = baseId });
-        late.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = recordedAt });
-        var drained = (long)(await late.ExecuteScalarAsync())!;
         return new Measurement(
             log.Rows,
             log.Rows / recorded.TotalSeconds,
             log.Rows / (log.LastDelivered - wall).TotalSeconds,
             host.Counter.Count / received.TotalSeconds,
-            log.LastDelivered > recordedAt ? drained / (log.LastDelivered - recordedAt).TotalSeconds : null);
+            received > recorded ? (host.Counter.Count - receivedWhenRecorded) / (received - recorded).TotalSeconds : null);
     }
 
     /// <summary>
@@ -266,29 +262,38 @@ public static class Scenarios
 
     private sealed record LogFigures(long Rows, DateTimeOffset LastRecorded, DateTimeOffset LastDelivered);
 
-    /// <summary>Waits until the repetition's rows in busflow_events are all marked delivered, then reads when the last was recorded and delivered.</summary>
+    /// <summary>
+    /// Waits until the repetition's rows in busflow_events are all positioned and the outbox lease's
+    /// <c>DeliveredUpTo</c> covers them (every one confirmed by the broker), polling every 10 ms; returns
+    /// when the last row was recorded and when the watermark was first seen covering them.
+    /// </summary>
     private static async Task<LogFigures> WaitForDelivery(NpgsqlDataSource data, long baseId, long expected, TimeSpan timeout, CancellationToken stopping)
     {
         var until = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         while (true)
         {
-            await using var command = data.CreateCommand("""SELECT count(*), count("DeliveredAt"), max("Timestamp"), max("DeliveredAt") FROM busflow_events WHERE "Id" > $1""");
+            await using var command = data.CreateCommand("""
+                SELECT count(*), count(e."Position"), max(e."Timestamp"), coalesce(max(e."Position"), 0),
+                       (SELECT "DeliveredUpTo" FROM busflow_leases WHERE "Name" = 'outbox')
+                FROM busflow_events e WHERE e."Id" > $1
+                """);
             command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = baseId });
             await using var reader = await command.ExecuteReaderAsync(stopping);
             await reader.ReadAsync(stopping);
             var rows = reader.GetInt64(0);
-            var delivered = reader.GetInt64(1);
-            if (rows >= expected && delivered == rows)
+            var positioned = reader.GetInt64(1);
+            var deliveredUpTo = reader.GetInt64(4);
+            if (rows >= expected && positioned == rows && deliveredUpTo >= reader.GetInt64(3))
             {
-                return new LogFigures(rows, reader.GetFieldValue<DateTimeOffset>(2), reader.GetFieldValue<DateTimeOffset>(3));
+                return new LogFigures(rows, reader.GetFieldValue<DateTimeOffset>(2), DateTimeOffset.UtcNow);
             }
 
             if (Stopwatch.GetTimestamp() > until)
             {
-                throw new TimeoutException($"busflow_events: {rows}/{expected} rows recorded, {delivered} delivered");
+                throw new TimeoutException($"busflow_events: {rows}/{expected} rows recorded, {positioned} positioned, delivered up to position {deliveredUpTo}");
             }
 
-            await Task.Delay(50, stopping);
+            await Task.Delay(10, stopping);
         }
     }
 

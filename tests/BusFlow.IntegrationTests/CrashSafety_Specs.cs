@@ -184,7 +184,8 @@ public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelp
     private static async Task<int> CountUndelivered(TestDatabase db)
     {
         await using var context = CreateContext(db);
-        return await context.Events.CountAsync(e => e.DeliveredAt == null) + await context.Outbox.CountAsync(o => o.DeliveredAt == null);
+        var deliveredUpTo = await context.Leases.Where(l => l.Name == "outbox").Select(l => l.DeliveredUpTo).SingleAsync();
+        return await context.Events.CountAsync(e => e.Position == null || e.Position > deliveredUpTo) + await context.Outbox.CountAsync(o => o.DeliveredAt == null);
     }
 
     private static async Task<List<(string PipelineId, string Step, int Attempt, int Item)>> ReadEffects(BusFlowDbContext context)

@@ -572,3 +572,74 @@ public sealed class When_a_saga_message_arrives_twice
             where T : class => Task.CompletedTask;
     }
 }
+
+public sealed class When_a_store_written_before_the_delivery_watermark_is_upgraded
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite, "20261123092919_Initial", "1")]
+    [InlineData(StoreProviderKind.Postgres, "20261123092952_Initial", "now()")]
+    public async Task Should_carry_over_what_was_delivered_and_deliver_only_the_rest(StoreProviderKind provider, string initial, string deliveredAt)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(options, db.Provider, db.ConnectionString);
+        var pipelineId = NewId.NextGuid();
+        await using (var context = new BusFlowDbContext(options.Options))
+        {
+            // The schema and rows as the previous version left them: positions 1-3 delivered (a
+            // timestamp in every row), 4-5 positioned but not yet confirmed, 6 committed but not positioned.
+            await context.Database.MigrateAsync(initial);
+            for (var seq = 1; seq <= 6; seq++)
+            {
+                var payload = PipelineEventJson.Serialize(new StepProgress
+                {
+                    PipelineId = pipelineId,
+                    Seq = seq,
+                    Timestamp = DateTimeOffset.UtcNow,
+                    Definition = "old",
+                    StepName = "s",
+                    StepIndex = 0,
+                    Attempt = 1,
+                    Percent = seq,
+                });
+                var position = seq <= 5 ? seq.ToString(System.Globalization.CultureInfo.InvariantCulture) : "NULL";
+                var delivered = seq <= 3 ? deliveredAt : "NULL";
+#pragma warning disable EF1002 // test data built from constants
+                await context.Database.ExecuteSqlRawAsync(
+                    $$"""INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload", "DeliveredAt") VALUES ({{position}}, {0}, {{seq}}, 'StepProgress', {1}, {2}, {{delivered}})""",
+                    pipelineId,
+                    DateTimeOffset.UtcNow,
+                    payload);
+#pragma warning restore EF1002
+            }
+
+            await context.Database.ExecuteSqlRawAsync("""UPDATE busflow_leases SET "LastPosition" = 5 WHERE "Name" = 'outbox'""");
+        }
+
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
+            .AddPipeline("one", p => p.Then("w")));
+
+        await host.Events.WaitFor<StepProgress>(pipelineId, e => e.Seq == 6, TimeSpan.FromSeconds(30));
+        await using (var context = new BusFlowDbContext(options.Options))
+        {
+            await WaitUntil(async () => (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName)).DeliveredUpTo == 6);
+        }
+
+        // A pipeline run after the upgrade is delivered as usual, and nothing delivered before came again.
+        var id = await host.StartPipeline("one");
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        Assert.Equal([4L, 5L, 6L], host.Events.For(pipelineId).Select(e => e.Seq).Order());
+        Assert.Equal([4L, 5L, 6L], host.Events.For(pipelineId).Select(e => e.Position).Order());
+    }
+
+    private static async Task WaitUntil(Func<Task<bool>> condition)
+    {
+        var until = DateTime.UtcNow.AddSeconds(30);
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < until, "the outbox lease's delivered-up-to position did not reach 6 within 30 s");
+            await Task.Delay(50);
+        }
+    }
+}

@@ -191,9 +191,6 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
 
                     NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
 
-                    b.Property<DateTimeOffset?>("DeliveredAt")
-                        .HasColumnType("timestamp with time zone");
-
                     b.Property<string>("Payload")
                         .IsRequired()
                         .HasColumnType("text");
@@ -217,8 +214,6 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
 
                     b.HasKey("Id");
 
-                    b.HasIndex("DeliveredAt");
-
                     b.HasIndex("Position")
                         .IsUnique();
 
@@ -233,6 +228,9 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                     b.Property<string>("Name")
                         .HasMaxLength(64)
                         .HasColumnType("character varying(64)");
+
+                    b.Property<long>("DeliveredUpTo")
+                        .HasColumnType("bigint");
 
                     b.Property<DateTimeOffset>("ExpiresAt")
                         .HasColumnType("timestamp with time zone");
@@ -252,6 +250,7 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                         new
                         {
                             Name = "outbox",
+                            DeliveredUpTo = 0L,
                             ExpiresAt = new DateTimeOffset(new DateTime(1970, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)),
                             LastPosition = 0L
                         });

@@ -182,9 +182,6 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                         .ValueGeneratedOnAdd()
                         .HasColumnType("INTEGER");
 
-                    b.Property<long?>("DeliveredAt")
-                        .HasColumnType("INTEGER");
-
                     b.Property<string>("Payload")
                         .IsRequired()
                         .HasColumnType("TEXT");
@@ -208,8 +205,6 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
 
                     b.HasKey("Id");
 
-                    b.HasIndex("DeliveredAt");
-
                     b.HasIndex("Position")
                         .IsUnique();
 
@@ -224,6 +219,9 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                     b.Property<string>("Name")
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
+
+                    b.Property<long>("DeliveredUpTo")
+                        .HasColumnType("INTEGER");
 
                     b.Property<long>("ExpiresAt")
                         .HasColumnType("INTEGER");
@@ -243,6 +241,7 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                         new
                         {
                             Name = "outbox",
+                            DeliveredUpTo = 0L,
                             ExpiresAt = 1272537022464000000L,
                             LastPosition = 0L
                         });

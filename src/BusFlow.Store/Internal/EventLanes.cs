@@ -11,7 +11,8 @@ namespace BusFlow.Store.Internal;
 /// of <see cref="BusFlowStoreOptions.DeliveryParallelism"/> lanes chosen by its pipeline id, and each
 /// lane publishes its rows one message at a time, in order: a pipeline's events reach the bus in seq
 /// order, different pipelines' in parallel. A lane retries a failed publish (broker away) until it is
-/// confirmed. A handed-over batch is marked delivered, by its position range, once every row of it
+/// confirmed. A handed-over batch is marked delivered, by moving the lease's delivered-up-to position
+/// to its last row (the rows are not rewritten), once every row of it
 /// and of the batches before it was confirmed; what was published but not marked when the process
 /// dies is published again by the next deliverer (at least once, same MessageId for an event).
 /// </summary>
@@ -56,7 +57,7 @@ internal sealed partial class EventLanes : IAsyncDisposable
             return;
         }
 
-        var batch = new Batch(rows.Count, rows[0].Position!.Value, rows[^1].Position!.Value);
+        var batch = new Batch(rows.Count, rows[^1].Position!.Value);
         await _marks.Writer.WriteAsync(batch, cancellationToken);
         foreach (var row in rows)
         {
@@ -173,7 +174,7 @@ internal sealed partial class EventLanes : IAsyncDisposable
                     to = next.To;
                 }
 
-                await MarkDeliveredAsync(first.From, to);
+                await MarkDeliveredAsync(to);
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
@@ -181,17 +182,18 @@ internal sealed partial class EventLanes : IAsyncDisposable
         }
     }
 
-    private async Task MarkDeliveredAsync(long from, long to)
+    private async Task MarkDeliveredAsync(long to)
     {
         for (var failures = 0; ; failures++)
         {
             try
             {
+                // Batches are handed over with contiguous positions and marked in order, so "every row
+                // up to here was confirmed" is one number; the event rows are not rewritten.
                 await using var db = await _databases.CreateDbContextAsync(_stopping.Token);
-                var now = _time.GetUtcNow();
-                await db.Events
-                    .Where(e => e.Position >= from && e.Position <= to && e.DeliveredAt == null)
-                    .ExecuteUpdateAsync(s => s.SetProperty(e => e.DeliveredAt, now), _stopping.Token);
+                await db.Leases
+                    .Where(l => l.Name == OutboxDelivery.LeaseName && l.DeliveredUpTo < to)
+                    .ExecuteUpdateAsync(s => s.SetProperty(l => l.DeliveredUpTo, to), _stopping.Token);
                 return;
             }
             catch (Exception ex) when (!_stopping.IsCancellationRequested)
@@ -231,12 +233,10 @@ internal sealed partial class EventLanes : IAsyncDisposable
         _stopping.Dispose();
     }
 
-    private sealed class Batch(int rows, long from, long to)
+    private sealed class Batch(int rows, long to)
     {
         private readonly TaskCompletionSource _all = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private int _pending = rows;
-
-        public long From { get; } = from;
 
         public long To { get; } = to;
 

@@ -94,10 +94,11 @@ internal sealed partial class OutboxDelivery(
     {
         if (_recovering)
         {
-            var after = lanes.DispatchedUpTo;
             await using var db = await databases.CreateDbContextAsync(cancellationToken);
+            var deliveredUpTo = await db.Leases.Where(l => l.Name == LeaseName).Select(l => l.DeliveredUpTo).FirstAsync(cancellationToken);
+            var after = Math.Max(lanes.DispatchedUpTo, deliveredUpTo);
             var left = await db.Events.AsNoTracking()
-                .Where(e => e.Position > after && e.DeliveredAt == null)
+                .Where(e => e.Position > after)
                 .OrderBy(e => e.Position)
                 .Take(options.DeliveryBatchSize)
                 .ToListAsync(cancellationToken);

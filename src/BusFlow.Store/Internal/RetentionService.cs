@@ -61,7 +61,8 @@ internal sealed partial class RetentionService(IDbContextFactory<BusFlowDbContex
 
             // Undelivered rows are kept: retention never drops what the broker has not confirmed.
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-            pruned += await db.Events.Where(e => finished.Contains(e.PipelineId) && e.DeliveredAt != null).ExecuteDeleteAsync(cancellationToken);
+            var deliveredUpTo = await db.Leases.Where(l => l.Name == OutboxDelivery.LeaseName).Select(l => l.DeliveredUpTo).FirstOrDefaultAsync(cancellationToken);
+            pruned += await db.Events.Where(e => finished.Contains(e.PipelineId) && e.Position <= deliveredUpTo).ExecuteDeleteAsync(cancellationToken);
             pruned += await db.Outbox.Where(o => finished.Contains(o.PipelineId) && o.DeliveredAt != null).ExecuteDeleteAsync(cancellationToken);
             pruned += await db.Suspensions.Where(s => finished.Contains(s.PipelineId)).ExecuteDeleteAsync(cancellationToken);
             // Keys go with their pipeline: a start repeated after retention is a new pipeline.
