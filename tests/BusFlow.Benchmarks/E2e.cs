@@ -6,7 +6,7 @@ namespace BusFlow.Benchmarks;
 /// The end-to-end scenarios: <c>e2e</c> runs them all, or name them: <c>e2e-throughput</c>,
 /// <c>e2e-scaling</c>, <c>e2e-latency</c>, <c>e2e-replay</c>, <c>e2e-fanout</c>. Each writes its table
 /// into docs/performance.md. Options: --reps 3 --rates 10,100,1000 --seconds 3 --stacks memory,rabbit
-/// --history 1000000 --fanout 1,100,1000,10000 --fanout-events 30; the options of e2e-throughput and
+/// --history 1000000 --fanout 1,100,1000,10000 --fanout-events 30 --no-docs (print only); the options of e2e-throughput and
 /// e2e-scaling (E2eThroughput.cs) are passed on to them.
 /// </summary>
 public static class E2e
@@ -52,6 +52,10 @@ public static class E2e
                     break;
                 case "--fanout-events":
                     settings = settings with { FanoutEvents = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture) };
+                    break;
+                case "--no-docs":
+                    settings = settings with { WriteDocs = false };
+                    passedOn.Add("--no-docs");
                     break;
                 case var option when option.StartsWith("--", StringComparison.Ordinal):
                     passedOn.Add(option);

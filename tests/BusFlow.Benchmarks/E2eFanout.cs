@@ -42,7 +42,7 @@ public static class E2eFanout
             }
         }
 
-        Write("e2e-fanout", Table(settings, results, cpu, load));
+        Write("e2e-fanout", Table(settings, results, cpu, load), settings);
     }
 
     /// <summary>Events per block and their rate: fewer and slower as one event's broadcast takes longer.</summary>

@@ -220,7 +220,7 @@ public static class E2eLatency
             await RunStack(stack, settings, results);
         }
 
-        Write("e2e-latency", Table(settings, results, load));
+        Write("e2e-latency", Table(settings, results, load), settings);
     }
 
     private static async Task RunStack(string stack, E2eSettings settings, Dictionary<(string, string, double), List<LatencyRun>> results)

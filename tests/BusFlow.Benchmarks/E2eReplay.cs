@@ -130,7 +130,7 @@ public static class E2eReplay
         }
 
         await app.StopAsync();
-        Write("e2e-replay", Table(settings, results, load));
+        Write("e2e-replay", Table(settings, results, load), settings);
     }
 
     private static async Task<WebApplication> StartHost(BenchDatabase database)

@@ -30,6 +30,9 @@ public sealed record E2eSettings
 
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(90);
 
+    /// <summary>Write the tables into docs/performance.md (off with <c>--no-docs</c>: printed only).</summary>
+    public bool WriteDocs { get; init; } = true;
+
     public static IReadOnlyList<double> ParseRates(string value) => value.Split(',').Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
 
     public static IReadOnlyList<int> ParseInts(string value) => value.Split(',').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
@@ -49,11 +52,17 @@ public static class E2eReport
         return text.ToString();
     }
 
-    public static void Write(string name, string markdown)
+    public static void Write(string name, string markdown, E2eSettings settings)
     {
         var path = DocsPath();
         Console.WriteLine();
         Console.WriteLine(markdown);
+        if (!settings.WriteDocs)
+        {
+            Console.WriteLine("(--no-docs: table printed only)");
+            return;
+        }
+
         if (path is null)
         {
             Console.WriteLine("(docs/performance.md not found from the current directory; table printed only)");
