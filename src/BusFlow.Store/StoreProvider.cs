@@ -135,6 +135,42 @@ public static class StoreProvider
         return rows;
     }
 
+    /// <summary>
+    /// Inserts event rows with multi-row INSERTs (up to 200 rows per statement) in the caller's
+    /// transaction: one statement where EF Core sends one INSERT ... RETURNING per row. Rows get their
+    /// identity ids in list order; nothing is read back (positions come later, from the delivery).
+    /// Plain SQL every provider here accepts; the SQLite instant is stored as EF Core stores it there.
+    /// </summary>
+    internal static async Task InsertEventsAsync(
+        DbConnection connection, DbTransaction transaction, StoreProviderKind kind, IReadOnlyList<PipelineEventRecord> rows, CancellationToken cancellationToken)
+    {
+        const int RowsPerStatement = 200;
+        for (var from = 0; from < rows.Count; from += RowsPerStatement)
+        {
+            var count = Math.Min(RowsPerStatement, rows.Count - from);
+            await using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            var text = new System.Text.StringBuilder("""INSERT INTO busflow_events ("PipelineId", "Seq", "Type", "Timestamp", "Payload") VALUES """);
+            for (var i = 0; i < count; i++)
+            {
+                var row = rows[from + i];
+                text.Append(i == 0 ? "(" : ", (").Append("@g").Append(i).Append(", @s").Append(i).Append(", @t").Append(i).Append(", @at").Append(i).Append(", @p").Append(i).Append(')');
+                AddParameter(command, "g" + i, row.PipelineId);
+                AddParameter(command, "s" + i, row.Seq);
+                AddParameter(command, "t" + i, row.Type);
+                AddParameter(command, "at" + i, kind == StoreProviderKind.Sqlite ? SqliteInstant(row.Timestamp) : row.Timestamp.ToUniversalTime());
+                AddParameter(command, "p" + i, row.Payload);
+            }
+
+            command.CommandText = text.ToString();
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+    }
+
+    private static readonly DateTimeOffsetToBinaryConverter SqliteInstants = new();
+
+    private static long SqliteInstant(DateTimeOffset value) => (long)SqliteInstants.ConvertToProvider(value)!;
+
     private static void AddParameter(DbCommand command, string name, object value)
     {
         var parameter = command.CreateParameter();

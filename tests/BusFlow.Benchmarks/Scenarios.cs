@@ -3,6 +3,8 @@ using System.Text.Json;
 using BusFlow.Contracts;
 using BusFlow.Store;
 using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -112,9 +114,10 @@ public static class Scenarios
     }
 
     /// <summary>
-    /// "outbox": isolates the outbox. Writers add StepProgress rows through BusFlowDbContext, one
-    /// SaveChanges (one transaction) per batch, as StoreDecisionRecorder does within a transition;
-    /// BusFlow's OutboxDelivery, running in the host, positions them and publishes them to RabbitMQ.
+    /// "outbox": isolates the outbox. Writers add StepProgress rows one transaction per batch, the way
+    /// a transition with that many events writes them (StoreProvider.InsertEventsAsync, the multi-row
+    /// INSERT StoreDecisionRecorder uses from BulkInsertFrom events on); BusFlow's OutboxDelivery,
+    /// running in the host, positions them and publishes them to RabbitMQ.
     /// </summary>
     public static async Task<Measurement> Outbox(BenchHost host, NpgsqlDataSource data, BenchSettings settings, EventRows rows)
     {
@@ -125,12 +128,9 @@ public static class Scenarios
         await rows.WriteInBatches(settings.Batch, settings.Writers, async batch =>
         {
             await using var db = await host.Databases.CreateDbContextAsync();
-            foreach (var row in batch)
-            {
-                db.Events.Add(new PipelineEventRecord { PipelineId = row.PipelineId, Seq = row.Seq, Type = row.Type, Timestamp = row.Timestamp, Payload = row.Payload });
-            }
-
-            await db.SaveChangesAsync();
+            await using var transaction = await db.Database.BeginTransactionAsync();
+            await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), StoreProviderKind.Postgres, batch, CancellationToken.None);
+            await transaction.CommitAsync();
         });
         var recorded = Stopwatch.GetElapsedTime(start);
         var receivedWhenRecorded = host.Counter.Count;

@@ -12,21 +12,35 @@ namespace BusFlow.Store.Internal;
 /// </summary>
 internal sealed class StoreDecisionRecorder(StoreSession session, PipelineFollowUp followUp, OutboxSignal signal, OutboxSender sender, TimeProvider time) : IPipelineDecisionRecorder
 {
+    /// <summary>
+    /// From this many events a transition's rows go in one multi-row INSERT (a wide map step starting
+    /// its items); fewer ride in EF Core's SaveChanges batch, which costs no extra round trip.
+    /// </summary>
+    internal const int BulkInsertFrom = 8;
+
     public async Task RecordAsync(ConsumeContext context, PipelineState state, PipelineDecision decision)
     {
         var db = session.Db;
         var now = time.GetUtcNow();
+        var rows = decision.Events.Select(e => new PipelineEventRecord
+        {
+            PipelineId = e.PipelineId,
+            Seq = e.Seq,
+            Type = e.EventType,
+            Timestamp = e.Timestamp,
+            Payload = PipelineStateMap.Serialize(e),
+        }).ToList();
+        if (rows.Count >= BulkInsertFrom)
+        {
+            session.AddBulkEvents(rows);
+        }
+        else
+        {
+            db.Events.AddRange(rows);
+        }
+
         foreach (var e in decision.Events)
         {
-            db.Events.Add(new PipelineEventRecord
-            {
-                PipelineId = e.PipelineId,
-                Seq = e.Seq,
-                Type = e.EventType,
-                Timestamp = e.Timestamp,
-                Payload = PipelineStateMap.Serialize(e),
-            });
-
             if (e is StepSuspended suspended)
             {
                 db.Suspensions.Add(new SuspensionRecord

@@ -3,6 +3,7 @@ using MassTransit.Context;
 using MassTransit.Middleware;
 using MassTransit.Saga;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 
 namespace BusFlow.Store.Internal;
 
@@ -15,6 +16,7 @@ namespace BusFlow.Store.Internal;
 internal sealed class StoreSagaRepositoryContextFactory(
     IDbContextFactory<BusFlowDbContext> databases,
     StoreSession session,
+    BusFlowStoreOptions options,
     ISagaConsumeContextFactory<StoreSession, PipelineState> factory) :
     ISagaRepositoryContextFactory<PipelineState>,
     ILoadSagaRepositoryContextFactory<PipelineState>
@@ -40,7 +42,7 @@ internal sealed class StoreSagaRepositoryContextFactory(
         session.Begin(db);
         try
         {
-            await next.Send(new StoreSagaRepositoryContext<T>(db, session, context, factory));
+            await next.Send(new StoreSagaRepositoryContext<T>(db, session, options.Provider, context, factory));
         }
         catch
         {
@@ -81,14 +83,16 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
 {
     private readonly BusFlowDbContext db;
     private readonly StoreSession session;
+    private readonly StoreProviderKind provider;
     private readonly ConsumeContext<TMessage> context;
     private readonly ISagaConsumeContextFactory<StoreSession, PipelineState> factory;
 
-    public StoreSagaRepositoryContext(BusFlowDbContext db, StoreSession session, ConsumeContext<TMessage> context, ISagaConsumeContextFactory<StoreSession, PipelineState> factory)
+    public StoreSagaRepositoryContext(BusFlowDbContext db, StoreSession session, StoreProviderKind provider, ConsumeContext<TMessage> context, ISagaConsumeContextFactory<StoreSession, PipelineState> factory)
         : base(context)
     {
         this.db = db;
         this.session = session;
+        this.provider = provider;
         this.context = context;
         this.factory = factory;
     }
@@ -113,14 +117,33 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     {
         db.Pipelines.Add(context.Saga);
         MarkHandled();
-        await db.SaveChangesAsync(CancellationToken);
+        await CommitAsync();
     }
 
     public async Task Update(SagaConsumeContext<PipelineState> context)
     {
         context.Saga.Version++;
         MarkHandled();
+        await CommitAsync();
+    }
+
+    /// <summary>
+    /// Saves the transition: in SaveChanges' own transaction, or, when the decision recorder left
+    /// event rows for a multi-row INSERT, that INSERT and SaveChanges in one explicit transaction.
+    /// </summary>
+    private async Task CommitAsync()
+    {
+        var bulk = session.TakeBulkEvents();
+        if (bulk.Count == 0)
+        {
+            await db.SaveChangesAsync(CancellationToken);
+            return;
+        }
+
+        await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken);
+        await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), provider, bulk, CancellationToken);
         await db.SaveChangesAsync(CancellationToken);
+        await transaction.CommitAsync(CancellationToken);
     }
 
     /// <summary>The inbox row commits with the transition, so a redelivery of this message is recognised.</summary>

@@ -8,6 +8,7 @@ namespace BusFlow.Store.Internal;
 internal sealed class StoreSession
 {
     private readonly List<Func<Task>> _afterCommit = [];
+    private readonly List<PipelineEventRecord> _bulkEvents = [];
     private BusFlowDbContext? _db;
 
     public BusFlowDbContext Db => _db ?? throw new InvalidOperationException("No saga transaction is open: the BusFlow store's saga repository opens one per message.");
@@ -16,9 +17,21 @@ internal sealed class StoreSession
     {
         _db = db;
         _afterCommit.Clear();
+        _bulkEvents.Clear();
     }
 
     public void AfterCommit(Func<Task> action) => _afterCommit.Add(action);
+
+    /// <summary>Event rows the saga repository inserts with one multi-row statement in the transition's transaction, instead of through EF Core.</summary>
+    public void AddBulkEvents(IEnumerable<PipelineEventRecord> rows) => _bulkEvents.AddRange(rows);
+
+    /// <summary>The rows of <see cref="AddBulkEvents"/> so far, handed over once.</summary>
+    public List<PipelineEventRecord> TakeBulkEvents()
+    {
+        var rows = _bulkEvents.ToList();
+        _bulkEvents.Clear();
+        return rows;
+    }
 
     public async Task CommittedAsync()
     {
@@ -34,6 +47,7 @@ internal sealed class StoreSession
     public void End()
     {
         _afterCommit.Clear();
+        _bulkEvents.Clear();
         _db = null;
     }
 }

@@ -41,7 +41,9 @@ public static class CrashTarget
             .Step("a", s => s.Worker("crash-step"))
             .Step("b", s => s.Worker("crash-step").After("a"))
             .Step("c", s => s.Worker("crash-step").After("a"))
-            .Map("m", s => s.Worker("crash-step").Over("input.items").MaxParallelism(2).After("a"))
+            // a's completion starts b, c and six items: nine events, so that transition's rows take
+            // the multi-row INSERT (StoreDecisionRecorder.BulkInsertFrom) and are killed mid-way too.
+            .Map("m", s => s.Worker("crash-step").Over("input.items").MaxParallelism(6).After("a"))
             .Step("d", s => s.Worker("crash-step").After("b", "c", "m")));
 
     public static async Task<int> RunAsync()
@@ -84,7 +86,7 @@ public static class CrashTarget
             {
                 PipelineId = PipelineId(seed, i),
                 Definition = Definition,
-                Input = JsonSerializer.SerializeToElement(new { items = new[] { 1, 2, 3 } }),
+                Input = JsonSerializer.SerializeToElement(new { items = new[] { 1, 2, 3, 4, 5, 6 } }),
             });
         }
 
