@@ -167,8 +167,10 @@ if (raws.Count > 0)
     {
         var delivered = medians[scenario].Delivered ?? medians[scenario].Received ?? 0;
         var ratios = string.Join(", ", raws.Select(r => Invariant($"{delivered / r.Value:0.000} x {r.Key} ({r.Value:0}/s)")));
-        var verdict = delivered >= 5000 && delivered >= raw / 3 ? "meets" : "misses";
-        Console.WriteLine(Invariant($"{scenario}: {(medians[scenario].Delivered is null ? "received" : "delivered")} {delivered:0}/s = {ratios}; {verdict} the target (>= 5000/s and >= a third of the best raw figure)"));
+        // The issue's limit is the raw batched INSERT; raw-copy is the stricter reference also shown.
+        var insert = raws.GetValueOrDefault("raw-insert", raw);
+        string Verdict(double limit) => delivered >= 5000 && delivered >= limit / 3 ? "meets" : "misses";
+        Console.WriteLine(Invariant($"{scenario}: {(medians[scenario].Delivered is null ? "received" : "delivered")} {delivered:0}/s = {ratios}; {Verdict(insert)} the target (>= 5000/s and >= a third of raw-insert); {Verdict(raw)} it against the best raw figure"));
     }
 }
 
