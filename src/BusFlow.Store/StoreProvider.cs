@@ -82,13 +82,14 @@ public static class StoreProvider
     /// The one place with provider-specific SQL for delivery; a new provider adds a case here.
     /// </summary>
     internal static async Task<List<PipelineEventRecord>> PositionEventsAsync(
-        DbConnection connection, DbTransaction transaction, StoreProviderKind kind, string lease, int limit, CancellationToken cancellationToken)
+        DbConnection connection, DbTransaction transaction, StoreProviderKind kind, string lease, string owner, DateTimeOffset now, int limit, CancellationToken cancellationToken)
     {
         await using var command = connection.CreateCommand();
         command.Transaction = transaction;
+        // Nothing is positioned unless @owner still holds the lease at @now (no counter row: no numbers).
         command.CommandText = kind == StoreProviderKind.Postgres
             ? """
-              WITH counter AS (SELECT "LastPosition" AS last FROM busflow_leases WHERE "Name" = @lease FOR UPDATE),
+              WITH counter AS (SELECT "LastPosition" AS last FROM busflow_leases WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now FOR UPDATE),
               fresh AS (SELECT "Id" FROM busflow_events WHERE "Position" IS NULL ORDER BY "Id" LIMIT @limit FOR UPDATE),
               numbered AS (SELECT f."Id", c.last + row_number() OVER (ORDER BY f."Id") AS position FROM fresh f CROSS JOIN counter c),
               moved AS (UPDATE busflow_leases SET "LastPosition" = "LastPosition" + (SELECT count(*) FROM numbered) WHERE "Name" = @lease)
@@ -100,9 +101,12 @@ public static class StoreProvider
               FROM (SELECT "Id", (SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @lease) + row_number() OVER (ORDER BY "Id") AS position
                     FROM busflow_events WHERE "Position" IS NULL ORDER BY "Id" LIMIT @limit) AS n
               WHERE busflow_events."Id" = n."Id"
+                AND EXISTS (SELECT 1 FROM busflow_leases WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now)
               RETURNING "Id", "Position", "PipelineId", "Seq", "Type", "Payload"
               """;
         AddParameter(command, "lease", lease);
+        AddParameter(command, "owner", owner);
+        AddParameter(command, "now", kind == StoreProviderKind.Sqlite ? SqliteInstant(now) : now.ToUniversalTime());
         AddParameter(command, "limit", limit);
         var rows = new List<PipelineEventRecord>();
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))

@@ -5,6 +5,7 @@ using BusFlow.Store.Internal;
 using BusFlow.Store.Tests.Support;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using static BusFlow.Tests.Support.EventAssertions;
 
@@ -448,6 +449,13 @@ public sealed class When_events_are_published_in_batches
 
         var logged = await host.Reader.ReadAllAsync(0, 1000);
         Assert.Equal(logged.Select(e => e.Position), Enumerable.Range(1, logged.Count).Select(p => (long)p));
+
+        // The counting consumers have endpoints of their own and may still be taking the last batches.
+        for (var i = 0; i < 1000 && messages.BatchedEvents < logged.Count; i++)
+        {
+            await Task.Delay(10);
+        }
+
         Assert.Equal(0, messages.Individual);
         Assert.Equal(logged.Count, messages.BatchedEvents);
         Assert.True(messages.Batches < 100, $"{messages.Batches} batch messages carried the 200 events committed at once");
@@ -684,5 +692,50 @@ public sealed class When_a_transition_decides_many_events_at_once
         Assert.Equal(logged.Select(e => (e.Seq, e.EventType)), columns.Select(c => (c.Seq, c.Type)));
         // Both providers keep less than .NET's 100 ns (PostgreSQL microseconds, EF Core's SQLite form less).
         Assert.All(logged.Zip(columns), pair => Assert.True(Math.Abs((pair.First.Timestamp - pair.Second.Timestamp).TotalMilliseconds) < 1, $"seq {pair.First.Seq}: {pair.First.Timestamp:O} logged, {pair.Second.Timestamp:O} in the column"));
+    }
+}
+
+public sealed class When_a_deliverer_lost_its_lease_while_stalled
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_give_no_positions_after_those_of_the_deliverer_that_took_over(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(options, db.Provider, db.ConnectionString);
+        await using var context = new BusFlowDbContext(options.Options);
+        await context.Database.MigrateAsync();
+        var pipelineId = NewId.NextGuid();
+        context.Events.Add(new PipelineEventRecord { PipelineId = pipelineId, Seq = 1, Type = "StepProgress", Timestamp = DateTimeOffset.UtcNow, Payload = "{}" });
+        await context.SaveChangesAsync();
+        var now = DateTimeOffset.UtcNow;
+
+        async Task<List<PipelineEventRecord>> PositionAs(string owner)
+        {
+            await using var transaction = await context.Database.BeginTransactionAsync();
+            var rows = await StoreProvider.PositionEventsAsync(
+                context.Database.GetDbConnection(), transaction.GetDbTransaction(), provider, OutboxDelivery.LeaseName, owner, now, 100, CancellationToken.None);
+            await transaction.CommitAsync();
+            return rows;
+        }
+
+        // "stalled" believed it still held the lease; "successor" took it over meanwhile.
+        await context.Leases.Where(l => l.Name == OutboxDelivery.LeaseName)
+            .ExecuteUpdateAsync(s => s.SetProperty(l => l.Owner, "successor").SetProperty(l => l.ExpiresAt, now.AddSeconds(10)));
+        Assert.Empty(await PositionAs("stalled"));
+        Assert.Equal(0, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName)).LastPosition);
+
+        // An expired lease is nobody's: its last holder gives no positions either.
+        await context.Leases.Where(l => l.Name == OutboxDelivery.LeaseName)
+            .ExecuteUpdateAsync(s => s.SetProperty(l => l.ExpiresAt, now.AddSeconds(-1)));
+        Assert.Empty(await PositionAs("successor"));
+
+        await context.Leases.Where(l => l.Name == OutboxDelivery.LeaseName)
+            .ExecuteUpdateAsync(s => s.SetProperty(l => l.ExpiresAt, now.AddSeconds(10)));
+        var positioned = Assert.Single(await PositionAs("successor"));
+        Assert.Equal(1, positioned.Position);
+        Assert.Equal(1, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName)).LastPosition);
     }
 }

@@ -352,7 +352,7 @@ internal static partial class PipelinesApi
             await publish.Publish(command, http.RequestAborted).WaitAsync(options.BrokerTimeout, http.RequestAborted);
             return null;
         }
-        catch (Exception ex) when (!http.RequestAborted.IsCancellationRequested)
+        catch (Exception ex) when (!http.RequestAborted.IsCancellationRequested && IsBrokerFailure(ex))
         {
             var logger = http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(PipelinesApi));
             LogBrokerUnavailable(logger, ex, typeof(T).Name);
@@ -366,6 +366,14 @@ internal static partial class PipelinesApi
                     : $"The message broker could not take the {typeof(T).Name} command ({ex.GetType().Name}). Repeat the request shortly; that is safe (a start with the same Idempotency-Key).");
         }
     }
+
+    /// <summary>
+    /// The broker or the way to it failed (worth repeating later); anything else is a fault of this
+    /// node and stays a 500 rather than a 503 that clients would retry without end.
+    /// </summary>
+    private static bool IsBrokerFailure(Exception ex) =>
+        ex is TimeoutException or MassTransitException or System.IO.IOException or System.Net.Sockets.SocketException or OperationCanceledException
+        || ex.GetType().Namespace?.StartsWith("RabbitMQ.Client", StringComparison.Ordinal) == true;
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Publishing {Command} failed; answered 503 broker_unavailable")]
     private static partial void LogBrokerUnavailable(ILogger logger, Exception exception, string command);

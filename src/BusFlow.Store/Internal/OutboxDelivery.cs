@@ -116,7 +116,13 @@ internal sealed partial class OutboxDelivery(
         return rows.Count;
     }
 
-    /// <summary>Gives committed, unpositioned event rows the next positions (the lease row's counter orders positioners).</summary>
+    /// <summary>
+    /// Gives committed, unpositioned event rows the next positions (the lease row's counter orders
+    /// positioners), only while this process still holds the lease, checked in the same statement
+    /// under the lease row's lock: a deliverer that stalled past its lease must not give positions
+    /// after those of the one that took over, or its delivered-up-to mark could pass rows the other
+    /// positioned but never published.
+    /// </summary>
     internal async Task<List<PipelineEventRecord>> PositionEventsAsync(CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
@@ -129,7 +135,7 @@ internal sealed partial class OutboxDelivery(
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         var rows = await StoreProvider.PositionEventsAsync(
-            db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, LeaseName, options.DeliveryBatchSize, cancellationToken);
+            db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, LeaseName, _owner, time.GetUtcNow(), options.DeliveryBatchSize, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return rows;
     }

@@ -129,7 +129,7 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
 
     /// <summary>
     /// Saves the transition: in SaveChanges' own transaction, or, when the decision recorder left
-    /// event rows for a multi-row INSERT, that INSERT and SaveChanges in one explicit transaction.
+    /// event rows for a multi-row INSERT, SaveChanges and that INSERT in one explicit transaction.
     /// </summary>
     private async Task CommitAsync()
     {
@@ -140,9 +140,12 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
             return;
         }
 
+        // SaveChanges first: a concurrent transition of the same pipeline then fails there, on the
+        // state's Version (a DbUpdateConcurrencyException, retried as transient), before the rows
+        // could collide on (PipelineId, Seq) as a raw provider exception.
         await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken);
-        await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), provider, bulk, CancellationToken);
         await db.SaveChangesAsync(CancellationToken);
+        await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), provider, bulk, CancellationToken);
         await transaction.CommitAsync(CancellationToken);
     }
 

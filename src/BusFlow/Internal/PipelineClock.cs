@@ -54,20 +54,27 @@ internal sealed partial class PipelineClock(IServiceProvider services, TimeProvi
                 wait = _queue.TryPeek(out var first, out _) ? first.Due - now : Timeout.InfiniteTimeSpan;
             }
 
-            foreach (var id in due.Distinct())
+            var pending = due.Distinct().ToList();
+            for (var i = 0; i < pending.Count; i++)
             {
                 try
                 {
                     // Bounded: RabbitMQ.Client 7 can leave a send waiting forever after a broker
                     // restart, which would stop every later wake-up; a wake-up is safe to repeat.
                     var endpoint = await bus.GetSendEndpoint(saga).WaitAsync(SendTimeout, time, stoppingToken);
-                    await endpoint.Send(new WakePipeline(id), stoppingToken).WaitAsync(SendTimeout, time, stoppingToken);
+                    await endpoint.Send(new WakePipeline(pending[i]), stoppingToken).WaitAsync(SendTimeout, time, stoppingToken);
                 }
-                catch (Exception ex) when (ex is not OperationCanceledException)
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
                 {
-                    // The bus is down: try again shortly; the deadline stays in the saga state.
-                    LogWakeFailed(logger, ex, id);
-                    Schedule(id, time.GetUtcNow().AddSeconds(1));
+                    // The bus is down: this and the rest of the pass try again shortly (not one
+                    // timeout after another); the deadlines stay in the saga state.
+                    LogWakeFailed(logger, ex, pending[i], pending.Count - i - 1);
+                    foreach (var id in pending.Skip(i))
+                    {
+                        Schedule(id, time.GetUtcNow().AddSeconds(1));
+                    }
+
+                    break;
                 }
             }
 
@@ -88,6 +95,6 @@ internal sealed partial class PipelineClock(IServiceProvider services, TimeProvi
         base.Dispose();
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not wake pipeline {PipelineId}; retrying in 1 s")]
-    private static partial void LogWakeFailed(ILogger logger, Exception exception, Guid pipelineId);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not wake pipeline {PipelineId}; retrying it and {Others} other due pipelines in 1 s")]
+    private static partial void LogWakeFailed(ILogger logger, Exception exception, Guid pipelineId, int others);
 }
