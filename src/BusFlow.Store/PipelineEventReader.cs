@@ -25,46 +25,22 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     /// position order. Only positioned rows are read, and positions are given after commit in commit
     /// order, so an event that commits late gets a later position instead of being skipped.
     /// </summary>
-    public async Task<IReadOnlyList<PipelineEvent>> ReadAllAsync(long afterPosition, int limit, CancellationToken cancellationToken = default)
-    {
-        await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        var rows = await db.Events.AsNoTracking()
-            .Where(e => e.Position > afterPosition)
-            .OrderBy(e => e.Position)
-            .Take(limit)
-            .ToListAsync(cancellationToken);
-        return Read(rows);
-    }
+    public async Task<IReadOnlyList<PipelineEvent>> ReadAllAsync(long afterPosition, int limit, CancellationToken cancellationToken = default) =>
+        (await ReadAllPageAsync(afterPosition, limit, cancellationToken)).Events;
 
     /// <summary>
     /// One pipeline's positioned events after <paramref name="afterSeq"/>, for subscribers: every event
     /// they get carries its position. <see cref="ReplayPage.Last"/> is the last seq read, unreadable rows included.
     /// </summary>
-    public async Task<ReplayPage> ReadPipelinePageAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default)
-    {
-        await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        var rows = await db.Events.AsNoTracking()
-            .Where(e => e.PipelineId == pipelineId && e.Seq > afterSeq && e.Position != null)
-            .OrderBy(e => e.Seq)
-            .Take(limit)
-            .ToListAsync(cancellationToken);
-        return new ReplayPage(Read(rows), rows.Count == 0 ? afterSeq : rows[^1].Seq, rows.Count);
-    }
+    public async Task<ReplayPage> ReadPipelinePageAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default) =>
+        Deserialised(await ReadPipelineStoredAsync(pipelineId, afterSeq, limit, cancellationToken));
 
     /// <summary>
     /// Every pipeline's events after <paramref name="afterPosition"/> in position order;
     /// <see cref="ReplayPage.Last"/> is the last position read, unreadable rows included.
     /// </summary>
-    public async Task<ReplayPage> ReadAllPageAsync(long afterPosition, int limit, CancellationToken cancellationToken = default)
-    {
-        await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        var rows = await db.Events.AsNoTracking()
-            .Where(e => e.Position > afterPosition)
-            .OrderBy(e => e.Position)
-            .Take(limit)
-            .ToListAsync(cancellationToken);
-        return new ReplayPage(Read(rows), rows.Count == 0 ? afterPosition : rows[^1].Position!.Value, rows.Count);
-    }
+    public async Task<ReplayPage> ReadAllPageAsync(long afterPosition, int limit, CancellationToken cancellationToken = default) =>
+        Deserialised(await ReadAllStoredAsync(afterPosition, limit, cancellationToken));
 
     /// <summary>
     /// One pipeline's positioned events after <paramref name="afterSeq"/> as stored (routing columns and
@@ -103,6 +79,25 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         return await db.Events.MaxAsync(e => e.Position, cancellationToken) ?? 0;
+    }
+
+    /// <summary>The page's events read back; rows this version cannot read are logged and left out.</summary>
+    private ReplayPage Deserialised(StoredEventPage page)
+    {
+        var events = new List<PipelineEvent>(page.Events.Count);
+        foreach (var stored in page.Events)
+        {
+            if (stored.Read() is { } e)
+            {
+                events.Add(e);
+            }
+            else
+            {
+                Unreadable(stored);
+            }
+        }
+
+        return new ReplayPage(events, page.Last, page.RowsRead);
     }
 
     private List<PipelineEvent> Read(List<PipelineEventRecord> rows)
