@@ -2,6 +2,7 @@ using System.Diagnostics;
 using BusFlow.Contracts;
 using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
+using BusFlow.Store.Internal;
 using BusFlow.Store.Tests.Support;
 using BusFlow.Tests.Support;
 using Microsoft.EntityFrameworkCore;
@@ -184,7 +185,7 @@ public sealed class When_the_process_is_killed_at_random_moments(ITestOutputHelp
     private static async Task<int> CountUndelivered(TestDatabase db)
     {
         await using var context = CreateContext(db);
-        var deliveredUpTo = await context.Leases.Where(l => l.Name == "outbox").Select(l => l.DeliveredUpTo).SingleAsync();
+        var deliveredUpTo = await OutboxDelivery.DeliveredUpToAsync(context, CancellationToken.None);
         return await context.Events.CountAsync(e => e.Position == null || e.Position > deliveredUpTo) + await context.Outbox.CountAsync(o => o.DeliveredAt == null);
     }
 

@@ -32,6 +32,10 @@ internal sealed partial class OutboxDelivery(
     private DateTimeOffset _leaseUntil;
     private bool _recovering = true;
 
+    /// <summary>Every event row at or below this position was confirmed by the broker (the lease row's watermark).</summary>
+    internal static Task<long> DeliveredUpToAsync(BusFlowDbContext db, CancellationToken cancellationToken) =>
+        db.Leases.Where(l => l.Name == LeaseName).Select(l => l.DeliveredUpTo).FirstOrDefaultAsync(cancellationToken);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await using var lanes = new EventLanes(databases, bus, options, time, logger, stoppingToken);
@@ -95,8 +99,7 @@ internal sealed partial class OutboxDelivery(
         if (_recovering)
         {
             await using var db = await databases.CreateDbContextAsync(cancellationToken);
-            var deliveredUpTo = await db.Leases.Where(l => l.Name == LeaseName).Select(l => l.DeliveredUpTo).FirstAsync(cancellationToken);
-            var after = Math.Max(lanes.DispatchedUpTo, deliveredUpTo);
+            var after = Math.Max(lanes.DispatchedUpTo, await DeliveredUpToAsync(db, cancellationToken));
             var left = await db.Events.AsNoTracking()
                 .Where(e => e.Position > after)
                 .OrderBy(e => e.Position)

@@ -61,7 +61,7 @@ internal sealed partial class RetentionService(IDbContextFactory<BusFlowDbContex
 
             // Undelivered rows are kept: retention never drops what the broker has not confirmed.
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-            var deliveredUpTo = await db.Leases.Where(l => l.Name == OutboxDelivery.LeaseName).Select(l => l.DeliveredUpTo).FirstOrDefaultAsync(cancellationToken);
+            var deliveredUpTo = await OutboxDelivery.DeliveredUpToAsync(db, cancellationToken);
             pruned += await db.Events.Where(e => finished.Contains(e.PipelineId) && e.Position <= deliveredUpTo).ExecuteDeleteAsync(cancellationToken);
             pruned += await db.Outbox.Where(o => finished.Contains(o.PipelineId) && o.DeliveredAt != null).ExecuteDeleteAsync(cancellationToken);
             pruned += await db.Suspensions.Where(s => finished.Contains(s.PipelineId)).ExecuteDeleteAsync(cancellationToken);

@@ -13,7 +13,7 @@ internal sealed class StoreHealthCheck(IDbContextFactory<BusFlowDbContext> datab
         try
         {
             await using var db = await databases.CreateDbContextAsync(cancellationToken);
-            var deliveredUpTo = await db.Leases.Where(l => l.Name == OutboxDelivery.LeaseName).Select(l => l.DeliveredUpTo).FirstOrDefaultAsync(cancellationToken);
+            var deliveredUpTo = await OutboxDelivery.DeliveredUpToAsync(db, cancellationToken);
             var undeliveredEvents = await db.Events.CountAsync(e => e.Position == null || e.Position > deliveredUpTo, cancellationToken);
             var undeliveredMessages = await db.Outbox.CountAsync(o => o.DeliveredAt == null, cancellationToken);
             return HealthCheckResult.Healthy($"{options.Provider} store reachable", new Dictionary<string, object>
