@@ -276,7 +276,19 @@ public sealed class When_retention_runs
         await store.ClaimKeyAsync("start", "done-key", "hash", done);
         await store.ClaimKeyAsync("start", "running-key", "hash", running);
 
-        var pruned = await host.Services.GetRequiredService<RetentionService>().PruneAsync(CancellationToken.None);
+        // Events the broker has not confirmed (above the delivered-up-to mark) are never pruned.
+        var retention = host.Services.GetRequiredService<RetentionService>();
+        await using (var context = await host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync())
+        {
+            var lease = await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName);
+            await SetDeliveredUpTo(context, 0);
+            await retention.PruneAsync(CancellationToken.None);
+            Assert.NotEmpty(await host.Reader.ReadPipelineAsync(done, 0, 100));
+            Assert.NotNull(await store.FindAsync(done));
+            await SetDeliveredUpTo(context, lease.DeliveredUpTo);
+        }
+
+        var pruned = await retention.PruneAsync(CancellationToken.None);
 
         Assert.Null(await store.FindKeyAsync("start", "done-key"));
         Assert.NotNull(await store.FindKeyAsync("start", "running-key"));
@@ -287,6 +299,9 @@ public sealed class When_retention_runs
         release.SetResult(StepResult.Success());
         Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(running));
     }
+
+    private static Task<int> SetDeliveredUpTo(BusFlowDbContext context, long position) =>
+        context.Leases.Where(l => l.Name == OutboxDelivery.LeaseName).ExecuteUpdateAsync(s => s.SetProperty(l => l.DeliveredUpTo, position));
 }
 
 public sealed class When_the_database_is_unreachable_at_start
