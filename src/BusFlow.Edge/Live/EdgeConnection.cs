@@ -52,15 +52,31 @@ internal abstract class EdgeConnection
     /// <summary>Queues a control message only if there is room now (heartbeats).</summary>
     protected bool TryEnqueueControl(byte[] bytes) => _outbound.Writer.TryWrite(new Outbound(null, bytes));
 
-    /// <summary>Waits for room (catch-up from the store and control replies).</summary>
-    public ValueTask EnqueueAsync(Outbound item, CancellationToken cancellationToken) => _outbound.Writer.WriteAsync(item, cancellationToken);
+    /// <summary>Waits for room (control replies).</summary>
+    protected ValueTask EnqueueAsync(Outbound item, CancellationToken cancellationToken) => _outbound.Writer.WriteAsync(item, cancellationToken);
 
     /// <summary>
-    /// Waits until at most half the buffer is taken. Catch-up fills the buffer in runs between these
-    /// waits instead of one item per item the writer takes: each wake-up is a thread hand-off, and
-    /// one per event bounded replay more than the store or the socket did.
+    /// Buffers a replayed event, waiting while the buffer is full: catch-up fills the buffer in runs
+    /// and, once it is full, waits until the writer drained it to half (<see cref="WaitForRoomAsync"/>)
+    /// instead of one wake-up per item the writer takes: each wake-up is a thread hand-off, and one
+    /// per event bounded replay more than the store or the socket did.
     /// </summary>
-    public Task WaitForRoomAsync(CancellationToken cancellationToken)
+    public async ValueTask EnqueueCatchUpAsync(EdgeEvent e, CancellationToken cancellationToken)
+    {
+        if (TryEnqueue(e))
+        {
+            return;
+        }
+
+        await WaitForRoomAsync(cancellationToken);
+        if (!TryEnqueue(e))
+        {
+            await EnqueueAsync(new Outbound(e, null), cancellationToken);
+        }
+    }
+
+    /// <summary>Waits until at most half the buffer is taken (or the connection closes).</summary>
+    private Task WaitForRoomAsync(CancellationToken cancellationToken)
     {
         if (_outbound.Reader.Count <= _capacity / 2 || CloseRequested)
         {
@@ -77,9 +93,6 @@ internal abstract class EdgeConnection
 
         return room.Task.WaitAsync(cancellationToken);
     }
-
-    /// <summary>Buffers an item if there is room now.</summary>
-    public bool TryEnqueue(Outbound item) => _outbound.Writer.TryWrite(item);
 
     /// <summary>
     /// True when the buffer has been at least half full with nothing written for longer than

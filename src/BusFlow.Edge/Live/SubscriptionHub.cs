@@ -215,15 +215,7 @@ internal sealed partial class SubscriptionHub(
                 {
                     if (Replayed(subscription, stored) is { } e)
                     {
-                        var item = new Outbound(e, null);
-                        if (!subscription.Connection.TryEnqueue(item))
-                        {
-                            await subscription.Connection.WaitForRoomAsync(token);
-                            if (!subscription.Connection.TryEnqueue(item))
-                            {
-                                await subscription.Connection.EnqueueAsync(item, token);
-                            }
-                        }
+                        await subscription.Connection.EnqueueCatchUpAsync(e, token);
                     }
 
                     lock (subscription)
