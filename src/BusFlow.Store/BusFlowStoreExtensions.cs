@@ -28,7 +28,10 @@ public static class BusFlowStoreExtensions
     {
         var services = busflow.Services;
         services.AddSingleton(options);
-        services.AddDbContextFactory<BusFlowDbContext>(o => StoreProvider.Configure(o, options.Provider, options.ConnectionString, options.SqliteFullSync));
+        // Every transition, worker report and delivery round takes a context: pooled, a context's
+        // internal services and options are set up once, not per transaction (measured in
+        // docs/performance.md: a two-row transaction on PostgreSQL 2.4 -> 1.2 ms).
+        services.AddPooledDbContextFactory<BusFlowDbContext>(o => StoreProvider.Configure(o, options.Provider, options.ConnectionString, options.SqliteFullSync));
         // Hosted services start in registration order, and the bus (registered by AddMassTransit
         // before this runs) must not consume a message before the schema exists.
         services.Insert(0, ServiceDescriptor.Singleton<IHostedService, StoreStartup>());

@@ -18,6 +18,8 @@ public sealed class ResourceMeter
     private readonly TimeSpan _pause = GC.GetTotalPauseDuration();
     private readonly int _gen0 = GC.CollectionCount(0);
     private readonly int _gen2 = GC.CollectionCount(2);
+    private readonly long _jitted = System.Runtime.JitInfo.GetCompiledMethodCount();
+    private readonly TimeSpan _jitTime = System.Runtime.JitInfo.GetCompilationTime();
 
     /// <summary>What the interval since this meter was created used, per event.</summary>
     public ResourceUse Stop(long events)
@@ -40,7 +42,9 @@ public sealed class ResourceMeter
             (GC.GetTotalAllocatedBytes() - _allocated) / (double)events / 1024,
             GC.CollectionCount(0) - _gen0,
             GC.CollectionCount(2) - _gen2,
-            (GC.GetTotalPauseDuration() - _pause).TotalMilliseconds);
+            (GC.GetTotalPauseDuration() - _pause).TotalMilliseconds,
+            System.Runtime.JitInfo.GetCompiledMethodCount() - _jitted,
+            (System.Runtime.JitInfo.GetCompilationTime() - _jitTime).TotalMilliseconds);
     }
 
     /// <summary>CPU ticks (user + system) used so far by each process, with its group.</summary>
@@ -122,9 +126,11 @@ public sealed record ResourceUse(
     double AllocatedKiBPerEvent,
     int Gen0,
     int Gen2,
-    double GcPauseMs)
+    double GcPauseMs,
+    long MethodsJitted,
+    double JitMs)
 {
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"cpu (cores): busflow+driver {BusFlowCores:0.00}, postgres {PostgresCores:0.00}, rabbitmq {RabbitMqCores:0.00}, other {OtherCores:0.00}; machine busy {MachineBusy:P0}; " +
-        $"busflow+driver cpu {BusFlowMsPerEvent:0.00} ms/event, alloc {AllocatedKiBPerEvent:0.0} KiB/event, GC gen0 {Gen0} gen2 {Gen2} pause {GcPauseMs:0} ms");
+        $"busflow+driver cpu {BusFlowMsPerEvent:0.00} ms/event, alloc {AllocatedKiBPerEvent:0.0} KiB/event, GC gen0 {Gen0} gen2 {Gen2} pause {GcPauseMs:0} ms; JIT {MethodsJitted} methods {JitMs:0} ms");
 }
