@@ -9,8 +9,17 @@ namespace BusFlow.Benchmarks;
 /// <summary>Sizes of the <c>e2e-throughput</c> and <c>e2e-scaling</c> scenarios.</summary>
 public sealed record ThroughputSettings
 {
-    /// <summary>Counted repetitions, after one uncounted warm-up of the same size.</summary>
+    /// <summary>Counted repetitions, after uncounted warm-ups of the same size.</summary>
     public int Repetitions { get; init; } = 3;
+
+    /// <summary>
+    /// Warm-ups repeat (up to <see cref="MaxWarmUps"/>) until neither system compiled more than this
+    /// many methods in one: the counted repetitions measure a process past tiered JIT compilation,
+    /// as a long-running service is, not its first seconds.
+    /// </summary>
+    public int WarmJitMethods { get; init; } = 300;
+
+    public int MaxWarmUps { get; init; } = 8;
 
     /// <summary>BusFlow pipelines started at once per measurement on the in-memory transport with SQLite.</summary>
     public int InMemoryPipelines { get; init; } = 150;
@@ -56,6 +65,8 @@ public sealed record ThroughputSettings
             switch (args[i])
             {
                 case "--reps": s = s with { Repetitions = Next() }; break;
+                case "--max-warm-ups": s = s with { MaxWarmUps = Next() }; break;
+                case "--warm-jit-methods": s = s with { WarmJitMethods = Next() }; break;
                 case "--pipelines": var p = Next(); s = s with { InMemoryPipelines = p, RabbitMqPipelines = p, ScalingPipelines = p }; break;
                 case "--inmem-pipelines": s = s with { InMemoryPipelines = Next() }; break;
                 case "--rabbit-pipelines": s = s with { RabbitMqPipelines = Next() }; break;
@@ -71,7 +82,7 @@ public sealed record ThroughputSettings
                 default:
                     if (!lenient)
                     {
-                        throw new ArgumentException($"Unknown argument '{args[i]}'. Options: --reps --pipelines --inmem-pipelines --rabbit-pipelines --scaling-pipelines --courier-factor --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency --timeout --no-docs");
+                        throw new ArgumentException($"Unknown argument '{args[i]}'. Options: --reps --max-warm-ups --warm-jit-methods --pipelines --inmem-pipelines --rabbit-pipelines --scaling-pipelines --courier-factor --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency --timeout --no-docs");
                     }
 
                     // Another scenario's option: skip its value too.
@@ -128,6 +139,7 @@ public static class E2eThroughput
         };
 
         var rows = new List<Row>();
+        var warmUpsBySetup = new Dictionary<string, int>();
         string? servers = null;
         foreach (var setup in settings.Setups)
         {
@@ -142,8 +154,10 @@ public static class E2eThroughput
             int Count(IThroughputSystem system) => system == courier ? pipelines * settings.CourierFactor : pipelines;
             var setupRows = settings.Shapes.SelectMany(shape => new IThroughputSystem[] { busflow, courier }.Select(system => new Row(setup, shape, system.Name, Count(system), []))).ToList();
             rows.AddRange(setupRows);
+            var warmUps = 0;
             for (var rep = 0; rep <= settings.Repetitions; rep++)
             {
+                var jitted = 0L;
                 foreach (var shape in settings.Shapes)
                 {
                     // Alternate which system goes first, so neither always runs on a machine the other just warmed or tired.
@@ -151,7 +165,8 @@ public static class E2eThroughput
                     foreach (var system in order)
                     {
                         var run = await Measure(system, shape, Count(system), settings, stop.Token);
-                        var label = rep == 0 ? "warm-up" : BenchMachine.Invariant($"rep {rep}");
+                        var label = rep == 0 ? BenchMachine.Invariant($"warm-up {warmUps + 1}") : BenchMachine.Invariant($"rep {rep}");
+                        jitted = Math.Max(jitted, run.Resources!.MethodsJitted);
                         Console.WriteLine(BenchMachine.Invariant($"    {label,-7} {shape,-5} {system.Name,-8} {run.Pipelines} pipelines in {run.Elapsed.TotalSeconds,6:0.00} s = {run.PerSecond,7:0.0}/s, {run.Events} events, {run.Failed} failed; {run.Resources}"));
                         if (run.Failed > 0)
                         {
@@ -164,10 +179,17 @@ public static class E2eThroughput
                         }
                     }
                 }
+
+                if (rep == 0 && ++warmUps < settings.MaxWarmUps && jitted > settings.WarmJitMethods)
+                {
+                    rep--;
+                }
             }
+
+            warmUpsBySetup[setup] = warmUps;
         }
 
-        var markdown = Table(rows, settings, servers ?? "", loadBefore, total.Elapsed, commit);
+        var markdown = Table(rows, settings, warmUpsBySetup, servers ?? "", loadBefore, total.Elapsed, commit);
         Console.WriteLine();
         Console.WriteLine(markdown);
         if (settings.WriteDocs)
@@ -186,12 +208,13 @@ public static class E2eThroughput
 
     private static string Label(string setup) => setup == InMemory ? "in-memory transport + SQLite" : "RabbitMQ + PostgreSQL";
 
-    private static string Table(List<Row> rows, ThroughputSettings settings, string servers, string loadBefore, TimeSpan elapsed, string commit)
+    private static string Table(List<Row> rows, ThroughputSettings settings, Dictionary<string, int> warmUps, string servers, string loadBefore, TimeSpan elapsed, string commit)
     {
         var md = new StringBuilder();
         md.AppendLine(BenchMachine.Invariant($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC at commit {commit} on {BenchMachine.Describe()}; {servers}."));
         md.AppendLine(BenchMachine.Invariant($"Load average before the run {loadBefore}, after {BenchMachine.LoadAverage()}; the run took {elapsed.TotalSeconds:0} s."));
-        md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after one warm-up; each repetition starts all its pipelines at once (Courier {settings.CourierFactor} times as many, so that its shorter runs can be timed). Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-throughput`."));
+        var warmed = string.Join(", ", warmUps.Select(w => BenchMachine.Invariant($"{w.Value} {(w.Value == 1 ? "warm-up" : "warm-ups")} {(w.Key == InMemory ? "in memory" : "on RabbitMQ")}")));
+        md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after warm-ups repeated until neither system JIT-compiled more than {settings.WarmJitMethods} methods in one (at most {settings.MaxWarmUps}; here {warmed}); each repetition starts all its pipelines at once (Courier {settings.CourierFactor} times as many, so that its shorter runs can be timed). Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-throughput`."));
         md.AppendLine();
         md.AppendLine("| setup | pipeline | system | pipelines | pipelines/s | BusFlow / Courier | events/pipeline at the subscriber | cpu benchmark process | cpu postgres | cpu rabbitmq | cpu other | cpu ms/pipeline |");
         md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -31,6 +31,7 @@ internal sealed partial class OutboxDelivery(
     private readonly string _owner = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}";
     private DateTimeOffset _leaseUntil;
     private bool _recovering = true;
+    private DateTimeOffset _nextMessageScan;
 
     /// <summary>Every event row at or below this position was confirmed by the broker (the lease row's watermark).</summary>
     internal static Task<long> DeliveredUpToAsync(BusFlowDbContext db, CancellationToken cancellationToken) =>
@@ -40,11 +41,17 @@ internal sealed partial class OutboxDelivery(
     {
         await using var lanes = new EventLanes(databases, bus, options, time, logger, stoppingToken);
         var failures = 0;
+        // Rows are expected when a commit in this process woke the round or the last round found
+        // some: then the round positions at once instead of looking first (one round trip less
+        // between a transition's commit and its events' publication).
+        var expectRows = false;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                var worked = await TryLeaseAsync(stoppingToken) && (await DispatchEventsAsync(lanes, stoppingToken) + await SendMessagesAsync(stoppingToken)) > 0;
+                var dispatched = 0;
+                var worked = await TryLeaseAsync(stoppingToken) && ((dispatched = await DispatchEventsAsync(lanes, expectRows, stoppingToken)) + await SendMessagesIfDueAsync(stoppingToken)) > 0;
+                expectRows = dispatched > 0;
                 if (failures > 0)
                 {
                     LogResumed(logger, failures);
@@ -53,7 +60,7 @@ internal sealed partial class OutboxDelivery(
 
                 if (!worked)
                 {
-                    await signal.WaitAsync(options.DeliveryPollInterval, stoppingToken);
+                    expectRows = await signal.WaitAsync(options.DeliveryPollInterval, stoppingToken);
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -94,7 +101,7 @@ internal sealed partial class OutboxDelivery(
     }
 
     /// <summary>Hands the next batch of event rows to the lanes; returns how many.</summary>
-    private async Task<int> DispatchEventsAsync(EventLanes lanes, CancellationToken cancellationToken)
+    private async Task<int> DispatchEventsAsync(EventLanes lanes, bool expectRows, CancellationToken cancellationToken)
     {
         if (_recovering)
         {
@@ -114,7 +121,7 @@ internal sealed partial class OutboxDelivery(
             _recovering = false;
         }
 
-        var rows = await PositionEventsAsync(cancellationToken);
+        var rows = await PositionEventsAsync(lookFirst: !expectRows, cancellationToken);
         await lanes.DispatchAsync(rows, cancellationToken);
         return rows.Count;
     }
@@ -124,14 +131,14 @@ internal sealed partial class OutboxDelivery(
     /// positioners), only while this process still holds the lease, checked in the same statement
     /// under the lease row's lock: a deliverer that stalled past its lease must not give positions
     /// after those of the one that took over, or its delivered-up-to mark could pass rows the other
-    /// positioned but never published.
+    /// positioned but never published. With <paramref name="lookFirst"/> it first checks, without a
+    /// write lock, that there is anything to position: a poll mostly finds nothing, and on SQLite a
+    /// write transaction shuts out every other writer of the file while it is open.
     /// </summary>
-    internal async Task<List<PipelineEventRecord>> PositionEventsAsync(CancellationToken cancellationToken)
+    internal async Task<List<PipelineEventRecord>> PositionEventsAsync(bool lookFirst, CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        // Look before taking the write lock: this runs every poll, mostly finding nothing, and on
-        // SQLite a write transaction shuts out every other writer of the file while it is open.
-        if (!await db.Events.AnyAsync(e => e.Position == null, cancellationToken))
+        if (lookFirst && !await db.Events.AnyAsync(e => e.Position == null, cancellationToken))
         {
             return [];
         }
@@ -143,8 +150,26 @@ internal sealed partial class OutboxDelivery(
         return rows;
     }
 
+    /// <summary>
+    /// Sends one batch of the outbox messages their process did not send, at most once per
+    /// <see cref="BusFlowStoreOptions.DeliveryPollInterval"/> (they are older than
+    /// <see cref="BusFlowStoreOptions.DirectSendGrace"/> anyway), or at once again after a full batch.
+    /// </summary>
+    private async Task<int> SendMessagesIfDueAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        if (now < _nextMessageScan)
+        {
+            return 0;
+        }
+
+        var sent = await SendMessagesAsync(cancellationToken);
+        _nextMessageScan = sent < options.DeliveryBatchSize ? now + options.DeliveryPollInterval : now;
+        return sent;
+    }
+
     /// <summary>Sends one batch of outbox messages; returns how many it delivered.</summary>
-    internal async Task<int> SendMessagesAsync(CancellationToken cancellationToken)
+    private async Task<int> SendMessagesAsync(CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         // Rows younger than the grace period are being sent by the process that committed them.
