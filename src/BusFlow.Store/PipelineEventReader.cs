@@ -1,3 +1,4 @@
+using System.Data.Common;
 using BusFlow.Contracts;
 using BusFlow.Store.Internal;
 using Microsoft.EntityFrameworkCore;
@@ -44,31 +45,59 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
 
     /// <summary>
     /// One pipeline's positioned events after <paramref name="afterSeq"/> as stored (routing columns and
-    /// the recorded JSON, not deserialised), for replay to subscribers that can take the bytes as they are.
+    /// the recorded JSON as UTF-8, not deserialised), for replay to subscribers that can take the bytes as they are.
     /// </summary>
     public async Task<StoredEventPage> ReadPipelineStoredAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default)
     {
-        await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        var rows = await db.Events.AsNoTracking()
-            .Where(e => e.PipelineId == pipelineId && e.Seq > afterSeq && e.Position != null)
-            .OrderBy(e => e.Seq)
-            .Take(limit)
-            .Select(e => new StoredEvent(e.PipelineId, e.Seq, e.Position!.Value, e.Type, e.Payload))
-            .ToListAsync(cancellationToken);
+        var rows = await ReadStoredRowsAsync(PipelineAfterSeq, afterSeq, limit, pipelineId, cancellationToken);
         return new StoredEventPage(rows, rows.Count == 0 ? afterSeq : rows[^1].Seq);
     }
 
     /// <summary>Every pipeline's events after <paramref name="afterPosition"/> in position order, as stored.</summary>
     public async Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, CancellationToken cancellationToken = default)
     {
-        await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        var rows = await db.Events.AsNoTracking()
-            .Where(e => e.Position > afterPosition)
-            .OrderBy(e => e.Position)
-            .Take(limit)
-            .Select(e => new StoredEvent(e.PipelineId, e.Seq, e.Position!.Value, e.Type, e.Payload))
-            .ToListAsync(cancellationToken);
+        var rows = await ReadStoredRowsAsync(AllAfterPosition, afterPosition, limit, null, cancellationToken);
         return new StoredEventPage(rows, rows.Count == 0 ? afterPosition : rows[^1].Position);
+    }
+
+    // Plain SQL both providers accept, read with the provider's data reader: the payload column's UTF-8
+    // bytes are taken as they are, where EF Core would decode each into a .NET string that replay then
+    // encodes back to UTF-8 (replay of long histories is bound by per-row CPU; docs/performance.md).
+    private const string Columns = """SELECT "PipelineId", "Seq", "Position", "Type", "Payload" FROM busflow_events""";
+
+    private const string PipelineAfterSeq = Columns + """ WHERE "PipelineId" = @pipeline AND "Seq" > @after AND "Position" IS NOT NULL ORDER BY "Seq" LIMIT @limit""";
+
+    private const string AllAfterPosition = Columns + """ WHERE "Position" > @after ORDER BY "Position" LIMIT @limit""";
+
+    private async Task<List<StoredEvent>> ReadStoredRowsAsync(string sql, long after, int limit, Guid? pipelineId, CancellationToken cancellationToken)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        await db.Database.OpenConnectionAsync(cancellationToken);
+        await using var command = db.Database.GetDbConnection().CreateCommand();
+        command.CommandText = sql;
+        AddParameter(command, "after", after);
+        AddParameter(command, "limit", limit);
+        if (pipelineId is { } id)
+        {
+            AddParameter(command, "pipeline", id);
+        }
+
+        var rows = new List<StoredEvent>(Math.Min(limit, 1024));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add(new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4)));
+        }
+
+        return rows;
+    }
+
+    private static void AddParameter(DbCommand command, string name, object value)
+    {
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.Value = value;
+        command.Parameters.Add(parameter);
     }
 
     /// <summary>Logs a stored event this version cannot read (it is skipped).</summary>
@@ -129,13 +158,13 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
 public sealed record ReplayPage(IReadOnlyList<PipelineEvent> Events, long Last, int RowsRead);
 
 /// <summary>
-/// An event as the log stores it: the columns it is routed by and its JSON as recorded (position 0
-/// inside; the row's <see cref="Position"/> is the real one).
+/// An event as the log stores it: the columns it is routed by and its JSON as recorded, in UTF-8
+/// (position 0 inside; the row's <see cref="Position"/> is the real one).
 /// </summary>
-public sealed record StoredEvent(Guid PipelineId, long Seq, long Position, string Type, string Payload)
+public sealed record StoredEvent(Guid PipelineId, long Seq, long Position, string Type, ReadOnlyMemory<byte> Payload)
 {
     /// <summary>The event, deserialised, with its position; null when this version cannot read it.</summary>
-    public PipelineEvent? Read() => PipelineEventJson.TryDeserialize(Payload) is { } e ? e with { Position = Position } : null;
+    public PipelineEvent? Read() => PipelineEventJson.TryDeserialize(Payload.Span) is { } e ? e with { Position = Position } : null;
 }
 
 /// <summary>A page of stored events and how far the read went (a seq or a position).</summary>

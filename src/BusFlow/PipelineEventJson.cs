@@ -28,4 +28,17 @@ public static class PipelineEventJson
             return null;
         }
     }
+
+    /// <summary>Reads an event back from its UTF-8 JSON; null as for the string form.</summary>
+    public static PipelineEvent? TryDeserialize(ReadOnlySpan<byte> utf8Json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<PipelineEvent>(utf8Json, Options);
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException)
+        {
+            return null;
+        }
+    }
 }

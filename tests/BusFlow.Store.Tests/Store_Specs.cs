@@ -252,6 +252,71 @@ public sealed class When_the_log_holds_a_row_this_version_cannot_read
     }
 }
 
+public sealed class When_replay_reads_the_log_as_stored
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_give_each_rows_recorded_JSON_as_UTF8_bytes_in_order_with_its_columns(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
+            .AddPipeline("one", p => p.Then("w")));
+        var other = await host.StartPipeline("one");
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(other));
+
+        // Rows whose JSON holds text outside ASCII as it is (the serializer escapes it; a row may not).
+        const string Text = "héllo – ✓ 𝄞";
+        var id = Guid.NewGuid();
+        var databases = host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>();
+        await using (var ctx = await databases.CreateDbContextAsync())
+        {
+            for (var seq = 1; seq <= 4; seq++)
+            {
+                var e = new StepProgress { PipelineId = id, Seq = seq, Timestamp = DateTimeOffset.UtcNow, Definition = "one", StepName = "w", StepIndex = 0, Attempt = 1, Percent = seq, Message = "x" };
+                ctx.Events.Add(new PipelineEventRecord { PipelineId = id, Seq = seq, Type = nameof(StepProgress), Timestamp = e.Timestamp, Payload = PipelineEventJson.Serialize(e).Replace("\"x\"", $"\"{Text} {seq}\"", StringComparison.Ordinal) });
+            }
+
+            await ctx.SaveChangesAsync();
+        }
+
+        var rows = new List<PipelineEventRecord>();
+        for (var attempt = 0; attempt < 100 && (rows.Count < 4 || rows.Any(r => r.Position is null)); attempt++)
+        {
+            await Task.Delay(50);
+            await using var ctx = await databases.CreateDbContextAsync();
+            rows = await ctx.Events.AsNoTracking().Where(e => e.PipelineId == id).OrderBy(e => e.Seq).ToListAsync();
+        }
+
+        Assert.All(rows, r => Assert.NotNull(r.Position));
+
+        // A pipeline's rows by seq: the payload column's bytes as UTF-8 (not UTF-16), with the routing columns.
+        var page = await host.Reader.ReadPipelineStoredAsync(id, 0, 1000);
+        Assert.Equal(rows.Select(r => (r.PipelineId, r.Seq, r.Position!.Value, r.Type)), page.Events.Select(e => (e.PipelineId, e.Seq, e.Position, e.Type)));
+        Assert.All(rows.Zip(page.Events), pair => Assert.Equal(System.Text.Encoding.UTF8.GetBytes(pair.First.Payload), pair.Second.Payload.ToArray()));
+        Assert.Equal(rows[^1].Seq, page.Last);
+        Assert.Equal(rows.Select(r => $"{Text} {r.Seq}"), page.Events.Select(e => Assert.IsType<StepProgress>(e.Read()).Message));
+
+        // Paged: after a seq, at most the limit, and Last is the last seq read (or where it started).
+        var middle = await host.Reader.ReadPipelineStoredAsync(id, 1, 2);
+        Assert.Equal([2L, 3], middle.Events.Select(e => e.Seq));
+        Assert.Equal(3, middle.Last);
+        var past = await host.Reader.ReadPipelineStoredAsync(id, rows[^1].Seq, 10);
+        Assert.Empty(past.Events);
+        Assert.Equal(rows[^1].Seq, past.Last);
+
+        // Every pipeline by position: both pipelines, in position order, the same bytes.
+        var all = await host.Reader.ReadAllStoredAsync(0, 1000);
+        Assert.Equal(all.Events.Select(e => e.Position).Order(), all.Events.Select(e => e.Position));
+        Assert.Contains(all.Events, e => e.PipelineId == other);
+        Assert.Equal(page.Events.Select(e => System.Text.Encoding.UTF8.GetString(e.Payload.Span)), all.Events.Where(e => e.PipelineId == id).Select(e => System.Text.Encoding.UTF8.GetString(e.Payload.Span)));
+        var afterFirst = await host.Reader.ReadAllStoredAsync(all.Events[0].Position, 1);
+        Assert.Equal(all.Events[1].Position, Assert.Single(afterFirst.Events).Position);
+        Assert.Equal(all.Events[1].Position, afterFirst.Last);
+    }
+}
+
 public sealed class When_retention_runs
 {
     [Theory]

@@ -1,8 +1,6 @@
-using System.Buffers;
 using System.Buffers.Text;
 using System.Collections.Frozen;
 using System.Reflection;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using BusFlow.Contracts;
@@ -35,19 +33,13 @@ internal static class StoredEventJson
             return null;
         }
 
-        var rented = ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetMaxByteCount(e.Payload.Length));
         try
         {
-            var length = Encoding.UTF8.GetBytes(e.Payload, rented);
-            return Splice(rented.AsSpan(0, length), e.Position);
+            return Splice(e.Payload.Span, e.Position);
         }
         catch (JsonException)
         {
             return null;
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rented);
         }
     }
 
