@@ -72,24 +72,33 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     private async Task<List<StoredEvent>> ReadStoredRowsAsync(string sql, long after, int limit, Guid? pipelineId, CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        // Opened through EF (so the connection interceptors run) and closed here: a pooled context
+        // left "opened" would hold its connection through every later lease of that context.
         await db.Database.OpenConnectionAsync(cancellationToken);
-        await using var command = db.Database.GetDbConnection().CreateCommand();
-        command.CommandText = sql;
-        AddParameter(command, "after", after);
-        AddParameter(command, "limit", limit);
-        if (pipelineId is { } id)
+        try
         {
-            AddParameter(command, "pipeline", id);
-        }
+            await using var command = db.Database.GetDbConnection().CreateCommand();
+            command.CommandText = sql;
+            AddParameter(command, "after", after);
+            AddParameter(command, "limit", limit);
+            if (pipelineId is { } id)
+            {
+                AddParameter(command, "pipeline", id);
+            }
 
-        var rows = new List<StoredEvent>(Math.Min(limit, 1024));
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
+            var rows = new List<StoredEvent>(limit);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                rows.Add(new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4)));
+            }
+
+            return rows;
+        }
+        finally
         {
-            rows.Add(new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4)));
+            await db.Database.CloseConnectionAsync();
         }
-
-        return rows;
     }
 
     private static void AddParameter(DbCommand command, string name, object value)

@@ -14,11 +14,12 @@ public sealed record ThroughputSettings
 
     /// <summary>
     /// Warm-ups repeat (up to <see cref="MaxWarmUps"/>) until neither system compiled more than this
-    /// many methods in one: the counted repetitions measure a process past tiered JIT compilation,
+    /// many methods in one (counted for the whole benchmark process): the counted repetitions measure a process past tiered JIT compilation,
     /// as a long-running service is, not its first seconds.
     /// </summary>
     public int WarmJitMethods { get; init; } = 300;
 
+    /// <summary>At most this many warm-ups (at least one), however much the last one compiled.</summary>
     public int MaxWarmUps { get; init; } = 8;
 
     /// <summary>BusFlow pipelines started at once per measurement on the in-memory transport with SQLite.</summary>
@@ -65,7 +66,7 @@ public sealed record ThroughputSettings
             switch (args[i])
             {
                 case "--reps": s = s with { Repetitions = Next() }; break;
-                case "--max-warm-ups": s = s with { MaxWarmUps = Next() }; break;
+                case "--max-warm-ups": s = s with { MaxWarmUps = Math.Max(1, Next()) }; break;
                 case "--warm-jit-methods": s = s with { WarmJitMethods = Next() }; break;
                 case "--pipelines": var p = Next(); s = s with { InMemoryPipelines = p, RabbitMqPipelines = p, ScalingPipelines = p }; break;
                 case "--inmem-pipelines": s = s with { InMemoryPipelines = Next() }; break;
@@ -130,7 +131,7 @@ public static class E2eThroughput
         var commit = BenchMachine.Commit();
         Console.WriteLine("e2e-throughput: BusFlow vs MassTransit Courier, pipelines completed per second");
         Console.WriteLine(BenchMachine.Invariant($"  machine: {BenchMachine.Describe()}; load average before start: {loadBefore}"));
-        Console.WriteLine(BenchMachine.Invariant($"  settings: {settings.Repetitions} repetitions after a warm-up; {settings.InMemoryPipelines} pipelines per measurement in memory, {settings.RabbitMqPipelines} on RabbitMQ; concurrency {settings.Concurrency}"));
+        Console.WriteLine(BenchMachine.Invariant($"  settings: {settings.Repetitions} repetitions after up to {settings.MaxWarmUps} warm-ups (until one compiles at most {settings.WarmJitMethods} methods); {settings.InMemoryPipelines} pipelines per measurement in memory, {settings.RabbitMqPipelines} on RabbitMQ; concurrency {settings.Concurrency}"));
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
         {

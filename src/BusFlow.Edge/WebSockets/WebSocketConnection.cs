@@ -346,7 +346,8 @@ internal sealed partial class WebSocketConnection(
 
     // Sends take no token: with one, ManagedWebSocket takes its slow path for every frame (an async
     // state machine and a token registration per send), which cost replay about a tenth of its rate.
-    // A send stuck on a client that stopped reading is ended by socket.Abort() (AbortIfStuckAsync).
+    // A send stuck on a client that stopped reading is ended once the connection closes (stalled past
+    // StallTimeout, or shutdown): AbortIfStuckAsync aborts the socket, which fails the pending send.
     protected override ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken) =>
         socket.SendAsync(e.Json.AsMemory(), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
 

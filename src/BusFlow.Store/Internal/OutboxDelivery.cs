@@ -11,11 +11,15 @@ namespace BusFlow.Store.Internal;
 /// each round (1) gives up to <see cref="BusFlowStoreOptions.DeliveryBatchSize"/> new event rows their
 /// store-wide positions in one statement, in the order their commits became visible, and hands them
 /// to <see cref="EventLanes"/>, which publish them (in order per pipeline, pipelines in parallel) while
-/// the next round runs and mark them delivered once the broker confirmed; and (2) sends the outbox
-/// messages (step commands and the like) that <see cref="OutboxSender"/> did not send right after
-/// their commit, in order per pipeline, each with the same MessageId every time. A failure leaves rows for a later round, so nothing is lost while the database or the
-/// broker is away. A deliverer that takes the lease first publishes what an earlier one positioned
-/// but never marked delivered.
+/// the next round runs and mark them delivered once the broker confirmed; and (2), at most once per
+/// <see cref="BusFlowStoreOptions.DeliveryPollInterval"/> (at once again after a full batch), sends
+/// the outbox messages (step commands and the like) that <see cref="OutboxSender"/> did not send
+/// right after their commit, in order per pipeline, each with the same MessageId every time. A round
+/// woken by a commit in this process, or following one that found rows, positions at once; a round
+/// woken by the poll first looks, without a write lock, whether anything waits. A failure leaves rows
+/// for a later round, so nothing is lost while the database or the broker is away. A deliverer that
+/// takes the lease, or whose round failed, first publishes what was positioned but not handed over
+/// or not marked delivered.
 /// </summary>
 internal sealed partial class OutboxDelivery(
     IDbContextFactory<BusFlowDbContext> databases,
@@ -69,7 +73,11 @@ internal sealed partial class OutboxDelivery(
             }
             catch (Exception ex)
             {
-                // The database or the broker is away: keep the rows and try again with back-off.
+                // The database or the broker is away: keep the rows and try again with back-off. A
+                // positioning commit whose answer was lost may have positioned rows that were never
+                // handed to the lanes; the next round first publishes everything above what was
+                // handed over, so the delivered-up-to mark cannot pass them.
+                _recovering = true;
                 failures++;
                 LogRoundFailed(logger, ex, failures);
                 await Task.Delay(EventLanes.Backoff(failures), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
