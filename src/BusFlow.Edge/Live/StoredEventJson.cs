@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Text;
 using System.Collections.Frozen;
 using System.Reflection;
@@ -45,10 +46,122 @@ internal static class StoredEventJson
 
     private static byte[]? Splice(ReadOnlySpan<byte> json, long position)
     {
+        if (!TryFindTopLevelPosition(json, out var start, out var end) && !TryWalkToPosition(json, out start, out end))
+        {
+            return null;
+        }
+
+        Span<byte> digits = stackalloc byte[20];
+        Utf8Formatter.TryFormat(position, digits, out var written);
+        var result = new byte[json.Length - (end - start) + written];
+        json[..start].CopyTo(result);
+        digits[..written].CopyTo(result.AsSpan(start));
+        json[end..].CopyTo(result.AsSpan(start + written));
+        return result;
+    }
+
+    private static ReadOnlySpan<byte> PositionProperty => ",\"position\":"u8;
+
+    private static readonly SearchValues<byte> Structure = SearchValues.Create("\"{}[]"u8);
+
+    private static readonly SearchValues<byte> StringEnd = SearchValues.Create("\"\\"u8);
+
+    /// <summary>
+    /// Finds the top-level position's number from the end, without reading the document up to it:
+    /// the serializer writes a derived type's own properties (user data such as a chunk or an input,
+    /// which may hold a "position" of its own) before the envelope's, so the top-level one is the
+    /// last or close to it. A candidate counts only if the JSON after its number closes no object
+    /// before the root's closing brace, which proves it sits in the root object.
+    /// </summary>
+    private static bool TryFindTopLevelPosition(ReadOnlySpan<byte> json, out int start, out int end)
+    {
+        var searched = json;
+        int at;
+        while ((at = searched.LastIndexOf(PositionProperty)) >= 0)
+        {
+            start = at + PositionProperty.Length;
+            end = start;
+            while (end < json.Length && char.IsAsciiDigit((char)json[end]))
+            {
+                end++;
+            }
+
+            if (end > start && end < json.Length && json[end] is (byte)',' or (byte)'}' && ClosesOnlyTheRoot(json[end..]))
+            {
+                return true;
+            }
+
+            searched = json[..at];
+        }
+
+        start = end = 0;
+        return false;
+    }
+
+    /// <summary>Whether the first container this JSON (which starts outside any string) closes is closed by its last byte.</summary>
+    private static bool ClosesOnlyTheRoot(ReadOnlySpan<byte> rest)
+    {
+        var depth = 0;
+        var i = 0;
+        while (true)
+        {
+            var next = rest[i..].IndexOfAny(Structure);
+            if (next < 0)
+            {
+                return false;
+            }
+
+            i += next;
+            switch (rest[i])
+            {
+                case (byte)'"':
+                    i++;
+                    while (true)
+                    {
+                        var stop = rest[i..].IndexOfAny(StringEnd);
+                        if (stop < 0)
+                        {
+                            return false;
+                        }
+
+                        i += stop;
+                        if (rest[i] == (byte)'"')
+                        {
+                            break;
+                        }
+
+                        i += 2;
+                        if (i >= rest.Length)
+                        {
+                            return false;
+                        }
+                    }
+
+                    break;
+                case (byte)'{' or (byte)'[':
+                    depth++;
+                    break;
+                default:
+                    if (--depth < 0)
+                    {
+                        return i == rest.Length - 1;
+                    }
+
+                    break;
+            }
+
+            i++;
+        }
+    }
+
+    /// <summary>The slow way, for JSON not laid out as the serializer writes it: reads the top level up to <c>position</c>.</summary>
+    private static bool TryWalkToPosition(ReadOnlySpan<byte> json, out int start, out int end)
+    {
+        start = end = 0;
         var reader = new Utf8JsonReader(json);
         if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
         {
-            return null;
+            return false;
         }
 
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
@@ -56,7 +169,7 @@ internal static class StoredEventJson
             var isPosition = reader.ValueTextEquals("position"u8);
             if (!reader.Read())
             {
-                return null;
+                return false;
             }
 
             if (!isPosition)
@@ -67,20 +180,14 @@ internal static class StoredEventJson
 
             if (reader.TokenType != JsonTokenType.Number)
             {
-                return null;
+                return false;
             }
 
-            var start = (int)reader.TokenStartIndex;
-            var end = start + reader.ValueSpan.Length;
-            Span<byte> digits = stackalloc byte[20];
-            Utf8Formatter.TryFormat(position, digits, out var written);
-            var result = new byte[json.Length - (end - start) + written];
-            json[..start].CopyTo(result);
-            digits[..written].CopyTo(result.AsSpan(start));
-            json[end..].CopyTo(result.AsSpan(start + written));
-            return result;
+            start = (int)reader.TokenStartIndex;
+            end = start + reader.ValueSpan.Length;
+            return true;
         }
 
-        return null;
+        return false;
     }
 }

@@ -1,0 +1,73 @@
+using System.Text;
+using System.Text.Json;
+using BusFlow.Contracts;
+using BusFlow.Edge.Live;
+using BusFlow.Store;
+
+namespace BusFlow.Edge.Tests;
+
+/// <summary>
+/// Replay splices the row's position into the stored JSON without reading the document: the
+/// top-level <c>position</c> must be the one replaced even when user data carries its own.
+/// </summary>
+public sealed class When_a_stored_event_gets_its_position
+{
+    private static readonly Guid PipelineId = Guid.Parse("0b5e7a52-7f57-4f4e-9a43-6d1d6d9e8b21");
+    private static readonly DateTimeOffset At = new(2026, 11, 23, 22, 0, 0, TimeSpan.Zero);
+
+    [Fact]
+    public void Should_be_the_live_bytes_when_the_user_data_holds_position_properties_too()
+    {
+        var progress = new StepProgress
+        {
+            PipelineId = PipelineId,
+            Seq = 7,
+            Timestamp = At,
+            Definition = "demo",
+            StepName = "step",
+            StepIndex = 0,
+            Attempt = 1,
+            Message = ""","position":3,"x":{"position":4}""",
+            Chunk = JsonDocument.Parse("""{"a":0,"position":5,"nested":{"b":0,"position":6},"list":[{"c":0,"position":7}]}""").RootElement,
+            Tags = new Dictionary<string, string> { ["a"] = "1", ["position"] = "8" },
+        };
+        var started = new PipelineStarted
+        {
+            PipelineId = PipelineId,
+            Seq = 1,
+            Timestamp = At,
+            Definition = "demo",
+            Input = JsonDocument.Parse("""{"a":0,"position":9,"escaped":"\"position\":10"}""").RootElement,
+        };
+
+        foreach (var e in new PipelineEvent[] { progress, started })
+        {
+            var spliced = StoredEventJson.WithPosition(Stored(e.EventType, PipelineEventJson.SerializeToUtf8Bytes(e), 1_234_567));
+
+            Assert.Equal(Encoding.UTF8.GetString(PipelineEventJson.SerializeToUtf8Bytes(e with { Position = 1_234_567 })), Encoding.UTF8.GetString(spliced!));
+        }
+    }
+
+    [Fact]
+    public void Should_leave_an_object_after_the_top_level_position_untouched()
+    {
+        // A later version may write a property after the envelope's; its own "position" is not the event's.
+        const string Json = """{"type":"PipelineCompleted","pipelineId":"0b5e7a52-7f57-4f4e-9a43-6d1d6d9e8b21","seq":2,"position":0,"timestamp":"2026-11-23T22:00:00+00:00","definition":"demo","tags":{},"later":{"x":1,"position":0,"deeper":[{"y":2,"position":0}]}}""";
+
+        var spliced = StoredEventJson.WithPosition(Stored("PipelineCompleted", Encoding.UTF8.GetBytes(Json), 42));
+
+        Assert.Equal(Json.Replace("\"position\":0,\"timestamp\"", "\"position\":42,\"timestamp\"", StringComparison.Ordinal), Encoding.UTF8.GetString(spliced!));
+    }
+
+    [Fact]
+    public void Should_find_the_position_of_json_not_laid_out_as_the_serializer_writes_it()
+    {
+        const string Json = """{ "type": "PipelineCompleted", "position": 0, "pipelineId": "0b5e7a52-7f57-4f4e-9a43-6d1d6d9e8b21", "seq": 2, "timestamp": "2026-11-23T22:00:00+00:00", "definition": "demo" }""";
+
+        var spliced = StoredEventJson.WithPosition(Stored("PipelineCompleted", Encoding.UTF8.GetBytes(Json), 42));
+
+        Assert.Equal(Json.Replace("\"position\": 0", "\"position\": 42", StringComparison.Ordinal), Encoding.UTF8.GetString(spliced!));
+    }
+
+    private static StoredEvent Stored(string type, byte[] json, long position) => new(PipelineId, 1, position, type, json);
+}
