@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using BusFlow.Contracts;
@@ -42,9 +43,9 @@ public sealed class When_a_stored_event_gets_its_position
 
         foreach (var e in new PipelineEvent[] { progress, started })
         {
-            var spliced = StoredEventJson.WithPosition(Stored(e.EventType, PipelineEventJson.SerializeToUtf8Bytes(e), 1_234_567));
+            var spliced = Spliced(Stored(e.EventType, PipelineEventJson.SerializeToUtf8Bytes(e), 1_234_567));
 
-            Assert.Equal(Encoding.UTF8.GetString(PipelineEventJson.SerializeToUtf8Bytes(e with { Position = 1_234_567 })), Encoding.UTF8.GetString(spliced!));
+            Assert.Equal(Encoding.UTF8.GetString(PipelineEventJson.SerializeToUtf8Bytes(e with { Position = 1_234_567 })), Encoding.UTF8.GetString(spliced));
         }
     }
 
@@ -54,9 +55,9 @@ public sealed class When_a_stored_event_gets_its_position
         // A later version may write a property after the envelope's; its own "position" is not the event's.
         const string Json = """{"type":"PipelineCompleted","pipelineId":"0b5e7a52-7f57-4f4e-9a43-6d1d6d9e8b21","seq":2,"position":0,"timestamp":"2026-11-23T22:00:00+00:00","definition":"demo","tags":{},"later":{"x":1,"position":0,"deeper":[{"y":2,"position":0}]}}""";
 
-        var spliced = StoredEventJson.WithPosition(Stored("PipelineCompleted", Encoding.UTF8.GetBytes(Json), 42));
+        var spliced = Spliced(Stored("PipelineCompleted", Encoding.UTF8.GetBytes(Json), 42));
 
-        Assert.Equal(Json.Replace("\"position\":0,\"timestamp\"", "\"position\":42,\"timestamp\"", StringComparison.Ordinal), Encoding.UTF8.GetString(spliced!));
+        Assert.Equal(Json.Replace("\"position\":0,\"timestamp\"", "\"position\":42,\"timestamp\"", StringComparison.Ordinal), Encoding.UTF8.GetString(spliced));
     }
 
     [Fact]
@@ -64,9 +65,35 @@ public sealed class When_a_stored_event_gets_its_position
     {
         const string Json = """{ "type": "PipelineCompleted", "position": 0, "pipelineId": "0b5e7a52-7f57-4f4e-9a43-6d1d6d9e8b21", "seq": 2, "timestamp": "2026-11-23T22:00:00+00:00", "definition": "demo" }""";
 
-        var spliced = StoredEventJson.WithPosition(Stored("PipelineCompleted", Encoding.UTF8.GetBytes(Json), 42));
+        var spliced = Spliced(Stored("PipelineCompleted", Encoding.UTF8.GetBytes(Json), 42));
 
-        Assert.Equal(Json.Replace("\"position\": 0", "\"position\": 42", StringComparison.Ordinal), Encoding.UTF8.GetString(spliced!));
+        Assert.Equal(Json.Replace("\"position\": 0", "\"position\": 42", StringComparison.Ordinal), Encoding.UTF8.GetString(spliced));
+    }
+
+    [Fact]
+    public void Should_hand_a_filled_chunk_back_with_the_first_frame_that_does_not_fit_in_it()
+    {
+        var frames = new ReplayFrames();
+        var json = Encoding.UTF8.GetBytes($$"""{"type":"PipelineCompleted","padding":"{{new string('p', 100_000)}}","position":0}""");
+        var start = json.Length - 2;
+
+        var first = frames.Splice(json, start, start + 1, 1);
+        var second = frames.Splice(json, start, start + 1, 2);
+        var third = frames.Splice(json, start, start + 1, 3);
+
+        Assert.Null(first.ReleaseBefore);
+        Assert.Null(second.ReleaseBefore);
+        Assert.True(MemoryMarshal.TryGetArray(first.Frame, out var firstChunk));
+        Assert.Same(firstChunk.Array, third.ReleaseBefore);
+        Assert.True(MemoryMarshal.TryGetArray(third.Frame, out var thirdChunk));
+        Assert.NotSame(firstChunk.Array, thirdChunk.Array);
+        Assert.EndsWith("\"position\":2}", Encoding.UTF8.GetString(second.Frame.Span), StringComparison.Ordinal);
+    }
+
+    private static byte[] Spliced(StoredEvent stored)
+    {
+        Assert.True(StoredEventJson.TryFindPosition(stored, out var start, out var end));
+        return new ReplayFrames().Splice(stored.Payload.Span, start, end, stored.Position).Frame.ToArray();
     }
 
     private static StoredEvent Stored(string type, byte[] json, long position) => new(PipelineId, 1, position, type, json);

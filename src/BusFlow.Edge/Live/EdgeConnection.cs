@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Threading.Channels;
 using BusFlow.Edge.Auth;
 
@@ -137,6 +138,11 @@ internal abstract class EdgeConnection
 
                 if (item.Event is { } e)
                 {
+                    if (e.ReleaseBefore is { } written)
+                    {
+                        ArrayPool<byte>.Shared.Return(written);
+                    }
+
                     await WriteEventAsync(e, cancellationToken);
                     Metrics.EventWritten(e.Json.Length);
                 }

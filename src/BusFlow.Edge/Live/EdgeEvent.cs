@@ -20,21 +20,25 @@ internal sealed class EdgeEvent
     }
 
     /// <summary>A replayed event whose stored JSON goes out as it is (<see cref="StoredEventJson"/>).</summary>
-    public EdgeEvent(StoredEvent stored, byte[] json)
+    public EdgeEvent(StoredEvent stored, ReadOnlyMemory<byte> json, byte[]? releaseBefore)
     {
         Seq = stored.Seq;
         EventType = stored.Type;
         Json = json;
+        ReleaseBefore = releaseBefore;
     }
 
     /// <summary>The event; for a replayed one read from its JSON on first use (the hot paths use the fields below).</summary>
-    public PipelineEvent Event => _event ??= JsonSerializer.Deserialize<PipelineEvent>(Json, PipelineEventJson.Options)!;
+    public PipelineEvent Event => _event ??= JsonSerializer.Deserialize<PipelineEvent>(Json.Span, PipelineEventJson.Options)!;
 
     public long Seq { get; }
 
     public string EventType { get; }
 
-    public byte[] Json { get; }
+    public ReadOnlyMemory<byte> Json { get; }
+
+    /// <summary>A pooled chunk of earlier replayed frames, all written once the writer gets to this one (<see cref="ReplayFrames"/>).</summary>
+    public byte[]? ReleaseBefore { get; }
 
     /// <summary>When the edge received it (Stopwatch ticks), for the broadcast-latency metric.</summary>
     public long ReceivedAt { get; } = Stopwatch.GetTimestamp();

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Text;
 using System.Collections.Frozen;
 using System.Reflection;
 using System.Text.Json;
@@ -24,40 +23,27 @@ internal static class StoredEventJson
         .ToFrozenSet(StringComparer.Ordinal);
 
     /// <summary>
-    /// The event's JSON with its position; null when this version does not know its type or the
-    /// JSON has no top-level numeric <c>position</c> (the caller then reads it the slow way).
+    /// Where the event's top-level <c>position</c> number is in its stored JSON; false when this
+    /// version does not know its type or the JSON has no top-level numeric <c>position</c> (the
+    /// caller then reads it the slow way).
     /// </summary>
-    public static byte[]? WithPosition(StoredEvent e)
+    public static bool TryFindPosition(StoredEvent e, out int start, out int end)
     {
+        start = end = 0;
         if (!KnownTypes.Contains(e.Type))
         {
-            return null;
+            return false;
         }
 
+        var json = e.Payload.Span;
         try
         {
-            return Splice(e.Payload.Span, e.Position);
+            return TryFindTopLevelPosition(json, out start, out end) || TryWalkToPosition(json, out start, out end);
         }
         catch (JsonException)
         {
-            return null;
+            return false;
         }
-    }
-
-    private static byte[]? Splice(ReadOnlySpan<byte> json, long position)
-    {
-        if (!TryFindTopLevelPosition(json, out var start, out var end) && !TryWalkToPosition(json, out start, out end))
-        {
-            return null;
-        }
-
-        Span<byte> digits = stackalloc byte[20];
-        Utf8Formatter.TryFormat(position, digits, out var written);
-        var result = new byte[json.Length - (end - start) + written];
-        json[..start].CopyTo(result);
-        digits[..written].CopyTo(result.AsSpan(start));
-        json[end..].CopyTo(result.AsSpan(start + written));
-        return result;
     }
 
     private static ReadOnlySpan<byte> PositionProperty => ",\"position\":"u8;

@@ -204,6 +204,7 @@ internal sealed partial class SubscriptionHub(
             // The next page is read while this one is handed to the connection, so the writer does not
             // wait for the store between pages (at most two pages in memory per catching-up subscription).
             Task<StoredEventPage>? next = null;
+            var frames = new ReplayFrames();
             while (!token.IsCancellationRequested)
             {
                 long cursor;
@@ -217,7 +218,7 @@ internal sealed partial class SubscriptionHub(
                 // The cursor moves once per page (below): while catching up only this loop reads it.
                 foreach (var stored in page.Events)
                 {
-                    if (Replayed(subscription, stored) is { } e)
+                    if (Replayed(subscription, stored, frames) is { } e)
                     {
                         await subscription.Connection.EnqueueCatchUpAsync(e, token);
                     }
@@ -264,7 +265,7 @@ internal sealed partial class SubscriptionHub(
     /// spliced in when the columns decide the match (no tenant, no tag filter); otherwise the event is
     /// read and matched as a live one is. Null when it does not match or this version cannot read it.
     /// </summary>
-    private EdgeEvent? Replayed(Subscription subscription, StoredEvent stored)
+    private EdgeEvent? Replayed(Subscription subscription, StoredEvent stored, ReplayFrames frames)
     {
         var matches = subscription.MatchesColumns(stored);
         if (matches == false)
@@ -272,9 +273,10 @@ internal sealed partial class SubscriptionHub(
             return null;
         }
 
-        if (matches == true && StoredEventJson.WithPosition(stored) is { } json)
+        if (matches == true && StoredEventJson.TryFindPosition(stored, out var start, out var end))
         {
-            return new EdgeEvent(stored, json);
+            var (frame, releaseBefore) = frames.Splice(stored.Payload.Span, start, end, stored.Position);
+            return new EdgeEvent(stored, frame, releaseBefore);
         }
 
         if (stored.Read() is not { } e)

@@ -349,7 +349,7 @@ internal sealed partial class WebSocketConnection(
     // A send stuck on a client that stopped reading is ended once the connection closes (stalled past
     // StallTimeout, or shutdown): AbortIfStuckAsync aborts the socket, which fails the pending send.
     protected override ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken) =>
-        socket.SendAsync(e.Json.AsMemory(), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+        socket.SendAsync(e.Json, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
 
     protected override ValueTask WriteControlAsync(byte[] json, CancellationToken cancellationToken) =>
         socket.SendAsync(json.AsMemory(), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
