@@ -5,6 +5,7 @@ using BusFlow.Store.Internal;
 using BusFlow.Store.Tests.Support;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using static BusFlow.Tests.Support.EventAssertions;
@@ -817,5 +818,83 @@ public sealed class When_a_deliverer_lost_its_lease_while_stalled
         var positioned = Assert.Single(await PositionAs("successor"));
         Assert.Equal(1, positioned.Position);
         Assert.Equal(1, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName)).LastPosition);
+    }
+}
+
+public sealed class When_the_answer_to_a_positioning_commit_is_lost
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_still_publish_the_rows_that_commit_positioned(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var plain = new DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(plain, db.Provider, db.ConnectionString);
+        var loses = new LosesOnePositioningCommitAnswer(plain.Options);
+        await using var host = await StoreHost.Start(db.Options(o => o.Retention = null), b =>
+        {
+            b.Services.ConfigureDbContext<BusFlowDbContext>(o => o.AddInterceptors(loses));
+            b.AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
+                .AddPipeline("three", p => p.Then("a", s => s.Worker("w")).Then("b", s => s.Worker("w")).Then("c", s => s.Worker("w")));
+        });
+        var first = await host.StartPipeline("three");
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(first));
+
+        await loses.ArmAsync();
+        var ids = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            ids.Add(await host.StartPipeline("three"));
+        }
+
+        foreach (var id in ids)
+        {
+            Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        }
+
+        // The commit whose answer was lost did position rows; the next round published them anyway.
+        Assert.Equal(1, loses.Lost);
+        foreach (var id in ids)
+        {
+            var events = host.Events.For(id).DistinctBy(e => e.Seq).OrderBy(e => e.Seq).ToList();
+            AssertGaplessSeq(events);
+            Assert.Equal(events.Count, (await host.Reader.ReadPipelineAsync(id, 0, 100)).Count);
+        }
+    }
+
+    /// <summary>
+    /// Throws from the first commit, once armed, of a transaction that tracked no entities and moved the
+    /// lease's position counter (the delivery's positioning), after it committed: as if the database's
+    /// answer to COMMIT was lost on the way.
+    /// </summary>
+    private sealed class LosesOnePositioningCommitAnswer(DbContextOptions<BusFlowDbContext> plain) : DbTransactionInterceptor
+    {
+        private long _seen = long.MaxValue;
+        private int _lost;
+
+        public int Lost => Volatile.Read(ref _lost);
+
+        public async Task ArmAsync() => Interlocked.Exchange(ref _seen, await LastPositionAsync(CancellationToken.None));
+
+        public override async Task TransactionCommittedAsync(DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
+        {
+            if (Lost > 0 || Interlocked.Read(ref _seen) == long.MaxValue || eventData.Context is not { } context || context.ChangeTracker.Entries().Any())
+            {
+                return;
+            }
+
+            var last = await LastPositionAsync(cancellationToken);
+            if (last > Interlocked.Exchange(ref _seen, last) && Interlocked.Exchange(ref _lost, 1) == 0)
+            {
+                throw new InvalidOperationException("The answer to COMMIT was lost (test).");
+            }
+        }
+
+        private async Task<long> LastPositionAsync(CancellationToken cancellationToken)
+        {
+            await using var db = new BusFlowDbContext(plain);
+            return await db.Leases.AsNoTracking().Where(l => l.Name == OutboxDelivery.LeaseName).Select(l => l.LastPosition).SingleAsync(cancellationToken);
+        }
     }
 }
