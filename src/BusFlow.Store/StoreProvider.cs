@@ -92,7 +92,7 @@ public static class StoreProvider
               WITH counter AS (SELECT "LastPosition" AS last FROM busflow_leases WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now FOR UPDATE),
               fresh AS (SELECT "Id" FROM busflow_events WHERE "Position" IS NULL ORDER BY "Id" LIMIT @limit FOR UPDATE),
               numbered AS (SELECT f."Id", c.last + row_number() OVER (ORDER BY f."Id") AS position FROM fresh f CROSS JOIN counter c),
-              moved AS (UPDATE busflow_leases SET "LastPosition" = "LastPosition" + (SELECT count(*) FROM numbered) WHERE "Name" = @lease)
+              moved AS (UPDATE busflow_leases SET "LastPosition" = "LastPosition" + (SELECT count(*) FROM numbered) WHERE "Name" = @lease AND EXISTS (SELECT 1 FROM numbered))
               UPDATE busflow_events e SET "Position" = n.position FROM numbered n WHERE e."Id" = n."Id"
               RETURNING e."Id", e."Position", e."PipelineId", e."Seq", e."Type", e."Payload"
               """

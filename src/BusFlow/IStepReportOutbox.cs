@@ -21,5 +21,7 @@ public interface IStepReportOutbox
 /// <summary>
 /// Handed to effects a step enlisted with <see cref="StepContext.Enlist"/>: with a store, the
 /// connection and transaction in which the step's outcome commits; without one, both are null.
+/// Use them only inside the effect: the store's database contexts are pooled, so the connection
+/// object serves other work afterwards (do not keep it or attach event handlers to it).
 /// </summary>
 public sealed record StepCommitContext(DbConnection? Connection, DbTransaction? Transaction, CancellationToken CancellationToken);
