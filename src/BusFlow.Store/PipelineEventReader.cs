@@ -1,4 +1,3 @@
-using System.Data.Common;
 using BusFlow.Contracts;
 using BusFlow.Store.Internal;
 using Microsoft.EntityFrameworkCore;
@@ -79,11 +78,11 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
         {
             await using var command = db.Database.GetDbConnection().CreateCommand();
             command.CommandText = sql;
-            AddParameter(command, "after", after);
-            AddParameter(command, "limit", limit);
+            StoreProvider.AddParameter(command, "after", after);
+            StoreProvider.AddParameter(command, "limit", limit);
             if (pipelineId is { } id)
             {
-                AddParameter(command, "pipeline", id);
+                StoreProvider.AddParameter(command, "pipeline", id);
             }
 
             var rows = new List<StoredEvent>(limit);
@@ -99,14 +98,6 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
         {
             await db.Database.CloseConnectionAsync();
         }
-    }
-
-    private static void AddParameter(DbCommand command, string name, object value)
-    {
-        var parameter = command.CreateParameter();
-        parameter.ParameterName = name;
-        parameter.Value = value;
-        command.Parameters.Add(parameter);
     }
 
     /// <summary>Logs a stored event this version cannot read (it is skipped).</summary>

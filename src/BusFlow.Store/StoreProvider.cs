@@ -175,7 +175,7 @@ public static class StoreProvider
 
     private static long SqliteInstant(DateTimeOffset value) => (long)SqliteInstants.ConvertToProvider(value)!;
 
-    private static void AddParameter(DbCommand command, string name, object value)
+    internal static void AddParameter(DbCommand command, string name, object value)
     {
         var parameter = command.CreateParameter();
         parameter.ParameterName = name;
