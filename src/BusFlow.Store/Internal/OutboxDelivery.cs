@@ -54,15 +54,21 @@ internal sealed partial class OutboxDelivery(
             try
             {
                 var dispatched = 0;
-                var worked = await TryLeaseAsync(stoppingToken) && ((dispatched = await DispatchEventsAsync(lanes, expectRows, stoppingToken)) + await SendMessagesIfDueAsync(stoppingToken)) > 0;
-                expectRows = dispatched > 0;
+                var sent = 0;
+                if (await TryLeaseAsync(stoppingToken))
+                {
+                    dispatched = await DispatchEventsAsync(lanes, expectRows, stoppingToken);
+                    sent = await SendMessagesIfDueAsync(stoppingToken);
+                }
+
                 if (failures > 0)
                 {
                     LogResumed(logger, failures);
                     failures = 0;
                 }
 
-                if (!worked)
+                expectRows = dispatched > 0;
+                if (dispatched + sent == 0)
                 {
                     expectRows = await signal.WaitAsync(options.DeliveryPollInterval, stoppingToken);
                 }

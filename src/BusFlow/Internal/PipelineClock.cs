@@ -69,9 +69,10 @@ internal sealed partial class PipelineClock(IServiceProvider services, TimeProvi
                     // The bus is down: this and the rest of the pass try again shortly (not one
                     // timeout after another); the deadlines stay in the saga state.
                     LogWakeFailed(logger, ex, pending[i], pending.Count - i - 1);
+                    var retryAt = time.GetUtcNow().AddSeconds(1);
                     foreach (var id in pending.Skip(i))
                     {
-                        Schedule(id, time.GetUtcNow().AddSeconds(1));
+                        Schedule(id, retryAt);
                     }
 
                     break;
