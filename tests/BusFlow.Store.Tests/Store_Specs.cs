@@ -228,9 +228,7 @@ public sealed class When_the_log_holds_a_row_this_version_cannot_read
     public async Task Should_skip_it_on_replay_and_delivery_and_keep_serving(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        await using var host = await StoreHost.Start(db.Options(), b => b
-            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
-            .AddPipeline("one", p => p.Then("w")));
+        await using var host = await StoreHost.StartWithOneStep(db.Options());
         var id = await host.StartPipeline("one");
         Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
 
@@ -261,9 +259,7 @@ public sealed class When_replay_reads_the_log_as_stored
     public async Task Should_give_each_rows_recorded_JSON_as_UTF8_bytes_in_order_with_its_columns(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        await using var host = await StoreHost.Start(db.Options(), b => b
-            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
-            .AddPipeline("one", p => p.Then("w")));
+        await using var host = await StoreHost.StartWithOneStep(db.Options());
         var other = await host.StartPipeline("one");
         Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(other));
 
@@ -434,9 +430,7 @@ public sealed class When_readiness_is_checked
     public async Task Should_report_the_store_healthy_while_it_answers_and_unhealthy_when_it_does_not(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        await using var host = await StoreHost.Start(db.Options(), b => b
-            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
-            .AddPipeline("one", p => p.Then("w")));
+        await using var host = await StoreHost.StartWithOneStep(db.Options());
 
         var report = await host.Services.GetRequiredService<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckService>()
             .CheckHealthAsync(c => c.Tags.Contains("ready"));
@@ -705,9 +699,7 @@ public sealed class When_a_store_written_before_the_delivery_watermark_is_upgrad
             await context.Database.ExecuteSqlRawAsync("""UPDATE busflow_leases SET "LastPosition" = 5 WHERE "Name" = 'outbox'""");
         }
 
-        await using var host = await StoreHost.Start(db.Options(), b => b
-            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
-            .AddPipeline("one", p => p.Then("w")));
+        await using var host = await StoreHost.StartWithOneStep(db.Options());
 
         await host.Events.WaitFor<StepProgress>(pipelineId, e => e.Seq == 6, TimeSpan.FromSeconds(30));
         await using (var context = new BusFlowDbContext(options.Options))

@@ -52,6 +52,12 @@ public sealed class StoreHost : IAsyncDisposable
         return new StoreHost(host, recorded);
     }
 
+    /// <summary>A host whose one pipeline, <c>one</c>, has one step that succeeds at once (worker <c>w</c>).</summary>
+    public static Task<StoreHost> StartWithOneStep(BusFlowStoreOptions store) =>
+        Start(store, b => b
+            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
+            .AddPipeline("one", p => p.Then("w")));
+
     public async Task<Guid> StartPipeline(string definition, object? input = null)
     {
         var id = NewId.NextGuid();
