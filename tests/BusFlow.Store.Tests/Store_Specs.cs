@@ -447,6 +447,34 @@ public sealed class When_readiness_is_checked
     }
 }
 
+public sealed class When_the_store_opens_a_SQLite_connection
+{
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 2)]
+    public async Task Should_set_it_up_for_many_writers_with_rare_checkpoints(bool fullSync, long synchronous)
+    {
+        await using var db = await TestDatabase.Create(StoreProviderKind.Sqlite);
+        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(options, db.Provider, db.ConnectionString, fullSync);
+        await using var context = new BusFlowDbContext(options.Options);
+        await context.Database.OpenConnectionAsync();
+        var connection = context.Database.GetDbConnection();
+
+        async Task<object?> Pragma(string name)
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA " + name;
+            return await command.ExecuteScalarAsync();
+        }
+
+        Assert.Equal("wal", await Pragma("journal_mode"));
+        Assert.Equal(synchronous, await Pragma("synchronous"));
+        Assert.Equal(4000L, await Pragma("wal_autocheckpoint"));
+        Assert.Equal(30_000L, await Pragma("busy_timeout"));
+    }
+}
+
 public sealed class When_a_process_was_killed_while_it_held_the_migration_lock
 {
     [Fact]

@@ -25,6 +25,23 @@ internal sealed class StoreSagaRepositoryContextFactory(
         where T : class
     {
         await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
+        // One connection for the whole transition (look-up, load, save), instead of EF taking one from
+        // the pool and giving it back around each command; closed below, as a pooled context keeps a
+        // connection that was opened explicitly.
+        await db.Database.OpenConnectionAsync(context.CancellationToken);
+        try
+        {
+            await SendAsync(db, context, next);
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+
+    private async Task SendAsync<T>(BusFlowDbContext db, ConsumeContext<T> context, IPipe<SagaRepositoryContext<PipelineState, T>> next)
+        where T : class
+    {
         var consumer = InboxConsumer<T>();
         // A message handled before comes back after a crash (redelivered by the broker, or sent again
         // by an outbox whose deliverer died before marking it). Looking it up costs a round trip per
@@ -144,6 +161,8 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
         // state's Version (a DbUpdateConcurrencyException, retried as transient), before the rows
         // could collide on (PipelineId, Seq) as a raw provider exception.
         await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken);
+        // A failure rolls back the whole transaction: no savepoint round trips around SaveChanges.
+        db.Database.AutoSavepointsEnabled = false;
         await db.SaveChangesAsync(CancellationToken);
         await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), provider, bulk, CancellationToken);
         await transaction.CommitAsync(CancellationToken);

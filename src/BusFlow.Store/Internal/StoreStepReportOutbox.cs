@@ -35,6 +35,8 @@ internal sealed partial class StoreStepReportOutbox(
         var now = time.GetUtcNow();
         await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
         await using var transaction = await db.Database.BeginTransactionAsync(context.CancellationToken);
+        // A failure rolls back the whole transaction: no savepoint round trips around SaveChanges.
+        db.Database.AutoSavepointsEnabled = false;
         if (context.MessageId is { } messageId)
         {
             db.Inbox.Add(new InboxRecord { MessageId = messageId, Consumer = Consumer(context.Message), ReceivedAt = now });
