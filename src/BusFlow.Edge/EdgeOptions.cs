@@ -23,9 +23,13 @@ public sealed class EdgeOptions
     [Range(1, 1_000_000)]
     public int MaxMessagesPerSecond { get; set; } = 50;
 
-    /// <summary>Events buffered per connection. When the buffer is full the subscriber is served from the store until it catches up.</summary>
+    /// <summary>
+    /// Events buffered per connection. When the buffer is full the subscriber is served from the store until it catches up.
+    /// Live events are shared between connections (a slot holds a reference); a replayed one holds its own frame, so
+    /// a connection catching up holds at most this many frames (about 1.4 MB at 334-byte events).
+    /// </summary>
     [Range(1, 1_000_000)]
-    public int OutboundBuffer { get; set; } = 1024;
+    public int OutboundBuffer { get; set; } = 4096;
 
     /// <summary>How long a connection may make no progress with events waiting before it is closed with code 4000 (resume).</summary>
     public TimeSpan StallTimeout { get; set; } = TimeSpan.FromSeconds(30);

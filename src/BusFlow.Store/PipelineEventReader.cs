@@ -48,15 +48,13 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     /// </summary>
     public async Task<StoredEventPage> ReadPipelineStoredAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default)
     {
-        var rows = await ReadStoredRowsAsync(PipelineAfterSeq, afterSeq, limit, pipelineId, cancellationToken);
-        return new StoredEventPage(rows, rows.Count == 0 ? afterSeq : rows[^1].Seq);
+        return await ReadStoredPageAsync(PipelineAfterSeq, afterSeq, limit, pipelineId, bySeq: true, cancellationToken);
     }
 
     /// <summary>Every pipeline's events after <paramref name="afterPosition"/> in position order, as stored.</summary>
     public async Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, CancellationToken cancellationToken = default)
     {
-        var rows = await ReadStoredRowsAsync(AllAfterPosition, afterPosition, limit, null, cancellationToken);
-        return new StoredEventPage(rows, rows.Count == 0 ? afterPosition : rows[^1].Position);
+        return await ReadStoredPageAsync(AllAfterPosition, afterPosition, limit, null, bySeq: false, cancellationToken);
     }
 
     // Plain SQL both providers accept, read with the provider's data reader: the payload column's UTF-8
@@ -68,12 +66,13 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
 
     private const string AllAfterPosition = Columns + """ WHERE "Position" > @after ORDER BY "Position" LIMIT @limit""";
 
-    private async Task<List<StoredEvent>> ReadStoredRowsAsync(string sql, long after, int limit, Guid? pipelineId, CancellationToken cancellationToken)
+    private async Task<StoredEventPage> ReadStoredPageAsync(string sql, long after, int limit, Guid? pipelineId, bool bySeq, CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         // Opened through EF (so the connection interceptors run) and closed here: a pooled context
         // left "opened" would hold its connection through every later lease of that context.
         await db.Database.OpenConnectionAsync(cancellationToken);
+        var payloads = new PayloadBuffers();
         try
         {
             await using var command = db.Database.GetDbConnection().CreateCommand();
@@ -86,13 +85,22 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
             }
 
             var rows = new List<StoredEvent>(limit);
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
+            var typeChars = new char[64];
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
             {
-                rows.Add(new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4)));
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    rows.Add(new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeChars), payloads.Read(reader, 4)));
+                }
             }
 
-            return rows;
+            var last = rows.Count == 0 ? after : bySeq ? rows[^1].Seq : rows[^1].Position;
+            return new StoredEventPage(rows, last) { Buffers = payloads.Rented };
+        }
+        catch
+        {
+            payloads.Return();
+            throw;
         }
         finally
         {
@@ -126,6 +134,7 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
             }
         }
 
+        page.Release();
         return new ReplayPage(events, page.Last, page.RowsRead);
     }
 
@@ -167,9 +176,33 @@ public sealed record StoredEvent(Guid PipelineId, long Seq, long Position, strin
     public PipelineEvent? Read() => PipelineEventJson.TryDeserialize(Payload.Span) is { } e ? e with { Position = Position } : null;
 }
 
-/// <summary>A page of stored events and how far the read went (a seq or a position).</summary>
+/// <summary>
+/// A page of stored events and how far the read went (a seq or a position). The events' payloads
+/// lie in buffers rented from the shared array pool for the page (one allocation per 256 KiB of
+/// rows, not one per row); <see cref="Release"/> gives them back once the payloads are no longer
+/// needed. A page that is never released leaves them to the garbage collector.
+/// </summary>
 public sealed record StoredEventPage(IReadOnlyList<StoredEvent> Events, long Last)
 {
+    private List<byte[]>? _buffers;
+
     /// <summary>Rows read: every row of a stored page is in it (unlike <see cref="ReplayPage"/>, nothing is skipped here).</summary>
     public int RowsRead => Events.Count;
+
+    internal List<byte[]>? Buffers { init => _buffers = value; }
+
+    /// <summary>
+    /// Returns the page's payload buffers to the pool: after this the events' <see cref="StoredEvent.Payload"/>
+    /// must not be read (the memory may hold other data). Safe to call more than once.
+    /// </summary>
+    public void Release()
+    {
+        if (Interlocked.Exchange(ref _buffers, null) is { } buffers)
+        {
+            foreach (var buffer in buffers)
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+    }
 }

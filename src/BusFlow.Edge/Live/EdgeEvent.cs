@@ -17,6 +17,7 @@ internal sealed class EdgeEvent
         Seq = e.Seq;
         EventType = e.EventType;
         Json = PipelineEventJson.SerializeToUtf8Bytes(e);
+        ReceivedAt = Stopwatch.GetTimestamp();
     }
 
     /// <summary>A replayed event whose stored JSON goes out as it is (<see cref="StoredEventJson"/>).</summary>
@@ -40,6 +41,6 @@ internal sealed class EdgeEvent
     /// <summary>A pooled chunk of earlier replayed frames, all written once the writer gets to this one (<see cref="ReplayFrames"/>).</summary>
     public byte[]? ReleaseBefore { get; }
 
-    /// <summary>When the edge received it (Stopwatch ticks), for the broadcast-latency metric.</summary>
-    public long ReceivedAt { get; } = Stopwatch.GetTimestamp();
+    /// <summary>When the edge received or read it (Stopwatch ticks), for the broadcast-latency metric; 0 for a replayed one, which is not broadcast.</summary>
+    public long ReceivedAt { get; }
 }
