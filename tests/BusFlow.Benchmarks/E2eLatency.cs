@@ -209,8 +209,8 @@ public static class E2eLatency
     public const string Step = "e2e-step";
     private const string BusFlowSystem = "busflow";
     private const string BaselineSystem = "baseline";
-    private const int WarmJitMethods = 300;
-    private const int MaxWarmUps = 8;
+    private const int WarmJitMethods = WarmedRepetitions.DefaultJitMethods;
+    private const int MaxWarmUps = WarmedRepetitions.DefaultMaxWarmUps;
 
     public static async Task Run(E2eSettings settings)
     {
@@ -254,12 +254,9 @@ public static class E2eLatency
             using var baselineClient = await ConnectAsync(new Uri($"ws://{baseUri.Authority}/baseline/ws"), null, probe);
             Console.WriteLine(Fmt($"  {stack}: host at {baseUri} ({(stack == Rabbit ? $"RabbitMQ vhost {vhost!.Name}, PostgreSQL {database!.Name}" : "in-memory bus, SQLite")})"));
 
-            // Warm-ups repeat until neither system compiled more than WarmJitMethods methods in one, as in
-            // e2e-throughput: the repetitions measure a process past tiered JIT compilation.
-            var warmUps = 0;
-            for (var rep = 0; rep <= settings.Repetitions; rep++)
+            // Warm-ups of 200 pipelines at 100/s, as in e2e-throughput: the repetitions measure a process past tiered JIT compilation.
+            await WarmedRepetitions.RunAsync(settings.Repetitions, MaxWarmUps, WarmJitMethods, async (rep, label) =>
             {
-                var label = rep == 0 ? Fmt($"warm-up {warmUps + 1}") : Fmt($"rep {rep}");
                 var jitted = 0L;
                 foreach (var rate in rep == 0 ? new[] { 100.0 } : settings.Rates)
                 {
@@ -276,11 +273,8 @@ public static class E2eLatency
                     }
                 }
 
-                if (rep == 0 && ++warmUps < MaxWarmUps && jitted > WarmJitMethods)
-                {
-                    rep--;
-                }
-            }
+                return jitted;
+            });
 
             await busflowClient.CloseAsync();
             await baselineClient.CloseAsync();

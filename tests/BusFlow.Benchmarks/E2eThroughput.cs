@@ -17,10 +17,10 @@ public sealed record ThroughputSettings
     /// many methods in one (counted for the whole benchmark process): the counted repetitions measure a process past tiered JIT compilation,
     /// as a long-running service is, not its first seconds.
     /// </summary>
-    public int WarmJitMethods { get; init; } = 300;
+    public int WarmJitMethods { get; init; } = WarmedRepetitions.DefaultJitMethods;
 
     /// <summary>At most this many warm-ups (at least one), however much the last one compiled.</summary>
-    public int MaxWarmUps { get; init; } = 8;
+    public int MaxWarmUps { get; init; } = WarmedRepetitions.DefaultMaxWarmUps;
 
     /// <summary>BusFlow pipelines started at once per measurement on the in-memory transport with SQLite.</summary>
     public int InMemoryPipelines { get; init; } = 150;
@@ -155,8 +155,7 @@ public static class E2eThroughput
             int Count(IThroughputSystem system) => system == courier ? pipelines * settings.CourierFactor : pipelines;
             var setupRows = settings.Shapes.SelectMany(shape => new IThroughputSystem[] { busflow, courier }.Select(system => new Row(setup, shape, system.Name, Count(system), []))).ToList();
             rows.AddRange(setupRows);
-            var warmUps = 0;
-            for (var rep = 0; rep <= settings.Repetitions; rep++)
+            warmUpsBySetup[setup] = await WarmedRepetitions.RunAsync(settings.Repetitions, settings.MaxWarmUps, settings.WarmJitMethods, async (rep, label) =>
             {
                 var jitted = 0L;
                 foreach (var shape in settings.Shapes)
@@ -166,7 +165,6 @@ public static class E2eThroughput
                     foreach (var system in order)
                     {
                         var run = await Measure(system, shape, Count(system), settings, stop.Token);
-                        var label = rep == 0 ? BenchMachine.Invariant($"warm-up {warmUps + 1}") : BenchMachine.Invariant($"rep {rep}");
                         jitted = Math.Max(jitted, run.Resources!.MethodsJitted);
                         Console.WriteLine(BenchMachine.Invariant($"    {label,-7} {shape,-5} {system.Name,-8} {run.Pipelines} pipelines in {run.Elapsed.TotalSeconds,6:0.00} s = {run.PerSecond,7:0.0}/s, {run.Events} events, {run.Failed} failed; {run.Resources}"));
                         if (run.Failed > 0)
@@ -181,13 +179,8 @@ public static class E2eThroughput
                     }
                 }
 
-                if (rep == 0 && ++warmUps < settings.MaxWarmUps && jitted > settings.WarmJitMethods)
-                {
-                    rep--;
-                }
-            }
-
-            warmUpsBySetup[setup] = warmUps;
+                return jitted;
+            });
         }
 
         var markdown = Table(rows, settings, warmUpsBySetup, servers ?? "", loadBefore, total.Elapsed, commit);
