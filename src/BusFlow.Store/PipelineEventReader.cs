@@ -69,8 +69,7 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     private async Task<StoredEventPage> ReadStoredPageAsync(string sql, long after, int limit, Guid? pipelineId, bool bySeq, CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        // Opened through EF (so the connection interceptors run) and closed here: a pooled context
-        // left "opened" would hold its connection through every later lease of that context.
+        // Opened through EF, so the connection interceptors run, and closed as soon as the page is read.
         await db.Database.OpenConnectionAsync(cancellationToken);
         var payloads = new PayloadBuffers();
         try
@@ -88,9 +87,15 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
             var typeChars = new char[64];
             await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
             {
+                // Npgsql copies a text column's bytes and characters straight from its row buffer;
+                // Microsoft.Data.Sqlite serves GetBytes and GetChars through a stream it sets up per
+                // call, dearer than the string and array it hands out.
+                var inPlace = StoreProvider.ReadsTextInPlace(reader);
                 while (await reader.ReadAsync(cancellationToken))
                 {
-                    rows.Add(new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeChars), payloads.Read(reader, 4)));
+                    rows.Add(inPlace
+                        ? new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeChars), payloads.Read(reader, 4))
+                        : new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4)));
                 }
             }
 
@@ -177,14 +182,23 @@ public sealed record StoredEvent(Guid PipelineId, long Seq, long Position, strin
 }
 
 /// <summary>
-/// A page of stored events and how far the read went (a seq or a position). The events' payloads
+/// A page of stored events and how far the read went (a seq or a position). On PostgreSQL the events' payloads
 /// lie in buffers rented from the shared array pool for the page (one allocation per 256 KiB of
 /// rows, not one per row); <see cref="Release"/> gives them back once the payloads are no longer
 /// needed. A page that is never released leaves them to the garbage collector.
 /// </summary>
-public sealed record StoredEventPage(IReadOnlyList<StoredEvent> Events, long Last)
+public sealed class StoredEventPage(IReadOnlyList<StoredEvent> events, long last)
 {
     private List<byte[]>? _buffers;
+
+    /// <summary>The rows read, in order.</summary>
+    public IReadOnlyList<StoredEvent> Events { get; } = events;
+
+    /// <summary>How far the read went: the last seq or position read, or where it started when none.</summary>
+    public long Last { get; } = last;
+
+    /// <summary>The payload bytes of the page's rows.</summary>
+    public long PayloadBytes => Events.Sum(e => (long)e.Payload.Length);
 
     /// <summary>Rows read: every row of a stored page is in it (unlike <see cref="ReplayPage"/>, nothing is skipped here).</summary>
     public int RowsRead => Events.Count;

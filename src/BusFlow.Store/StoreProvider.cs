@@ -175,6 +175,13 @@ public static class StoreProvider
 
     private static long SqliteInstant(DateTimeOffset value) => (long)SqliteInstants.ConvertToProvider(value)!;
 
+    /// <summary>
+    /// True when the reader copies a text column's bytes (<see cref="DbDataReader.GetBytes"/>) and
+    /// characters (<see cref="DbDataReader.GetChars"/>) straight from its row buffer, so reading them
+    /// into a caller's buffer costs less than a new string or array per row.
+    /// </summary>
+    internal static bool ReadsTextInPlace(DbDataReader reader) => reader is Npgsql.NpgsqlDataReader;
+
     internal static void AddParameter(DbCommand command, string name, object value)
     {
         var parameter = command.CreateParameter();

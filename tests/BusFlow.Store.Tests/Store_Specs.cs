@@ -504,7 +504,10 @@ public sealed class When_transitions_commit_on_SQLite
         }
         finally
         {
-            File.Delete(copy);
+            foreach (var suffix in new[] { "", "-wal", "-shm" })
+            {
+                File.Delete(copy + suffix);
+            }
         }
     }
 

@@ -41,6 +41,6 @@ internal sealed class EdgeEvent
     /// <summary>A pooled chunk of earlier replayed frames, all written once the writer gets to this one (<see cref="ReplayFrames"/>).</summary>
     public byte[]? ReleaseBefore { get; }
 
-    /// <summary>When the edge received or read it (Stopwatch ticks), for the broadcast-latency metric; 0 for a replayed one, which is not broadcast.</summary>
+    /// <summary>When the edge received or read it (Stopwatch ticks), for the broadcast-latency metric; 0 for one replayed as stored, which is not broadcast.</summary>
     public long ReceivedAt { get; }
 }

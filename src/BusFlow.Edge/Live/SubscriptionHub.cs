@@ -23,10 +23,13 @@ internal sealed partial class SubscriptionHub(
     // events gets them after a short read, and each further page is twice as large up to the most, so a
     // long replay pays the per-query cost rarely; the next page is read while this one is handed over.
     // Measured with 1,000,000 events (docs/performance.md): pages of 8,000 with a 4,096-item connection
-    // buffer replayed about a sixth faster than pages of 2,000 with 1,024. Two pages of 8,000 at 334-byte
-    // payloads take about 6 MB per subscriber catching up, in buffers from the shared pool.
+    // buffer replayed about a sixth faster than pages of 2,000 with 1,024. A page grows only while its
+    // rows' payloads fit PageBytes at the last page's average size, so a subscriber catching up holds
+    // at most two pages of about that much (two pages of 8,000 at 334-byte payloads: about 6 MB).
     private const int FirstPageSize = 1000;
     private const int MaxPageSize = 8000;
+    private const int MinPageSize = 100;
+    private const long PageBytes = 4 * 1024 * 1024;
 
     private readonly ConcurrentDictionary<Guid, Subscription[]> _byPipeline = new();
     private readonly ConcurrentDictionary<EdgeConnection, byte> _connections = new();
@@ -220,7 +223,7 @@ internal sealed partial class SubscriptionHub(
 
                 var page = await (next ?? ReadStoredAsync(subscription, cursor, size, token));
                 var full = page.RowsRead == size;
-                size = full ? Math.Min(size * 2, MaxPageSize) : FirstPageSize;
+                size = full ? NextPageSize(size, page) : FirstPageSize;
                 next = full ? ReadStoredAsync(subscription, page.Last, size, token) : null;
                 // The cursor moves once per page (below): while catching up only this loop reads it.
                 foreach (var stored in page.Events)
@@ -263,6 +266,13 @@ internal sealed partial class SubscriptionHub(
         {
             metrics.CatchUpEnded();
         }
+    }
+
+    /// <summary>Twice the last full page, at most <see cref="MaxPageSize"/> rows and, at its rows' average size, <see cref="PageBytes"/>.</summary>
+    private static int NextPageSize(int size, StoredEventPage page)
+    {
+        var average = Math.Max(1, page.PayloadBytes / Math.Max(1, page.RowsRead));
+        return (int)Math.Clamp(Math.Min(size * 2L, PageBytes / average), MinPageSize, MaxPageSize);
     }
 
     private Task<StoredEventPage> ReadStoredAsync(Subscription subscription, long after, int pageSize, CancellationToken token) =>

@@ -24,6 +24,8 @@ internal sealed partial class OutboxSender(
     /// <summary>How long sent rows gather before one write marks them delivered.</summary>
     internal static readonly TimeSpan MarkInterval = TimeSpan.FromMilliseconds(50);
 
+    private const int MarkBatch = 1000;
+
     private readonly Channel<long> _sent = Channel.CreateUnbounded<long>(new UnboundedChannelOptions { SingleReader = true });
 
     /// <summary>
@@ -83,15 +85,21 @@ internal sealed partial class OutboxSender(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var ids = new List<long>();
+        var full = false;
         try
         {
             while (await _sent.Reader.WaitToReadAsync(stoppingToken))
             {
                 // Gather what is sent meanwhile: under load one write marks many rows instead of one
                 // write transaction (on SQLite, a turn of the store's one write lock) every few sends.
-                // Unmarked rows are only re-sent after DirectSendGrace, far longer than this.
-                await Task.Delay(MarkInterval, time, stoppingToken);
-                while (ids.Count < 1000 && _sent.Reader.TryRead(out var id))
+                // Unmarked rows are only re-sent after DirectSendGrace, far longer than this. After a
+                // full batch there is more waiting already.
+                if (!full)
+                {
+                    await Task.Delay(MarkInterval, time, stoppingToken);
+                }
+
+                while (ids.Count < MarkBatch && _sent.Reader.TryRead(out var id))
                 {
                     ids.Add(id);
                 }
@@ -110,6 +118,7 @@ internal sealed partial class OutboxSender(
                     await Task.Delay(TimeSpan.FromMilliseconds(200), time, stoppingToken);
                 }
 
+                full = ids.Count == MarkBatch;
                 ids.Clear();
             }
         }

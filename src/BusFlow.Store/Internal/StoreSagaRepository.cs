@@ -25,21 +25,28 @@ internal sealed class StoreSagaRepositoryContextFactory(
         where T : class
     {
         await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
-        // One connection for the whole transition (look-up, load, save), instead of EF taking one from
-        // the pool and giving it back around each command; closed below, as a pooled context keeps a
-        // connection that was opened explicitly.
+        // One connection for the whole transition (look-up, load, save) instead of EF taking one from
+        // the pool and giving it back around each command; given back before the after-commit actions,
+        // which wait for the broker and must not hold a connection meanwhile.
         await db.Database.OpenConnectionAsync(context.CancellationToken);
+        bool transitioned;
         try
         {
-            await SendAsync(db, context, next);
+            transitioned = await TransitionAsync(db, context, next);
         }
         finally
         {
             await db.Database.CloseConnectionAsync();
         }
+
+        if (transitioned)
+        {
+            await session.CommittedAsync();
+        }
     }
 
-    private async Task SendAsync<T>(BusFlowDbContext db, ConsumeContext<T> context, IPipe<SagaRepositoryContext<PipelineState, T>> next)
+    /// <summary>Runs and saves the transition; false when the message was handled before.</summary>
+    private async Task<bool> TransitionAsync<T>(BusFlowDbContext db, ConsumeContext<T> context, IPipe<SagaRepositoryContext<PipelineState, T>> next)
         where T : class
     {
         var consumer = InboxConsumer<T>();
@@ -53,7 +60,7 @@ internal sealed class StoreSagaRepositoryContextFactory(
         if (mayHaveBeenHandled && context.MessageId is { } messageId && await db.Inbox.AnyAsync(i => i.MessageId == messageId && i.Consumer == consumer, context.CancellationToken))
         {
             // Its transition committed before: already applied.
-            return;
+            return false;
         }
 
         session.Begin(db);
@@ -67,7 +74,7 @@ internal sealed class StoreSagaRepositoryContextFactory(
             throw;
         }
 
-        await session.CommittedAsync();
+        return true;
     }
 
     /// <summary>The inbox name of the saga's handling of one message type.</summary>
