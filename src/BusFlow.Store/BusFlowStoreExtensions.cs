@@ -43,8 +43,11 @@ public static class BusFlowStoreExtensions
         services.AddHostedService(sp => sp.GetRequiredService<OutboxSender>());
         services.AddSingleton<OutboxDelivery>();
         services.AddHostedService(sp => sp.GetRequiredService<OutboxDelivery>());
-        services.AddSingleton<SqliteCheckpointer>();
-        services.AddHostedService(sp => sp.GetRequiredService<SqliteCheckpointer>());
+        if (options.Provider == StoreProviderKind.Sqlite)
+        {
+            services.AddHostedService<SqliteCheckpointer>();
+        }
+
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());
         services.AddSingleton<PipelineEventReader>();

@@ -46,16 +46,12 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     /// One pipeline's positioned events after <paramref name="afterSeq"/> as stored (routing columns and
     /// the recorded JSON as UTF-8, not deserialised), for replay to subscribers that can take the bytes as they are.
     /// </summary>
-    public async Task<StoredEventPage> ReadPipelineStoredAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default)
-    {
-        return await ReadStoredPageAsync(PipelineAfterSeq, afterSeq, limit, pipelineId, bySeq: true, cancellationToken);
-    }
+    public Task<StoredEventPage> ReadPipelineStoredAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default) =>
+        ReadStoredPageAsync(PipelineAfterSeq, afterSeq, limit, pipelineId, cancellationToken);
 
     /// <summary>Every pipeline's events after <paramref name="afterPosition"/> in position order, as stored.</summary>
-    public async Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, CancellationToken cancellationToken = default)
-    {
-        return await ReadStoredPageAsync(AllAfterPosition, afterPosition, limit, null, bySeq: false, cancellationToken);
-    }
+    public Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, CancellationToken cancellationToken = default) =>
+        ReadStoredPageAsync(AllAfterPosition, afterPosition, limit, null, cancellationToken);
 
     // Plain SQL both providers accept, read with the provider's data reader: the payload column's UTF-8
     // bytes are taken as they are, where EF Core would decode each into a .NET string that replay then
@@ -66,7 +62,8 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
 
     private const string AllAfterPosition = Columns + """ WHERE "Position" > @after ORDER BY "Position" LIMIT @limit""";
 
-    private async Task<StoredEventPage> ReadStoredPageAsync(string sql, long after, int limit, Guid? pipelineId, bool bySeq, CancellationToken cancellationToken)
+    /// <summary>A page after a seq (of <paramref name="pipelineId"/>) or after a position (of every pipeline, when null).</summary>
+    private async Task<StoredEventPage> ReadStoredPageAsync(string sql, long after, int limit, Guid? pipelineId, CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         // Opened through EF, so the connection interceptors run, and closed as soon as the page is read.
@@ -99,8 +96,8 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
                 }
             }
 
-            var last = rows.Count == 0 ? after : bySeq ? rows[^1].Seq : rows[^1].Position;
-            return new StoredEventPage(rows, last) { Buffers = payloads.Rented };
+            var last = rows.Count == 0 ? after : pipelineId is null ? rows[^1].Position : rows[^1].Seq;
+            return new StoredEventPage(rows, last) { Payloads = payloads };
         }
         catch
         {
@@ -189,7 +186,7 @@ public sealed record StoredEvent(Guid PipelineId, long Seq, long Position, strin
 /// </summary>
 public sealed class StoredEventPage(IReadOnlyList<StoredEvent> events, long last)
 {
-    private List<byte[]>? _buffers;
+    private PayloadBuffers? _payloads;
 
     /// <summary>The rows read, in order.</summary>
     public IReadOnlyList<StoredEvent> Events { get; } = events;
@@ -203,20 +200,11 @@ public sealed class StoredEventPage(IReadOnlyList<StoredEvent> events, long last
     /// <summary>Rows read: every row of a stored page is in it (unlike <see cref="ReplayPage"/>, nothing is skipped here).</summary>
     public int RowsRead => Events.Count;
 
-    internal List<byte[]>? Buffers { init => _buffers = value; }
+    internal PayloadBuffers? Payloads { init => _payloads = value; }
 
     /// <summary>
     /// Returns the page's payload buffers to the pool: after this the events' <see cref="StoredEvent.Payload"/>
     /// must not be read (the memory may hold other data). Safe to call more than once.
     /// </summary>
-    public void Release()
-    {
-        if (Interlocked.Exchange(ref _buffers, null) is { } buffers)
-        {
-            foreach (var buffer in buffers)
-            {
-                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-            }
-        }
-    }
+    public void Release() => Interlocked.Exchange(ref _payloads, null)?.Return();
 }

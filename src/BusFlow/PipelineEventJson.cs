@@ -1,4 +1,7 @@
+using System.Collections.Frozen;
+using System.Reflection;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using BusFlow.Contracts;
 
 namespace BusFlow;
@@ -11,6 +14,13 @@ public static class PipelineEventJson
 {
     /// <summary>The serializer options of the wire contract (web defaults: camelCase, case-insensitive reads).</summary>
     public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web);
+
+    /// <summary>The <c>type</c> names of the events this version knows (<see cref="PipelineEvent"/>'s discriminators).</summary>
+    public static readonly FrozenSet<string> TypeNames = typeof(PipelineEvent)
+        .GetCustomAttributes<JsonDerivedTypeAttribute>()
+        .Select(a => a.TypeDiscriminator as string)
+        .OfType<string>()
+        .ToFrozenSet(StringComparer.Ordinal);
 
     public static string Serialize(PipelineEvent e) => JsonSerializer.Serialize(e, Options);
 

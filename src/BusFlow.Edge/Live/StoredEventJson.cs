@@ -1,9 +1,5 @@
 using System.Buffers;
-using System.Collections.Frozen;
-using System.Reflection;
 using System.Text.Json;
-using System.Text.Json.Serialization;
-using BusFlow.Contracts;
 using BusFlow.Store;
 
 namespace BusFlow.Edge.Live;
@@ -16,12 +12,6 @@ namespace BusFlow.Edge.Live;
 /// </summary>
 internal static class StoredEventJson
 {
-    private static readonly FrozenSet<string> KnownTypes = typeof(PipelineEvent)
-        .GetCustomAttributes<JsonDerivedTypeAttribute>()
-        .Select(a => a.TypeDiscriminator as string)
-        .OfType<string>()
-        .ToFrozenSet(StringComparer.Ordinal);
-
     /// <summary>
     /// Where the event's top-level <c>position</c> number is in its stored JSON; false when this
     /// version does not know its type or the JSON has no top-level numeric <c>position</c> (the
@@ -30,7 +20,7 @@ internal static class StoredEventJson
     public static bool TryFindPosition(StoredEvent e, out int start, out int end)
     {
         start = end = 0;
-        if (!KnownTypes.Contains(e.Type))
+        if (!PipelineEventJson.TypeNames.Contains(e.Type))
         {
             return false;
         }

@@ -1,22 +1,17 @@
+using System.Collections.Frozen;
 using System.Data.Common;
-using System.Reflection;
-using System.Text.Json.Serialization;
-using BusFlow.Contracts;
 
 namespace BusFlow.Store.Internal;
 
 /// <summary>
 /// The event type column read without a new string per row: the names of the event types this
-/// version knows (the <see cref="PipelineEvent"/> discriminators) are shared instances, looked up
+/// version knows (<see cref="PipelineEventJson.TypeNames"/>) are shared instances, looked up
 /// from the column's characters; any other name is read as a new string.
 /// </summary>
 internal static class EventTypeNames
 {
-    private static readonly Dictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> Known =
-        typeof(PipelineEvent).GetCustomAttributes<JsonDerivedTypeAttribute>()
-            .Select(a => (string)a.TypeDiscriminator!)
-            .ToDictionary(name => name, StringComparer.Ordinal)
-            .GetAlternateLookup<ReadOnlySpan<char>>();
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> Known =
+        PipelineEventJson.TypeNames.GetAlternateLookup<ReadOnlySpan<char>>();
 
     /// <summary>The text column <paramref name="ordinal"/> of the current row; <paramref name="buffer"/> is reused between rows.</summary>
     public static string Read(DbDataReader reader, int ordinal, char[] buffer)

@@ -16,8 +16,7 @@ internal sealed class PayloadBuffers
     private byte[]? _chunk;
     private int _used;
 
-    /// <summary>The chunks rented so far; null when none.</summary>
-    public List<byte[]>? Rented { get; private set; }
+    private List<byte[]>? _rented;
 
     /// <summary>The bytes of the text or binary column <paramref name="ordinal"/> of the current row.</summary>
     public ReadOnlyMemory<byte> Read(DbDataReader reader, int ordinal)
@@ -35,7 +34,7 @@ internal sealed class PayloadBuffers
         {
             _chunk = ArrayPool<byte>.Shared.Rent(ChunkSize);
             _used = 0;
-            (Rented ??= []).Add(_chunk);
+            (_rented ??= []).Add(_chunk);
         }
 
         var read = (int)reader.GetBytes(ordinal, 0, _chunk, _used, length);
@@ -44,14 +43,15 @@ internal sealed class PayloadBuffers
         return memory;
     }
 
-    /// <summary>Gives every rented chunk back (the read failed; nothing refers to them).</summary>
+    /// <summary>Gives every rented chunk back: the read failed, or the page was released and nothing refers to them.</summary>
     public void Return()
     {
-        foreach (var chunk in Rented ?? [])
+        foreach (var chunk in _rented ?? [])
         {
             ArrayPool<byte>.Shared.Return(chunk);
         }
 
-        Rented = null;
+        _rented = null;
+        _chunk = null;
     }
 }

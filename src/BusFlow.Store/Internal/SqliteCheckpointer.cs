@@ -11,11 +11,10 @@ namespace BusFlow.Store.Internal;
 /// size does it before its commit returns, a stall of tens of milliseconds on this kind of machine.
 /// The checkpoint is PASSIVE: it copies what no reader still needs and never waits for, or blocks,
 /// readers and writers. Connections keep SQLite's own checkpoint at a larger size
-/// (<see cref="StoreProvider"/>) as a safety net. Nothing to do on other providers.
+/// (<see cref="StoreProvider"/>) as a safety net. Registered for SQLite stores only.
 /// </summary>
 internal sealed partial class SqliteCheckpointer(
     IDbContextFactory<BusFlowDbContext> databases,
-    BusFlowStoreOptions options,
     TimeProvider time,
     ILogger<SqliteCheckpointer> logger) : BackgroundService
 {
@@ -23,11 +22,6 @@ internal sealed partial class SqliteCheckpointer(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (options.Provider != StoreProviderKind.Sqlite)
-        {
-            return;
-        }
-
         var failures = 0;
         try
         {
@@ -54,8 +48,7 @@ internal sealed partial class SqliteCheckpointer(
         }
     }
 
-    /// <summary>One PASSIVE checkpoint; returns the log's size and how much of it is in the file now, in pages.</summary>
-    internal async Task<(long LogPages, long CheckpointedPages)> CheckpointAsync(CancellationToken cancellationToken)
+    private async Task CheckpointAsync(CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         await db.Database.OpenConnectionAsync(cancellationToken);
@@ -63,8 +56,7 @@ internal sealed partial class SqliteCheckpointer(
         {
             await using var command = db.Database.GetDbConnection().CreateCommand();
             command.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            return await reader.ReadAsync(cancellationToken) ? (reader.GetInt64(1), reader.GetInt64(2)) : (0, 0);
+            await command.ExecuteNonQueryAsync(cancellationToken);
         }
         finally
         {
