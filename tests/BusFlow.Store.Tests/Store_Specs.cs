@@ -30,8 +30,7 @@ public sealed class When_pipelines_run_on_the_store
         await using var db = await TestDatabase.Create(provider);
         await using var host = await StoreHost.Start(db.Options(), Pipelines);
 
-        var id = await host.StartPipeline("dag");
-        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        var id = await host.RunPipeline("dag");
 
         var logged = await host.Reader.ReadPipelineAsync(id, 0, 100);
         AssertGaplessSeq(logged);
@@ -180,7 +179,7 @@ public sealed class When_a_step_command_is_delivered_twice
 
     private static async Task WaitForOutboxRow(StoreHost host, Guid pipelineId)
     {
-        var databases = host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>();
+        var databases = host.Databases;
         for (var i = 0; i < 500; i++)
         {
             await using var db = await databases.CreateDbContextAsync();
@@ -205,13 +204,13 @@ public sealed class When_a_step_command_is_delivered_twice
 
     internal static async Task Execute(StoreHost host, string sql)
     {
-        await using var db = await host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync();
+        await using var db = await host.Databases.CreateDbContextAsync();
         await db.Database.ExecuteSqlRawAsync(sql);
     }
 
     internal static async Task<long> Scalar(StoreHost host, string sql)
     {
-        await using var db = await host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync();
+        await using var db = await host.Databases.CreateDbContextAsync();
         var connection = db.Database.GetDbConnection();
         await connection.OpenAsync();
         await using DbCommand command = connection.CreateCommand();
@@ -229,10 +228,9 @@ public sealed class When_the_log_holds_a_row_this_version_cannot_read
     {
         await using var db = await TestDatabase.Create(provider);
         await using var host = await StoreHost.StartWithOneStep(db.Options());
-        var id = await host.StartPipeline("one");
-        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        var id = await host.RunPipeline("one");
 
-        var databases = host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>();
+        var databases = host.Databases;
         await using (var ctx = await databases.CreateDbContextAsync())
         {
             ctx.Events.Add(new PipelineEventRecord { PipelineId = id, Seq = 5, Type = "StepTeleported", Timestamp = DateTimeOffset.UtcNow, Payload = """{"type":"StepTeleported","pipelineId":"x"}""" });
@@ -240,8 +238,7 @@ public sealed class When_the_log_holds_a_row_this_version_cannot_read
             await ctx.SaveChangesAsync();
         }
 
-        var second = await host.StartPipeline("one");
-        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(second));
+        var second = await host.RunPipeline("one");
 
         var replayed = await host.Reader.ReadPipelineAsync(id, 0, 100);
         Assert.Equal([1L, 2, 3, 4], replayed.Select(e => e.Seq));
@@ -260,13 +257,12 @@ public sealed class When_replay_reads_the_log_as_stored
     {
         await using var db = await TestDatabase.Create(provider);
         await using var host = await StoreHost.StartWithOneStep(db.Options());
-        var other = await host.StartPipeline("one");
-        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(other));
+        var other = await host.RunPipeline("one");
 
         // Rows whose JSON holds text outside ASCII as it is (the serializer escapes it; a row may not).
         const string Text = "héllo – ✓ 𝄞";
         var id = Guid.NewGuid();
-        var databases = host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>();
+        var databases = host.Databases;
         await using (var ctx = await databases.CreateDbContextAsync())
         {
             for (var seq = 1; seq <= 4; seq++)
@@ -340,7 +336,7 @@ public sealed class When_retention_runs
 
         // Events the broker has not confirmed (above the delivered-up-to mark) are never pruned.
         var retention = host.Services.GetRequiredService<RetentionService>();
-        await using (var context = await host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync())
+        await using (var context = await host.Databases.CreateDbContextAsync())
         {
             var lease = await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName);
             await SetDeliveredUpTo(context, 0);
@@ -485,8 +481,7 @@ public sealed class When_transitions_commit_on_SQLite
         // them within a fraction of a second, so the database file without its log already holds them.
         await using var db = await TestDatabase.Create(StoreProviderKind.Sqlite);
         await using var host = await StoreHost.StartWithOneStep(db.Options());
-        var id = await host.StartPipeline("one");
-        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        var id = await host.RunPipeline("one");
 
         var file = new Microsoft.Data.Sqlite.SqliteConnectionStringBuilder(db.ConnectionString).DataSource;
         var copy = Path.Combine(Path.GetTempPath(), $"busflow-checkpoint-{Guid.NewGuid():N}.db");
@@ -550,8 +545,7 @@ public sealed class When_a_process_was_killed_while_it_held_the_migration_lock
         await using var host = await StoreHost.Start(db.Options(), b => b
             .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
             .AddPipeline("one", p => p.Then("w"))).WaitAsync(TimeSpan.FromSeconds(30));
-        var id = await host.StartPipeline("one");
-        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        var id = await host.RunPipeline("one");
     }
 }
 
@@ -577,13 +571,12 @@ public sealed class When_events_are_published_in_batches
             });
 
         // A pipeline run by the saga: its events arrive through batches, in order.
-        var id = await host.StartPipeline("two");
-        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        var id = await host.RunPipeline("two");
         Assert.Equal(Types(await host.Reader.ReadPipelineAsync(id, 0, 100)), Types(host.Events.For(id)));
 
         // 4 pipelines' 200 events committed at once, as transitions of a busy store would.
         var pipelines = Enumerable.Range(0, 4).Select(_ => NewId.NextGuid()).ToList();
-        await using (var context = await host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync())
+        await using (var context = await host.Databases.CreateDbContextAsync())
         {
             var at = DateTimeOffset.UtcNow;
             context.Events.AddRange(
@@ -792,8 +785,7 @@ public sealed class When_a_store_written_before_the_delivery_watermark_is_upgrad
         }
 
         // A pipeline run after the upgrade is delivered as usual, and nothing delivered before came again.
-        var id = await host.StartPipeline("one");
-        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        var id = await host.RunPipeline("one");
         Assert.Equal([4L, 5L, 6L], host.Events.For(pipelineId).Select(e => e.Seq).Order());
         Assert.Equal([4L, 5L, 6L], host.Events.For(pipelineId).Select(e => e.Position).Order());
     }
@@ -824,8 +816,7 @@ public sealed class When_a_transition_decides_many_events_at_once
                 .Step("split", s => s.Worker("split"))
                 .Map("each", s => s.Worker("each").Over("split"))));
 
-        var id = await host.StartPipeline("wide");
-        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id, TimeSpan.FromSeconds(60)));
+        var id = await host.RunPipeline("wide", timeout: TimeSpan.FromSeconds(60));
 
         // The transition that completed "split" started all 30 items: StepCompleted + 30 StepStarted,
         // more than StoreDecisionRecorder.BulkInsertFrom, so its rows took the multi-row INSERT.
@@ -844,7 +835,7 @@ public sealed class When_a_transition_decides_many_events_at_once
         Assert.Equal(logged.Select(e => e.Timestamp), byPosition.Where(e => e.PipelineId == id).Select(e => e.Timestamp));
 
         // The row's own columns (written by the multi-row INSERT, not taken from the JSON) agree.
-        await using var context = await host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync();
+        await using var context = await host.Databases.CreateDbContextAsync();
         var columns = await context.Events.AsNoTracking().Where(e => e.PipelineId == id).OrderBy(e => e.Seq).Select(e => new { e.Seq, e.Type, e.Timestamp }).ToListAsync();
         Assert.Equal(logged.Select(e => (e.Seq, e.EventType)), columns.Select(c => (c.Seq, c.Type)));
         // Both providers keep less than .NET's 100 ns (PostgreSQL microseconds, EF Core's SQLite form less).
@@ -914,8 +905,7 @@ public sealed class When_the_answer_to_a_positioning_commit_is_lost
             b.AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
                 .AddPipeline("three", p => p.Then("a", s => s.Worker("w")).Then("b", s => s.Worker("w")).Then("c", s => s.Worker("w")));
         });
-        var first = await host.StartPipeline("three");
-        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(first));
+        var first = await host.RunPipeline("three");
 
         await loses.ArmAsync();
         var ids = new List<Guid>();

@@ -2,6 +2,7 @@ using System.Text.Json;
 using BusFlow.Contracts;
 using BusFlow.Tests.Support;
 using MassTransit;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -27,6 +28,9 @@ public sealed class StoreHost : IAsyncDisposable
     public IBus Bus => _host.Services.GetRequiredService<IBus>();
 
     public PipelineEventReader Reader => _host.Services.GetRequiredService<PipelineEventReader>();
+
+    /// <summary>The store's database contexts, as BusFlow takes them.</summary>
+    public IDbContextFactory<BusFlowDbContext> Databases => _host.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>();
 
     public static async Task<StoreHost> Start(BusFlowStoreOptions store, Action<BusFlowBuilder> configure, RecordedEvents? events = null, Action<IBusRegistrationConfigurator>? consumers = null)
     {
@@ -67,6 +71,14 @@ public sealed class StoreHost : IAsyncDisposable
             Definition = definition,
             Input = input is null ? null : JsonSerializer.SerializeToElement(input, JsonSerializerOptions.Web),
         });
+        return id;
+    }
+
+    /// <summary>Starts a pipeline and waits until it completed (fails the test if it ended otherwise).</summary>
+    public async Task<Guid> RunPipeline(string definition, object? input = null, TimeSpan? timeout = null)
+    {
+        var id = await StartPipeline(definition, input);
+        Assert.IsType<PipelineCompleted>(await Events.WaitForEnd(id, timeout));
         return id;
     }
 
