@@ -85,4 +85,16 @@ dotnet format BusFlow.sln --verify-no-changes
 log "building with warnings as errors"
 dotnet build BusFlow.sln -warnaserror -nologo -v quiet
 log "running the tests"
-dotnet test BusFlow.sln --no-build -nologo --logger "console;verbosity=normal" --results-directory "$ROOT/artifacts/test-results" "$@"
+RESULTS=$ROOT/artifacts/test-results
+rm -rf "$RESULTS"
+status=0
+dotnet test BusFlow.sln --no-build -nologo --logger "console;verbosity=normal" --logger trx --results-directory "$RESULTS" "$@" || status=$?
+# The console log interleaves five projects' output; name what failed last, where a reader of the tail sees it.
+if [ "$status" -ne 0 ]; then
+  log "the tests failed (exit $status); failed tests:"
+  grep -ho '<UnitTestResult [^>]*outcome="Failed"[^>]*>' "$RESULTS"/*.trx 2>/dev/null \
+    | sed -E 's/.*testName="([^"]*)".*/  \1/' || true
+  # Each failure's message, its first lines.
+  awk '/<Message>/{on=1; n=0} on && n<6 {print "    " $0; n++} /<\/Message>/{on=0}' "$RESULTS"/*.trx 2>/dev/null || true
+fi
+exit "$status"
