@@ -114,6 +114,7 @@ public sealed class CourierHost : IThroughputSystem
             {
                 e.Name = "courier-bench-subscriber";
                 e.PrefetchCount = 256;
+                e.ConcurrentMessageLimit = E2eShapes.SubscriberConcurrency;
             });
             if (vhost is null)
             {
