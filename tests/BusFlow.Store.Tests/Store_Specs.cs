@@ -168,13 +168,71 @@ public sealed class When_a_step_command_is_delivered_twice
         var endpoint = await host.Bus.GetSendEndpoint(new Uri("queue:busflow-step-once"));
         await endpoint.Send(command, c => c.MessageId = messageId);
         await WaitForOutboxRow(host, command.PipelineId);
-        await endpoint.Send(command, c => c.MessageId = messageId);
+        // A copy, as the outbox sends a stored row again: same MessageId, marked re-sent.
+        await endpoint.Send(command, c =>
+        {
+            c.MessageId = messageId;
+            c.Headers.Set(MessageCopies.ResentHeader, true);
+        });
         await endpoint.Send(command with { ExecutionId = NewId.NextGuid() }, c => c.MessageId = NewId.NextGuid());
         await WaitUntil(() => runs == 2);
         await Task.Delay(300);
 
         Assert.Equal(2, runs);
         Assert.Equal(2L, await Scalar(host, "SELECT COUNT(*) FROM side_effects"));
+    }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_not_run_the_step_again_when_the_outbox_sends_its_command_again(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var runs = 0;
+        var consumed = new ConsumedMessages<ExecuteStep>();
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("once", _ =>
+            {
+                Interlocked.Increment(ref runs);
+                return Task.FromResult(StepResult.Success());
+            })
+            .AddPipeline("noop", p => p.Then("once")),
+            consumers: bus => bus.AddConsumeObserver(_ => consumed));
+        var id = await host.RunPipeline("noop");
+        await WaitUntilMarked(host, id);
+
+        // What the outbox delivery finds when the process that sent the command died before marking
+        // its row: an undelivered row older than the grace period, which it sends again.
+        await using (var context = await host.Databases.CreateDbContextAsync())
+        {
+            var row = await context.Outbox.SingleAsync(o => o.PipelineId == id && o.MessageType == typeof(ExecuteStep).FullName);
+            row.DeliveredAt = null;
+            row.CreatedAt -= TimeSpan.FromHours(1);
+            await context.SaveChangesAsync();
+        }
+
+        await WaitUntil(() => consumed.Count == 2);
+        await Task.Delay(300);
+
+        Assert.Equal(2, consumed.Count);
+        Assert.Equal(1, runs);
+    }
+
+    /// <summary>Waits until the sender marked the pipeline's sent rows delivered (it gathers marks for a moment).</summary>
+    private static async Task WaitUntilMarked(StoreHost host, Guid pipelineId)
+    {
+        for (var i = 0; i < 500; i++)
+        {
+            await using var db = await host.Databases.CreateDbContextAsync();
+            if (!await db.Outbox.AnyAsync(o => o.PipelineId == pipelineId && o.DeliveredAt == null))
+            {
+                return;
+            }
+
+            await Task.Delay(10);
+        }
+
+        Assert.Fail("The pipeline's outbox rows were never marked delivered.");
     }
 
     private static async Task WaitForOutboxRow(StoreHost host, Guid pipelineId)
@@ -667,7 +725,7 @@ public sealed class When_a_saga_message_arrives_twice
     public async Task Should_apply_it_once_even_when_the_copy_is_not_marked_redelivered(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var handled = new HandledReports();
+        var handled = new ConsumedMessages<ReportStepProgress>();
         var running = new TaskCompletionSource<Guid>(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var host = await StoreHost.Start(db.Options(), b => b
@@ -706,30 +764,6 @@ public sealed class When_a_saga_message_arrives_twice
         }
 
         Assert.Equal(3, handled.Count);
-    }
-
-    private sealed class HandledReports : IConsumeObserver
-    {
-        private int _count;
-
-        public int Count => Volatile.Read(ref _count);
-
-        public Task PreConsume<T>(ConsumeContext<T> context)
-            where T : class => Task.CompletedTask;
-
-        public Task PostConsume<T>(ConsumeContext<T> context)
-            where T : class
-        {
-            if (context.Message is ReportStepProgress)
-            {
-                Interlocked.Increment(ref _count);
-            }
-
-            return Task.CompletedTask;
-        }
-
-        public Task ConsumeFault<T>(ConsumeContext<T> context, Exception exception)
-            where T : class => Task.CompletedTask;
     }
 }
 

@@ -20,7 +20,8 @@ internal sealed partial class StoreStepReportOutbox(
 {
     public async ValueTask<bool> AlreadyHandledAsync(ConsumeContext<ExecuteStep> context)
     {
-        if (context.MessageId is not { } messageId)
+        // Only a possible copy costs the look-up (a connection and a round trip per step otherwise).
+        if (context.MessageId is not { } messageId || !MessageCopies.MayBeACopy(context))
         {
             return false;
         }
