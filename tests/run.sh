@@ -92,9 +92,10 @@ dotnet test BusFlow.sln --no-build -nologo --logger "console;verbosity=normal" -
 # The console log interleaves five projects' output; name what failed last, where a reader of the tail sees it.
 if [ "$status" -ne 0 ]; then
   log "the tests failed (exit $status); failed tests:"
-  grep -ho '<UnitTestResult [^>]*outcome="Failed"[^>]*>' "$RESULTS"/*.trx 2>/dev/null \
-    | sed -E 's/.*testName="([^"]*)".*/  \1/' || true
-  # Each failure's message, its first lines.
-  awk '/<Message>/{on=1; n=0} on && n<6 {print "    " $0; n++} /<\/Message>/{on=0}' "$RESULTS"/*.trx 2>/dev/null || true
+  # Each failed test's name, then the first lines of its message.
+  awk '/<UnitTestResult /{failed = /outcome="Failed"/; if (failed) {name = $0; sub(/.*testName="/, "", name); sub(/".*/, "", name); print "  " name}}
+       failed && /<Message>/{on = 1; n = 0}
+       on && n < 6 {print "      " $0; n++}
+       /<\/Message>/{on = 0}' "$RESULTS"/*.trx 2>/dev/null || true
 fi
 exit "$status"

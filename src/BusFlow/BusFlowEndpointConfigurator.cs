@@ -52,9 +52,6 @@ public static class BusFlowEndpointConfigurator
             cfg.ReceiveEndpoint(QueueNames.Saga, e =>
             {
                 e.PrefetchCount = 64;
-                // No more transitions at once than partitions: a 33rd would only wait for its partition,
-                // and on the in-memory transport every idle consumer slot is a reader woken per message.
-                e.ConcurrentMessageLimit = SagaPartitions;
                 UseRetry(e, roles);
                 e.UseInMemoryOutbox(context);
                 var partitioner = e.CreatePartitioner(SagaPartitions);

@@ -49,10 +49,7 @@ internal sealed partial class OutboxSender(
         }
     }
 
-    /// <summary>
-    /// Sends or publishes one stored outbox row again, with its own MessageId and marked as a possible
-    /// copy (<see cref="MessageCopies.ResentHeader"/>); an unreadable row is logged and skipped.
-    /// </summary>
+    /// <summary>Sends or publishes one stored outbox row with its own MessageId; an unreadable row is logged and skipped.</summary>
     public static async Task SendStoredAsync(IBus bus, OutboxMessageRecord row, TimeSpan confirmTimeout, TimeProvider time, ILogger logger, CancellationToken cancellationToken)
     {
         if (OutboxRows.Read(row) is not var (message, type))
@@ -61,7 +58,7 @@ internal sealed partial class OutboxSender(
             return;
         }
 
-        await SendAsync(bus, row, message, type, confirmTimeout, time, cancellationToken, resent: true);
+        await SendAsync(bus, row, message, type, confirmTimeout, time, cancellationToken);
     }
 
     /// <summary>
@@ -69,25 +66,17 @@ internal sealed partial class OutboxSender(
     /// up waiting for the broker's confirmation after <paramref name="confirmTimeout"/>: a send the
     /// client never completes throws <see cref="TimeoutException"/> and is left behind.
     /// </summary>
-    private static async Task SendAsync(IBus bus, OutboxMessageRecord row, object message, Type type, TimeSpan confirmTimeout, TimeProvider time, CancellationToken cancellationToken, bool resent = false)
+    private static async Task SendAsync(IBus bus, OutboxMessageRecord row, object message, Type type, TimeSpan confirmTimeout, TimeProvider time, CancellationToken cancellationToken)
     {
-        var stamp = Pipe.Execute<SendContext>(c =>
-        {
-            c.MessageId = row.MessageId;
-            if (resent)
-            {
-                c.Headers.Set(MessageCopies.ResentHeader, true);
-            }
-        });
         Task sending;
         if (row.Destination is { } destination)
         {
             var endpoint = await bus.GetSendEndpoint(new Uri(destination)).WaitAsync(confirmTimeout, time, cancellationToken);
-            sending = endpoint.Send(message, type, stamp, cancellationToken);
+            sending = endpoint.Send(message, type, Pipe.Execute<SendContext>(c => c.MessageId = row.MessageId), cancellationToken);
         }
         else
         {
-            sending = bus.Publish(message, type, stamp, cancellationToken);
+            sending = bus.Publish(message, type, Pipe.Execute<PublishContext>(c => c.MessageId = row.MessageId), cancellationToken);
         }
 
         await sending.WaitAsync(confirmTimeout, time, cancellationToken);

@@ -52,11 +52,12 @@ internal sealed class StoreSagaRepositoryContextFactory(
         var consumer = InboxConsumer<T>();
         // A message handled before comes back after a crash (redelivered by the broker, or sent again
         // by an outbox whose deliverer died before marking it). Looking it up costs a round trip per
-        // transition, so it is done only when the message may be such a copy. A copy the look-up
-        // misses (its first delivery still running) runs its transition, whose inbox row then
+        // transition, so it is done only when the message may be such a copy: redelivered, or being
+        // retried. A copy that arrives fresh (re-sent) runs its transition, whose inbox row then
         // violates the inbox key at commit; that rolls the transition back and is retried, and the
         // retry finds the inbox row here.
-        if (MessageCopies.MayBeACopy(context) && context.MessageId is { } messageId && await db.Inbox.AnyAsync(i => i.MessageId == messageId && i.Consumer == consumer, context.CancellationToken))
+        var mayHaveBeenHandled = context.ReceiveContext.Redelivered || context.GetRedeliveryCount() > 0 || context.GetRetryAttempt() > 0;
+        if (mayHaveBeenHandled && context.MessageId is { } messageId && await db.Inbox.AnyAsync(i => i.MessageId == messageId && i.Consumer == consumer, context.CancellationToken))
         {
             // Its transition committed before: already applied.
             return false;

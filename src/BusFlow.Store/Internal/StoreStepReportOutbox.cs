@@ -18,10 +18,16 @@ internal sealed partial class StoreStepReportOutbox(
     TimeProvider time,
     ILogger<StoreStepReportOutbox> logger) : IStepReportOutbox
 {
+    /// <summary>
+    /// Looks every command up, fresh or not: a copy can arrive with no redelivered flag or retry count
+    /// (MassTransit's own send retry after a connection dropped once the broker had the message, or a
+    /// direct send given up on that completes after the outbox sent the row again), and a step's
+    /// effects outside <c>Enlist</c> must not run twice. Skipping fresh commands was tried and
+    /// reverted (docs/performance.md).
+    /// </summary>
     public async ValueTask<bool> AlreadyHandledAsync(ConsumeContext<ExecuteStep> context)
     {
-        // Only a possible copy costs the look-up (a connection and a round trip per step otherwise).
-        if (context.MessageId is not { } messageId || !MessageCopies.MayBeACopy(context))
+        if (context.MessageId is not { } messageId)
         {
             return false;
         }
