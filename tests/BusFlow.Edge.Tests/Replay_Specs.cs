@@ -1,5 +1,6 @@
 using System.Text.Json;
 using BusFlow.Contracts;
+using BusFlow.Edge.Live;
 using BusFlow.Edge.Tests.Support;
 using BusFlow.Store;
 using Microsoft.EntityFrameworkCore;
@@ -61,5 +62,37 @@ public sealed class When_a_subscriber_resumes_at_the_start_of_a_long_history
         await db.SaveChangesAsync();
         await transaction.CommitAsync();
         return start;
+    }
+}
+
+/// <summary>How catch-up pages grow: doubling up to the most rows, but never past about 4 MiB of payloads.</summary>
+public sealed class When_catch_up_pages_grow
+{
+    [Fact]
+    public void Should_double_small_rows_up_to_the_most_rows()
+    {
+        var sizes = new List<int> { SubscriptionHub.FirstPageSize };
+        for (var i = 0; i < 4; i++)
+        {
+            sizes.Add(SubscriptionHub.NextPageSize(sizes[^1], Page(sizes[^1], payloadBytes: 334)));
+        }
+
+        Assert.Equal([1000, 2000, 4000, 8000, SubscriptionHub.MaxPageSize], sizes);
+    }
+
+    [Fact]
+    public void Should_hold_a_page_to_about_4_MiB_of_payloads_and_no_fewer_than_the_least_rows()
+    {
+        // 1 KiB rows: 4 MiB is 4,096 rows, less than twice 4,000.
+        Assert.Equal(4096, SubscriptionHub.NextPageSize(4000, Page(4000, payloadBytes: 1024)));
+        // 100 KB rows: 4 MiB would be 41 rows; a page still reads the least.
+        Assert.Equal(SubscriptionHub.MinPageSize, SubscriptionHub.NextPageSize(1000, Page(1000, payloadBytes: 100_000)));
+    }
+
+    private static StoredEventPage Page(int rows, int payloadBytes)
+    {
+        var payload = new byte[payloadBytes];
+        var id = Guid.NewGuid();
+        return new StoredEventPage([.. Enumerable.Range(1, rows).Select(i => new StoredEvent(id, i, i, "StepProgress", payload))], rows);
     }
 }

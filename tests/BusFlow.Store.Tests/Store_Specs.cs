@@ -140,42 +140,31 @@ public sealed class When_replaying_by_position_under_concurrent_writers
 
 public sealed class When_a_step_command_is_delivered_twice
 {
+    private int _runs;
+
+    private int Runs => Volatile.Read(ref _runs);
+
     [Theory]
     [InlineData(StoreProviderKind.Sqlite)]
     [InlineData(StoreProviderKind.Postgres)]
     public async Task Should_run_the_step_and_its_enlisted_effect_once(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var runs = 0;
-        await using var host = await StoreHost.Start(db.Options(), b => b
-            .AddWorker("once", ctx =>
-            {
-                Interlocked.Increment(ref runs);
-                ctx.Enlist(async commit =>
-                {
-                    await using var insert = commit.Connection!.CreateCommand();
-                    insert.Transaction = commit.Transaction;
-                    insert.CommandText = "INSERT INTO side_effects (execution_id) VALUES ('" + ctx.Command.ExecutionId + "')";
-                    await insert.ExecuteNonQueryAsync(commit.CancellationToken);
-                });
-                return Task.FromResult(StepResult.Success());
-            })
-            .AddPipeline("noop", p => p.Then("once")));
-        await Execute(host, "CREATE TABLE side_effects (execution_id VARCHAR(64) NOT NULL)");
+        await using var host = await StartCountingWorker(db);
 
         var command = new ExecuteStep { PipelineId = NewId.NextGuid(), ExecutionId = NewId.NextGuid(), Definition = "noop", StepName = "once", Worker = "once", Attempt = 1 };
         var messageId = NewId.NextGuid();
         var endpoint = await host.Bus.GetSendEndpoint(new Uri("queue:busflow-step-once"));
         await endpoint.Send(command, c => c.MessageId = messageId);
-        await WaitForOutboxRow(host, command.PipelineId);
+        await WaitForOutbox(host, o => o.PipelineId == command.PipelineId, "The step's report never reached the outbox.");
         // A copy arriving fresh, not marked redelivered: what MassTransit's own send retry delivers
         // when a connection dropped after the broker had the first one.
         await endpoint.Send(command, c => c.MessageId = messageId);
         await endpoint.Send(command with { ExecutionId = NewId.NextGuid() }, c => c.MessageId = NewId.NextGuid());
-        await WaitUntil(() => runs == 2);
+        await WaitUntil(() => Runs == 2);
         await Task.Delay(300);
 
-        Assert.Equal(2, runs);
+        Assert.Equal(2, Runs);
         Assert.Equal(2L, await Scalar(host, "SELECT COUNT(*) FROM side_effects"));
     }
 
@@ -185,18 +174,11 @@ public sealed class When_a_step_command_is_delivered_twice
     public async Task Should_not_run_the_step_again_when_the_outbox_sends_its_command_again(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var runs = 0;
         var consumed = new ConsumedMessages<ExecuteStep>();
-        await using var host = await StoreHost.Start(db.Options(), b => b
-            .AddWorker("once", _ =>
-            {
-                Interlocked.Increment(ref runs);
-                return Task.FromResult(StepResult.Success());
-            })
-            .AddPipeline("noop", p => p.Then("once")),
-            consumers: bus => bus.AddConsumeObserver(_ => consumed));
+        await using var host = await StartCountingWorker(db, bus => bus.AddConsumeObserver(_ => consumed));
         var id = await host.RunPipeline("noop");
-        await WaitUntilMarked(host, id);
+        // The sender gathers its marks for a moment; a row reset before that would be marked again.
+        await WaitForOutbox(host, o => o.PipelineId == id && o.DeliveredAt == null, "The pipeline's outbox rows were never marked delivered.", present: false);
 
         // What the outbox delivery finds when the process that sent the command died before marking
         // its row: an undelivered row older than the grace period, which it sends again.
@@ -208,20 +190,43 @@ public sealed class When_a_step_command_is_delivered_twice
             await context.SaveChangesAsync();
         }
 
+        // Counted once the consumer is done with it: run or dropped as handled.
         await WaitUntil(() => consumed.Count == 2);
-        await Task.Delay(300);
 
         Assert.Equal(2, consumed.Count);
-        Assert.Equal(1, runs);
+        Assert.Equal(1, Runs);
+        Assert.Equal(1L, await Scalar(host, "SELECT COUNT(*) FROM side_effects"));
     }
 
-    /// <summary>Waits until the sender marked the pipeline's sent rows delivered (it gathers marks for a moment).</summary>
-    private static async Task WaitUntilMarked(StoreHost host, Guid pipelineId)
+    /// <summary>A store host whose worker "once" (pipeline "noop") counts its runs and enlists one row of <c>side_effects</c> per run.</summary>
+    private async Task<StoreHost> StartCountingWorker(TestDatabase db, Action<IBusRegistrationConfigurator>? consumers = null)
+    {
+        var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("once", ctx =>
+            {
+                Interlocked.Increment(ref _runs);
+                ctx.Enlist(async commit =>
+                {
+                    await using var insert = commit.Connection!.CreateCommand();
+                    insert.Transaction = commit.Transaction;
+                    insert.CommandText = "INSERT INTO side_effects (execution_id) VALUES ('" + ctx.Command.ExecutionId + "')";
+                    await insert.ExecuteNonQueryAsync(commit.CancellationToken);
+                });
+                return Task.FromResult(StepResult.Success());
+            })
+            .AddPipeline("noop", p => p.Then("once")),
+            consumers: consumers);
+        await Execute(host, "CREATE TABLE side_effects (execution_id VARCHAR(64) NOT NULL)");
+        return host;
+    }
+
+    /// <summary>Waits until an outbox row matching <paramref name="row"/> exists (or, with <paramref name="present"/> false, none does).</summary>
+    private static async Task WaitForOutbox(StoreHost host, System.Linq.Expressions.Expression<Func<OutboxMessageRecord, bool>> row, string failure, bool present = true)
     {
         for (var i = 0; i < 500; i++)
         {
             await using var db = await host.Databases.CreateDbContextAsync();
-            if (!await db.Outbox.AnyAsync(o => o.PipelineId == pipelineId && o.DeliveredAt == null))
+            if (await db.Outbox.AnyAsync(row) == present)
             {
                 return;
             }
@@ -229,24 +234,7 @@ public sealed class When_a_step_command_is_delivered_twice
             await Task.Delay(10);
         }
 
-        Assert.Fail("The pipeline's outbox rows were never marked delivered.");
-    }
-
-    private static async Task WaitForOutboxRow(StoreHost host, Guid pipelineId)
-    {
-        var databases = host.Databases;
-        for (var i = 0; i < 500; i++)
-        {
-            await using var db = await databases.CreateDbContextAsync();
-            if (await db.Outbox.AnyAsync(o => o.PipelineId == pipelineId))
-            {
-                return;
-            }
-
-            await Task.Delay(10);
-        }
-
-        Assert.Fail("The step's report never reached the outbox.");
+        Assert.Fail(failure);
     }
 
     private static async Task WaitUntil(Func<bool> condition)

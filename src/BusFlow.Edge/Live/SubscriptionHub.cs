@@ -26,9 +26,9 @@ internal sealed partial class SubscriptionHub(
     // buffer replayed about a sixth faster than pages of 2,000 with 1,024. A page grows only while its
     // rows' payloads fit PageBytes at the last page's average size, so a subscriber catching up holds
     // at most two pages of about that much (two pages of 8,000 at 334-byte payloads: about 6 MB).
-    private const int FirstPageSize = 1000;
-    private const int MaxPageSize = 8000;
-    private const int MinPageSize = 100;
+    internal const int FirstPageSize = 1000;
+    internal const int MaxPageSize = 8000;
+    internal const int MinPageSize = 100;
     private const long PageBytes = 4 * 1024 * 1024;
 
     private readonly ConcurrentDictionary<Guid, Subscription[]> _byPipeline = new();
@@ -269,7 +269,7 @@ internal sealed partial class SubscriptionHub(
     }
 
     /// <summary>Twice the last full page, at most <see cref="MaxPageSize"/> rows and, at its rows' average size, <see cref="PageBytes"/>.</summary>
-    private static int NextPageSize(int size, StoredEventPage page)
+    internal static int NextPageSize(int size, StoredEventPage page)
     {
         var average = Math.Max(1, page.PayloadBytes / Math.Max(1, page.RowsRead));
         return (int)Math.Clamp(Math.Min(size * 2L, PageBytes / average), MinPageSize, MaxPageSize);
