@@ -37,6 +37,9 @@ public static class BusFlowStoreExtensions
         services.Insert(0, ServiceDescriptor.Singleton<IHostedService, StoreStartup>());
         services.AddScoped<StoreSession>();
         services.AddScoped<IPipelineDecisionRecorder, StoreDecisionRecorder>();
+        services.AddSingleton<DecisionOutbox>();
+        services.AddSingleton<ColocatedStepFold>();
+        services.AddHostedService(sp => sp.GetRequiredService<ColocatedStepFold>());
         services.AddScoped<IStepReportOutbox, StoreStepReportOutbox>();
         services.AddSingleton<OutboxSignal>();
         services.AddSingleton<OutboxSender>();

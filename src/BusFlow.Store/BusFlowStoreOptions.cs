@@ -60,6 +60,15 @@ public sealed class BusFlowStoreOptions
     /// </summary>
     public EventPublishMode EventPublishing { get; set; } = EventPublishMode.Individual;
 
+    /// <summary>
+    /// Run a step whose worker is registered in the saga's own process right there, when the worker
+    /// has a free slot, and fold its outcome into the pipeline's next transition: no broker round
+    /// trip, no worker transaction, no report message (default on). Off sends every step command
+    /// through the broker to the worker's queue. Either way the command is durable before the step
+    /// runs, and a step cut short by a crash runs again on the ordinary path.
+    /// </summary>
+    public bool ColocateSteps { get; set; } = true;
+
     /// <summary>The most events one <see cref="Contracts.PipelineEventBatch"/> carries.</summary>
     public int MaxEventsPerBatch { get; set; } = 256;
 

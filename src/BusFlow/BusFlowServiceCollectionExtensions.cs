@@ -24,11 +24,15 @@ public static class BusFlowServiceCollectionExtensions
         configurator.AddSingleton(new BusFlowRoles(builder.RunSaga, [.. builder.TransientFailures]));
         configurator.TryAddSingleton(TimeProvider.System);
         configurator.TryAddSingleton<RunningSteps>();
+        configurator.TryAddSingleton<WorkerSlots>();
+        configurator.TryAddSingleton<PipelineDecider>();
+        configurator.TryAddSingleton<ColocatedSteps>();
         configurator.TryAddSingleton<PipelineClock>();
         configurator.TryAddSingleton<PipelineFollowUp>();
         configurator.TryAddScoped<IPipelineDecisionRecorder, BusDecisionRecorder>();
         configurator.TryAddScoped<IStepReportOutbox, BusStepReportOutbox>();
         configurator.AddHostedService(sp => sp.GetRequiredService<PipelineClock>());
+        configurator.AddHostedService(sp => sp.GetRequiredService<ColocatedSteps>());
 
         if (builder.RunSaga)
         {

@@ -45,6 +45,15 @@ public sealed record ThroughputSettings
     /// <summary>Steps run at once per worker (BusFlow's default) and per Courier execute endpoint.</summary>
     public int Concurrency { get; init; } = 32;
 
+    /// <summary>BusFlow runs steps co-located with its saga (<see cref="BusFlowStoreOptions.ColocateSteps"/>); off sends every step through the broker.</summary>
+    public bool Colocate { get; init; } = true;
+
+    /// <summary>How BusFlow publishes events (<see cref="BusFlowStoreOptions.EventPublishing"/>).</summary>
+    public EventPublishMode EventPublishing { get; init; } = EventPublishMode.Individual;
+
+    /// <summary>What the BusFlow options of a run were, for its output.</summary>
+    public string BusFlowVariant => $"co-located steps {(Colocate ? "on" : "off")}, events {EventPublishing.ToString().ToLowerInvariant()}";
+
     /// <summary>Write the table into docs/performance.md between the scenario's markers.</summary>
     public bool WriteDocs { get; init; } = true;
 
@@ -52,7 +61,8 @@ public sealed record ThroughputSettings
 
     /// <summary>
     /// Reads <c>--reps N --pipelines N --inmem-pipelines N --rabbit-pipelines N --scaling-pipelines N
-    /// --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency N --no-docs</c>.
+    /// --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency N --colocate on|off
+    /// --event-publishing individual|batched --no-docs</c>.
     /// Unknown options are an error unless <paramref name="lenient"/> (the <c>e2e</c> verb passes every
     /// scenario the same arguments).
     /// </summary>
@@ -63,6 +73,13 @@ public sealed record ThroughputSettings
         {
             int Next() => int.Parse(args[++i], CultureInfo.InvariantCulture);
             string[] List() => args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            string Word(params string[] allowed)
+            {
+                var option = args[i];
+                var value = args[++i].ToLowerInvariant();
+                return allowed.Contains(value) ? value : throw new ArgumentException($"{option}: '{value}' is not one of {string.Join(", ", allowed)}");
+            }
+
             switch (args[i])
             {
                 case "--reps": s = s with { Repetitions = Next() }; break;
@@ -80,10 +97,12 @@ public sealed record ThroughputSettings
                 case "--concurrency": s = s with { Concurrency = Next() }; break;
                 case "--timeout": s = s with { Timeout = TimeSpan.FromSeconds(Next()) }; break;
                 case "--no-docs": s = s with { WriteDocs = false }; break;
+                case "--colocate": s = s with { Colocate = Word("on", "off") == "on" }; break;
+                case "--event-publishing": s = s with { EventPublishing = Enum.Parse<EventPublishMode>(Word("individual", "batched"), ignoreCase: true) }; break;
                 default:
                     if (!lenient)
                     {
-                        throw new ArgumentException($"Unknown argument '{args[i]}'. Options: --reps --max-warm-ups --warm-jit-methods --pipelines --inmem-pipelines --rabbit-pipelines --scaling-pipelines --courier-factor --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency --timeout --no-docs");
+                        throw new ArgumentException($"Unknown argument '{args[i]}'. Options: --reps --max-warm-ups --warm-jit-methods --pipelines --inmem-pipelines --rabbit-pipelines --scaling-pipelines --courier-factor --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency --timeout --colocate on|off --event-publishing individual|batched --no-docs");
                     }
 
                     // Another scenario's option: skip its value too.
@@ -131,7 +150,7 @@ public static class E2eThroughput
         var commit = BenchMachine.Commit();
         Console.WriteLine("e2e-throughput: BusFlow vs MassTransit Courier, pipelines completed per second");
         Console.WriteLine(BenchMachine.Invariant($"  machine: {BenchMachine.Describe()}; load average before start: {loadBefore}"));
-        Console.WriteLine(BenchMachine.Invariant($"  settings: {settings.Repetitions} repetitions after up to {settings.MaxWarmUps} warm-ups (until one compiles at most {settings.WarmJitMethods} methods); {settings.InMemoryPipelines} pipelines per measurement in memory, {settings.RabbitMqPipelines} on RabbitMQ; concurrency {settings.Concurrency}"));
+        Console.WriteLine(BenchMachine.Invariant($"  settings: {settings.Repetitions} repetitions after up to {settings.MaxWarmUps} warm-ups (until one compiles at most {settings.WarmJitMethods} methods); {settings.InMemoryPipelines} pipelines per measurement in memory, {settings.RabbitMqPipelines} on RabbitMQ; concurrency {settings.Concurrency}; BusFlow: {settings.BusFlowVariant}"));
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
         {
@@ -149,6 +168,8 @@ public static class E2eThroughput
             servers ??= resources.Servers;
             Console.WriteLine(BenchMachine.Invariant($"  {Label(setup)}: {resources.Describe()}"));
             var started = Stopwatch.StartNew();
+            resources.Store.ColocateSteps = settings.Colocate;
+            resources.Store.EventPublishing = settings.EventPublishing;
             await using var busflow = await BusFlowE2eHost.Start(resources.BusFlowVirtualHost, resources.Store);
             await using var courier = await CourierHost.Start(resources.CourierVirtualHost, settings.Concurrency);
             Console.WriteLine(BenchMachine.Invariant($"    hosts started in {started.Elapsed.TotalSeconds:0.0} s"));
@@ -208,7 +229,7 @@ public static class E2eThroughput
         md.AppendLine(BenchMachine.Invariant($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC at commit {commit} on {BenchMachine.Describe()}; {servers}."));
         md.AppendLine(BenchMachine.Invariant($"Load average before the run {loadBefore}, after {BenchMachine.LoadAverage()}; the run took {elapsed.TotalSeconds:0} s."));
         var warmed = string.Join(", ", warmUps.Select(w => BenchMachine.Invariant($"{w.Value} {(w.Value == 1 ? "warm-up" : "warm-ups")} {(w.Key == InMemory ? "in memory" : "on RabbitMQ")}")));
-        md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after warm-ups repeated until neither system JIT-compiled more than {settings.WarmJitMethods} methods in one (at most {settings.MaxWarmUps}; here {warmed}); each repetition starts all its pipelines at once (Courier {settings.CourierFactor} times as many, so that its shorter runs can be timed). Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-throughput`."));
+        md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after warm-ups repeated until neither system JIT-compiled more than {settings.WarmJitMethods} methods in one (at most {settings.MaxWarmUps}; here {warmed}); each repetition starts all its pipelines at once (Courier {settings.CourierFactor} times as many, so that its shorter runs can be timed); BusFlow with {settings.BusFlowVariant}. Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-throughput`."));
         md.AppendLine();
         md.AppendLine("| setup | pipeline | system | pipelines | pipelines/s | BusFlow / Courier | events/pipeline at the subscriber | cpu benchmark process | cpu postgres | cpu rabbitmq | cpu other | cpu ms/pipeline |");
         md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -25,6 +25,7 @@ internal sealed partial class OutboxDelivery(
     IDbContextFactory<BusFlowDbContext> databases,
     IBus bus,
     OutboxSignal signal,
+    ColocatedStepFold colocated,
     BusFlowStoreOptions options,
     TimeProvider time,
     ILogger<OutboxDelivery> logger) : BackgroundService
@@ -193,6 +194,8 @@ internal sealed partial class OutboxDelivery(
             .OrderBy(o => o.Id)
             .Take(options.DeliveryBatchSize)
             .ToListAsync(cancellationToken);
+        // A step running co-located here keeps its command row until its outcome is folded.
+        messages.RemoveAll(m => colocated.IsHeld(m.Id));
         if (messages.Count == 0)
         {
             return 0;

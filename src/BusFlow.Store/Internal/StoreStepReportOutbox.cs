@@ -71,7 +71,8 @@ internal sealed partial class StoreStepReportOutbox(
         await sender.SendCommittedAsync([(row, report)], context.CancellationToken);
     }
 
-    private static string Consumer(ExecuteStep command) => "step:" + command.Worker;
+    /// <summary>The inbox name of a worker's handling of a step command.</summary>
+    internal static string Consumer(ExecuteStep command) => "step:" + command.Worker;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Step {StepName} of pipeline {PipelineId}: a concurrent delivery already recorded the outcome; this one is dropped")]
     private static partial void LogDuplicate(ILogger logger, string stepName, Guid pipelineId);

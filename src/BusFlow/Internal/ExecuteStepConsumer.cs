@@ -1,4 +1,3 @@
-using System.Text.Json;
 using BusFlow.Contracts;
 using MassTransit;
 using Microsoft.Extensions.Logging;
@@ -12,13 +11,12 @@ namespace BusFlow.Internal;
 internal sealed partial class ExecuteStepConsumer(
     PipelineRegistry registry,
     RunningSteps running,
+    WorkerSlots slots,
     IStepReportOutbox reports,
     IServiceProvider services,
     TimeProvider time,
     ILogger<ExecuteStepConsumer> logger) : IConsumer<ExecuteStep>
 {
-    internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
-
     public async Task Consume(ConsumeContext<ExecuteStep> context)
     {
         var command = context.Message;
@@ -40,63 +38,20 @@ internal sealed partial class ExecuteStepConsumer(
             return;
         }
 
-        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
-        if (command.Deadline is { } deadline)
+        StepOutcome? outcome;
+        using (await slots.EnterAsync(command.Worker, context.CancellationToken))
         {
-            cancellation.CancelAfter(Max(deadline - time.GetUtcNow(), TimeSpan.Zero));
+            outcome = await StepAttempt.RunAsync(worker, command, services, report => context.Publish(report), running, time, logger, context.CancellationToken);
         }
 
-        using var registration = running.Register(command.ExecutionId, cancellation);
-        var step = new StepContext(command, Json, report => context.Publish(report), cancellation.Token);
-        StepResult result;
-        try
+        if (outcome is not null)
         {
-            result = await worker.Invoke(services, step);
+            await reports.ReportAsync(context, outcome.Report, outcome.Effects);
         }
-        catch (OperationCanceledException) when (cancellation.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
-        {
-            // The saga stopped this attempt (cancel, fail-fast or timeout) and has already moved on.
-            LogStopped(logger, command.StepName, command.PipelineId, command.Attempt);
-            return;
-        }
-        catch (Exception ex) when (!context.CancellationToken.IsCancellationRequested)
-        {
-            LogStepThrew(logger, ex, command.StepName, command.PipelineId, command.Attempt);
-            result = new StepResult.Failed(new StepError(ex.GetType().Name, ex.Message), Retryable: true);
-        }
-
-        object report = result switch
-        {
-            StepResult.Succeeded s => new ReportStepSucceeded
-            {
-                PipelineId = command.PipelineId,
-                ExecutionId = command.ExecutionId,
-                Result = s.Value is null ? null : s.Value as JsonElement? ?? JsonSerializer.SerializeToElement(s.Value, s.Value.GetType(), Json),
-            },
-            StepResult.Failed f => new ReportStepFaulted { PipelineId = command.PipelineId, ExecutionId = command.ExecutionId, Error = f.Error, Retryable = f.Retryable },
-            StepResult.Suspended s => new ReportStepSuspended
-            {
-                PipelineId = command.PipelineId,
-                ExecutionId = command.ExecutionId,
-                Reason = s.Reason,
-                Request = s.Request is null ? null : JsonSerializer.SerializeToElement(s.Request, s.Request.GetType(), Json),
-                Timeout = s.Timeout,
-            },
-            _ => throw new InvalidOperationException($"Unknown step result {result.GetType().Name}."),
-        };
-        await reports.ReportAsync(context, report, result is StepResult.Failed ? [] : step.Effects);
     }
-
-    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Step {StepName} of pipeline {PipelineId} (attempt {Attempt}) was stopped by the saga")]
-    private static partial void LogStopped(ILogger logger, string stepName, Guid pipelineId, int attempt);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Step {StepName} of pipeline {PipelineId} (attempt {Attempt}) was delivered again after its outcome was recorded; not run twice")]
     private static partial void LogDuplicate(ILogger logger, string stepName, Guid pipelineId, int attempt);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Step {StepName} of pipeline {PipelineId} (attempt {Attempt}) threw")]
-    private static partial void LogStepThrew(ILogger logger, Exception exception, string stepName, Guid pipelineId, int attempt);
 }
 
 /// <summary>Stops the attempts named in <see cref="CancelStepExecutions"/> that run in this process.</summary>

@@ -42,7 +42,7 @@ public static class CrashTarget
             .Step("b", s => s.Worker("crash-step").After("a"))
             .Step("c", s => s.Worker("crash-step").After("a"))
             // a's completion starts b, c and six items: nine events, so that transition's rows take
-            // the multi-row INSERT (StoreDecisionRecorder.BulkInsertFrom) and are killed mid-way too.
+            // the multi-row INSERT (DecisionOutbox.BulkInsertFrom) and are killed mid-way too.
             .Map("m", s => s.Worker("crash-step").Over("input.items").MaxParallelism(6).After("a"))
             .Step("d", s => s.Worker("crash-step").After("b", "c", "m")));
 
@@ -54,6 +54,7 @@ public static class CrashTarget
         var count = int.Parse(Environment.GetEnvironmentVariable("BUSFLOW_CRASH_COUNT")!, System.Globalization.CultureInfo.InvariantCulture);
         var seed = Environment.GetEnvironmentVariable("BUSFLOW_CRASH_SEED")!;
         var publishing = Enum.Parse<EventPublishMode>(Environment.GetEnvironmentVariable("BUSFLOW_CRASH_PUBLISHING") ?? nameof(EventPublishMode.Individual));
+        var colocate = Environment.GetEnvironmentVariable("BUSFLOW_CRASH_COLOCATE") != "false";
 
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
         // The test copies this output into a file per child and shows the last child's tail: BusFlow's
@@ -74,7 +75,7 @@ public static class CrashTarget
         builder.Services.ConfigureDbContext<BusFlowDbContext>((sp, o) => o.AddInterceptors(sp.GetRequiredService<CrashDiagnostics>().CreateInterceptor()));
         builder.Services.AddBusFlow(builder.Configuration, b =>
         {
-            b.UseStore(new BusFlowStoreOptions { Provider = provider, ConnectionString = connection, ApplyMigrations = true, DeliveryPollInterval = TimeSpan.FromMilliseconds(50), EventPublishing = publishing });
+            b.UseStore(new BusFlowStoreOptions { Provider = provider, ConnectionString = connection, ApplyMigrations = true, DeliveryPollInterval = TimeSpan.FromMilliseconds(50), EventPublishing = publishing, ColocateSteps = colocate });
             Register(b);
         });
         using var host = builder.Build();

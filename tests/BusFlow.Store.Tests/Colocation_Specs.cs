@@ -1,0 +1,198 @@
+using BusFlow.Contracts;
+using BusFlow.Store.Tests.Support;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using static BusFlow.Tests.Support.EventAssertions;
+
+namespace BusFlow.Store.Tests;
+
+/// <summary>
+/// A step whose worker is registered in the saga's process runs there without the broker round trip,
+/// and its outcome commits with the pipeline's next transition (BusFlowStoreOptions.ColocateSteps).
+/// </summary>
+public sealed class When_a_step_runs_beside_the_saga
+{
+    private int _runs;
+    private int _running;
+    private int _mostAtOnce;
+
+    private int Runs => Volatile.Read(ref _runs);
+
+    /// <summary>
+    /// Pipeline <c>fan</c>: root, then four branches at once, then join; every step enlists one
+    /// <c>side_effects</c> row. Pipeline <c>slow</c>: one step that takes <paramref name="slowStep"/>.
+    /// </summary>
+    private async Task<StoreHost> Start(BusFlowStoreOptions options, ConsumedMessages<ExecuteStep> commands, ConsumedMessages<ReportStepSucceeded> reports, int concurrency = 32, TimeSpan? slowStep = null)
+    {
+        var host = await StoreHost.Start(options, b => b
+            .AddWorker("w", async ctx =>
+            {
+                Interlocked.Increment(ref _runs);
+                var now = Interlocked.Increment(ref _running);
+                for (var most = Volatile.Read(ref _mostAtOnce); now > most; most = Volatile.Read(ref _mostAtOnce))
+                {
+                    Interlocked.CompareExchange(ref _mostAtOnce, now, most);
+                }
+
+                try
+                {
+                    await Task.Delay(ctx.StepName == "slow" ? slowStep ?? TimeSpan.Zero : TimeSpan.FromMilliseconds(20), ctx.CancellationToken);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _running);
+                }
+
+                ctx.Enlist(async commit =>
+                {
+                    await using var insert = commit.Connection!.CreateCommand();
+                    insert.Transaction = commit.Transaction;
+                    insert.CommandText = $"INSERT INTO side_effects (pipeline_id, step) VALUES ('{ctx.PipelineId}', '{ctx.StepName}')";
+                    await insert.ExecuteNonQueryAsync(commit.CancellationToken);
+                });
+                return StepResult.Success(new { ctx.StepName });
+            }, concurrency)
+            .AddPipeline("fan", p =>
+            {
+                p.Step("root", s => s.Worker("w"));
+                for (var i = 0; i < 4; i++)
+                {
+                    p.Step($"b{i}", s => s.Worker("w").After("root"));
+                }
+
+                p.Step("join", s => s.Worker("w").After("b0", "b1", "b2", "b3"));
+            })
+            .AddPipeline("slow", p => p.Then("slow", s => s.Worker("w"))),
+            consumers: bus =>
+            {
+                bus.AddConsumeObserver(_ => commands);
+                bus.AddConsumeObserver(_ => reports);
+            });
+        await When_a_step_command_is_delivered_twice.Execute(host, "CREATE TABLE side_effects (pipeline_id VARCHAR(64) NOT NULL, step VARCHAR(64) NOT NULL)");
+        return host;
+    }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_run_it_without_the_broker_and_commit_its_outcome_inbox_mark_and_effects_with_the_next_transition(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var commands = new ConsumedMessages<ExecuteStep>();
+        var reports = new ConsumedMessages<ReportStepSucceeded>();
+        await using var host = await Start(db.Options(), commands, reports);
+
+        var ids = await Task.WhenAll(Enumerable.Range(0, 10).Select(_ => host.RunPipeline("fan")));
+
+        Assert.Equal(0, commands.Count);
+        Assert.Equal(0, reports.Count);
+        Assert.Equal(60, Runs);
+        await using var context = await host.Databases.CreateDbContextAsync();
+        foreach (var id in ids)
+        {
+            var logged = await host.Reader.ReadPipelineAsync(id, 0, 100);
+            AssertGaplessSeq(logged);
+            Assert.Equal(14, logged.Count);
+            Assert.Equal(6, await context.Outbox.CountAsync(o => o.PipelineId == id && o.MessageType == typeof(ExecuteStep).FullName && o.DeliveredAt != null));
+        }
+
+        Assert.Equal(60, await context.Inbox.CountAsync(i => i.Consumer == "step:w"));
+        Assert.Equal(60L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM side_effects"));
+        Assert.Equal(0, await context.Outbox.CountAsync(o => o.DeliveredAt == null));
+    }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_send_every_command_through_the_broker_when_co_location_is_off(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var commands = new ConsumedMessages<ExecuteStep>();
+        var reports = new ConsumedMessages<ReportStepSucceeded>();
+        await using var host = await Start(db.Options(o => o.ColocateSteps = false), commands, reports);
+
+        var id = await host.RunPipeline("fan");
+
+        Assert.Equal(6, commands.Count);
+        Assert.Equal(6, reports.Count);
+        AssertGaplessSeq(await host.Reader.ReadPipelineAsync(id, 0, 100));
+        Assert.Equal(6L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM side_effects"));
+    }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_send_a_command_through_the_broker_when_its_worker_has_no_free_slot(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var commands = new ConsumedMessages<ExecuteStep>();
+        var reports = new ConsumedMessages<ReportStepSucceeded>();
+        await using var host = await Start(db.Options(), commands, reports, concurrency: 1);
+
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => host.RunPipeline("fan")));
+
+        // The fan's branches cannot all run beside the saga with one slot; the rest went by the
+        // broker, and the worker queue's consumer shares the same slot.
+        Assert.True(commands.Count > 0, "Every command ran co-located although the worker has one slot.");
+        Assert.Equal(commands.Count, reports.Count);
+        Assert.Equal(1, Volatile.Read(ref _mostAtOnce));
+        Assert.Equal(24, Runs);
+    }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_keep_its_command_from_the_outbox_delivery_while_it_runs_past_the_grace_period(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var commands = new ConsumedMessages<ExecuteStep>();
+        var reports = new ConsumedMessages<ReportStepSucceeded>();
+        var grace = TimeSpan.FromMilliseconds(300);
+        await using var host = await Start(db.Options(o => (o.DirectSendGrace, o.DeliveryPollInterval) = (grace, TimeSpan.FromMilliseconds(20))), commands, reports, slowStep: TimeSpan.FromSeconds(2));
+
+        var id = await host.StartPipeline("slow");
+        await host.Events.WaitFor<StepStarted>(id);
+        await Task.Delay(TimeSpan.FromSeconds(1.2));
+        // Renewed while it runs, so a deliverer in another process leaves it alone too.
+        await using (var context = await host.Databases.CreateDbContextAsync())
+        {
+            var row = await context.Outbox.AsNoTracking().SingleAsync(o => o.PipelineId == id && o.MessageType == typeof(ExecuteStep).FullName);
+            Assert.Null(row.DeliveredAt);
+            Assert.True(DateTimeOffset.UtcNow - row.CreatedAt < grace, $"The running step's command row is {(DateTimeOffset.UtcNow - row.CreatedAt).TotalMilliseconds:0} ms old: not renewed.");
+        }
+
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+        await Task.Delay(grace * 2);
+        Assert.Equal(0, commands.Count);
+        Assert.Equal(1, Runs);
+    }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_not_run_a_cancelled_attempt_again(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var commands = new ConsumedMessages<ExecuteStep>();
+        var reports = new ConsumedMessages<ReportStepSucceeded>();
+        var grace = TimeSpan.FromMilliseconds(300);
+        await using var host = await Start(db.Options(o => (o.DirectSendGrace, o.DeliveryPollInterval) = (grace, TimeSpan.FromMilliseconds(20))), commands, reports, slowStep: TimeSpan.FromMinutes(5));
+
+        var id = await host.StartPipeline("slow");
+        await host.Events.WaitFor<StepStarted>(id);
+        await host.Bus.Publish(new CancelPipeline { PipelineId = id, Reason = "spec" });
+
+        Assert.IsType<PipelineCancelled>(await host.Events.WaitForEnd(id));
+        for (var i = 0; i < 100 && Volatile.Read(ref _running) > 0; i++)
+        {
+            await Task.Delay(20);
+        }
+
+        await Task.Delay(grace * 3);
+        Assert.Equal(0, Volatile.Read(ref _running));
+        Assert.Equal(0, commands.Count);
+        Assert.Equal(1, Runs);
+        await using var context = await host.Databases.CreateDbContextAsync();
+        Assert.Equal(0, await context.Outbox.CountAsync(o => o.DeliveredAt == null && o.MessageType == typeof(ExecuteStep).FullName));
+    }
+}
