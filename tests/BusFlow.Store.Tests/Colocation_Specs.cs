@@ -18,6 +18,9 @@ public sealed class When_a_step_runs_beside_the_saga
 
     private int Runs => Volatile.Read(ref _runs);
 
+    /// <summary>Enlisted effects of this (pipeline, step) throw once, inside whatever group they commit in.</summary>
+    private (Guid PipelineId, string Step)? _failOnce;
+
     /// <summary>
     /// Pipeline <c>fan</c>: root, then four branches at once, then join; every step enlists one
     /// <c>side_effects</c> row. Pipeline <c>slow</c>: one step that takes <paramref name="slowStep"/>.
@@ -45,6 +48,12 @@ public sealed class When_a_step_runs_beside_the_saga
 
                 ctx.Enlist(async commit =>
                 {
+                    if (_failOnce is { } fail && fail.PipelineId == ctx.PipelineId && fail.Step == ctx.StepName)
+                    {
+                        _failOnce = null;
+                        throw new TimeoutException("The effect's database did not answer in time (once).");
+                    }
+
                     await using var insert = commit.Connection!.CreateCommand();
                     insert.Transaction = commit.Transaction;
                     insert.CommandText = $"INSERT INTO side_effects (pipeline_id, step) VALUES ('{ctx.PipelineId}', '{ctx.StepName}')";
@@ -80,7 +89,8 @@ public sealed class When_a_step_runs_beside_the_saga
         await using var db = await TestDatabase.Create(provider);
         var commands = new ConsumedMessages<ExecuteStep>();
         var reports = new ConsumedMessages<ReportStepSucceeded>();
-        await using var host = await Start(db.Options(), commands, reports);
+        // Slots for every branch at once, so that all run beside the saga.
+        await using var host = await Start(db.Options(), commands, reports, concurrency: 128);
 
         var ids = await Task.WhenAll(Enumerable.Range(0, 10).Select(_ => host.RunPipeline("fan")));
 
@@ -194,5 +204,34 @@ public sealed class When_a_step_runs_beside_the_saga
         Assert.Equal(1, Runs);
         await using var context = await host.Databases.CreateDbContextAsync();
         Assert.Equal(0, await context.Outbox.CountAsync(o => o.DeliveredAt == null && o.MessageType == typeof(ExecuteStep).FullName));
+    }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_commit_the_rest_of_a_group_and_retry_a_failing_outcome_alone(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var commands = new ConsumedMessages<ExecuteStep>();
+        var reports = new ConsumedMessages<ReportStepSucceeded>();
+        // Slots for every branch at once, so that all run beside the saga.
+        await using var host = await Start(db.Options(), commands, reports, concurrency: 128);
+        var ids = Enumerable.Range(0, 20).Select(_ => NewId.NextGuid()).ToList();
+        _failOnce = (ids[7], "b2");
+
+        await Task.WhenAll(ids.Select(id => host.Bus.Publish(new StartPipeline { PipelineId = id, Definition = "fan" })));
+
+        foreach (var id in ids)
+        {
+            Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+            AssertGaplessSeq(await host.Reader.ReadPipelineAsync(id, 0, 100));
+        }
+
+        Assert.Null(_failOnce);
+        // Retried alone beside the saga, not left to the broker; every effect committed once.
+        Assert.Equal(0, commands.Count);
+        Assert.Equal(120, Runs);
+        Assert.Equal(120L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM side_effects"));
+        Assert.Equal(120L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM (SELECT DISTINCT pipeline_id, step FROM side_effects) d"));
     }
 }
