@@ -16,7 +16,16 @@ public sealed class When_a_step_runs_beside_the_saga
     private int _running;
     private int _mostAtOnce;
 
+    /// <summary>Step commands and reports the bus delivered (none for a step that ran co-located).</summary>
+    private readonly ConsumedMessages<ExecuteStep> _commands = new();
+    private readonly ConsumedMessages<ReportStepSucceeded> _reports = new();
+
     private int Runs => Volatile.Read(ref _runs);
+
+    private static readonly TimeSpan Grace = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>The outbox delivery sends a command its process did not after <see cref="Grace"/>, and looks often.</summary>
+    private static void ShortGrace(BusFlowStoreOptions o) => (o.DirectSendGrace, o.DeliveryPollInterval) = (Grace, TimeSpan.FromMilliseconds(20));
 
     /// <summary>Enlisted effects of this (pipeline, step) throw once, inside whatever group they commit in.</summary>
     private (Guid PipelineId, string Step)? _failOnce;
@@ -25,7 +34,7 @@ public sealed class When_a_step_runs_beside_the_saga
     /// Pipeline <c>fan</c>: root, then four branches at once, then join; every step enlists one
     /// <c>side_effects</c> row. Pipeline <c>slow</c>: one step that takes <paramref name="slowStep"/>.
     /// </summary>
-    private async Task<StoreHost> Start(BusFlowStoreOptions options, ConsumedMessages<ExecuteStep> commands, ConsumedMessages<ReportStepSucceeded> reports, int concurrency = 32, TimeSpan? slowStep = null)
+    private async Task<StoreHost> Start(BusFlowStoreOptions options, int concurrency = 32, TimeSpan? slowStep = null)
     {
         var host = await StoreHost.Start(options, b => b
             .AddWorker("w", async ctx =>
@@ -74,8 +83,8 @@ public sealed class When_a_step_runs_beside_the_saga
             .AddPipeline("slow", p => p.Then("slow", s => s.Worker("w"))),
             consumers: bus =>
             {
-                bus.AddConsumeObserver(_ => commands);
-                bus.AddConsumeObserver(_ => reports);
+                bus.AddConsumeObserver(_ => _commands);
+                bus.AddConsumeObserver(_ => _reports);
             });
         await When_a_step_command_is_delivered_twice.Execute(host, "CREATE TABLE side_effects (pipeline_id VARCHAR(64) NOT NULL, step VARCHAR(64) NOT NULL)");
         return host;
@@ -87,15 +96,13 @@ public sealed class When_a_step_runs_beside_the_saga
     public async Task Should_run_it_without_the_broker_and_commit_its_outcome_inbox_mark_and_effects_with_the_next_transition(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var commands = new ConsumedMessages<ExecuteStep>();
-        var reports = new ConsumedMessages<ReportStepSucceeded>();
         // Slots for every branch at once, so that all run beside the saga.
-        await using var host = await Start(db.Options(), commands, reports, concurrency: 128);
+        await using var host = await Start(db.Options(), concurrency: 128);
 
         var ids = await Task.WhenAll(Enumerable.Range(0, 10).Select(_ => host.RunPipeline("fan")));
 
-        Assert.Equal(0, commands.Count);
-        Assert.Equal(0, reports.Count);
+        Assert.Equal(0, _commands.Count);
+        Assert.Equal(0, _reports.Count);
         Assert.Equal(60, Runs);
         await using var context = await host.Databases.CreateDbContextAsync();
         foreach (var id in ids)
@@ -117,14 +124,12 @@ public sealed class When_a_step_runs_beside_the_saga
     public async Task Should_send_every_command_through_the_broker_when_co_location_is_off(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var commands = new ConsumedMessages<ExecuteStep>();
-        var reports = new ConsumedMessages<ReportStepSucceeded>();
-        await using var host = await Start(db.Options(o => o.ColocateSteps = false), commands, reports);
+        await using var host = await Start(db.Options(o => o.ColocateSteps = false));
 
         var id = await host.RunPipeline("fan");
 
-        Assert.Equal(6, commands.Count);
-        Assert.Equal(6, reports.Count);
+        Assert.Equal(6, _commands.Count);
+        Assert.Equal(6, _reports.Count);
         AssertGaplessSeq(await host.Reader.ReadPipelineAsync(id, 0, 100));
         Assert.Equal(6L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM side_effects"));
     }
@@ -135,16 +140,14 @@ public sealed class When_a_step_runs_beside_the_saga
     public async Task Should_send_a_command_through_the_broker_when_its_worker_has_no_free_slot(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var commands = new ConsumedMessages<ExecuteStep>();
-        var reports = new ConsumedMessages<ReportStepSucceeded>();
-        await using var host = await Start(db.Options(), commands, reports, concurrency: 1);
+        await using var host = await Start(db.Options(), concurrency: 1);
 
         await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => host.RunPipeline("fan")));
 
         // The fan's branches cannot all run beside the saga with one slot; the rest went by the
         // broker, and the worker queue's consumer shares the same slot.
-        Assert.True(commands.Count > 0, "Every command ran co-located although the worker has one slot.");
-        Assert.Equal(commands.Count, reports.Count);
+        Assert.True(_commands.Count > 0, "Every command ran co-located although the worker has one slot.");
+        Assert.Equal(_commands.Count, _reports.Count);
         Assert.Equal(1, Volatile.Read(ref _mostAtOnce));
         Assert.Equal(24, Runs);
     }
@@ -155,10 +158,7 @@ public sealed class When_a_step_runs_beside_the_saga
     public async Task Should_keep_its_command_from_the_outbox_delivery_while_it_runs_past_the_grace_period(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var commands = new ConsumedMessages<ExecuteStep>();
-        var reports = new ConsumedMessages<ReportStepSucceeded>();
-        var grace = TimeSpan.FromMilliseconds(300);
-        await using var host = await Start(db.Options(o => (o.DirectSendGrace, o.DeliveryPollInterval) = (grace, TimeSpan.FromMilliseconds(20))), commands, reports, slowStep: TimeSpan.FromSeconds(2));
+        await using var host = await Start(db.Options(ShortGrace), slowStep: TimeSpan.FromSeconds(2));
 
         var id = await host.StartPipeline("slow");
         await host.Events.WaitFor<StepStarted>(id);
@@ -168,12 +168,12 @@ public sealed class When_a_step_runs_beside_the_saga
         {
             var row = await context.Outbox.AsNoTracking().SingleAsync(o => o.PipelineId == id && o.MessageType == typeof(ExecuteStep).FullName);
             Assert.Null(row.DeliveredAt);
-            Assert.True(DateTimeOffset.UtcNow - row.CreatedAt < grace, $"The running step's command row is {(DateTimeOffset.UtcNow - row.CreatedAt).TotalMilliseconds:0} ms old: not renewed.");
+            Assert.True(DateTimeOffset.UtcNow - row.CreatedAt < Grace, $"The running step's command row is {(DateTimeOffset.UtcNow - row.CreatedAt).TotalMilliseconds:0} ms old: not renewed.");
         }
 
         Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
-        await Task.Delay(grace * 2);
-        Assert.Equal(0, commands.Count);
+        await Task.Delay(Grace * 2);
+        Assert.Equal(0, _commands.Count);
         Assert.Equal(1, Runs);
     }
 
@@ -183,10 +183,7 @@ public sealed class When_a_step_runs_beside_the_saga
     public async Task Should_not_run_a_cancelled_attempt_again(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var commands = new ConsumedMessages<ExecuteStep>();
-        var reports = new ConsumedMessages<ReportStepSucceeded>();
-        var grace = TimeSpan.FromMilliseconds(300);
-        await using var host = await Start(db.Options(o => (o.DirectSendGrace, o.DeliveryPollInterval) = (grace, TimeSpan.FromMilliseconds(20))), commands, reports, slowStep: TimeSpan.FromMinutes(5));
+        await using var host = await Start(db.Options(ShortGrace), slowStep: TimeSpan.FromMinutes(5));
 
         var id = await host.StartPipeline("slow");
         await host.Events.WaitFor<StepStarted>(id);
@@ -198,9 +195,9 @@ public sealed class When_a_step_runs_beside_the_saga
             await Task.Delay(20);
         }
 
-        await Task.Delay(grace * 3);
+        await Task.Delay(Grace * 3);
         Assert.Equal(0, Volatile.Read(ref _running));
-        Assert.Equal(0, commands.Count);
+        Assert.Equal(0, _commands.Count);
         Assert.Equal(1, Runs);
         await using var context = await host.Databases.CreateDbContextAsync();
         Assert.Equal(0, await context.Outbox.CountAsync(o => o.DeliveredAt == null && o.MessageType == typeof(ExecuteStep).FullName));
@@ -212,10 +209,8 @@ public sealed class When_a_step_runs_beside_the_saga
     public async Task Should_commit_the_rest_of_a_group_and_retry_a_failing_outcome_alone(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var commands = new ConsumedMessages<ExecuteStep>();
-        var reports = new ConsumedMessages<ReportStepSucceeded>();
         // Slots for every branch at once, so that all run beside the saga.
-        await using var host = await Start(db.Options(), commands, reports, concurrency: 128);
+        await using var host = await Start(db.Options(), concurrency: 128);
         var ids = Enumerable.Range(0, 20).Select(_ => NewId.NextGuid()).ToList();
         _failOnce = (ids[7], "b2");
 
@@ -229,7 +224,7 @@ public sealed class When_a_step_runs_beside_the_saga
 
         Assert.Null(_failOnce);
         // Retried alone beside the saga, not left to the broker; every effect committed once.
-        Assert.Equal(0, commands.Count);
+        Assert.Equal(0, _commands.Count);
         Assert.Equal(120, Runs);
         Assert.Equal(120L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM side_effects"));
         Assert.Equal(120L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM (SELECT DISTINCT pipeline_id, step FROM side_effects) d"));
