@@ -38,6 +38,8 @@ public static class BusFlowStoreExtensions
         services.AddScoped<StoreSession>();
         services.AddScoped<IPipelineDecisionRecorder, StoreDecisionRecorder>();
         services.AddSingleton<DecisionOutbox>();
+        services.AddSingleton<GroupCommit>();
+        services.AddHostedService(sp => sp.GetRequiredService<GroupCommit>());
         services.AddSingleton<ColocatedStepFold>();
         services.AddHostedService(sp => sp.GetRequiredService<ColocatedStepFold>());
         services.AddScoped<IStepReportOutbox, StoreStepReportOutbox>();
@@ -75,6 +77,7 @@ public static class BusFlowStoreExtensions
     internal static bool IsTransient(Exception exception) => exception switch
     {
         DbUpdateConcurrencyException => true,
+        GroupCommitFailedException => true,
         DbUpdateException e when StoreProvider.IsUniqueViolation(e) => true,
         DbUpdateException { InnerException: { } inner } => IsTransient(inner),
         Npgsql.PostgresException pg => pg.IsTransient || pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("57P", StringComparison.Ordinal),

@@ -229,4 +229,40 @@ public sealed class When_a_step_runs_beside_the_saga
         Assert.Equal(120L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM side_effects"));
         Assert.Equal(120L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM (SELECT DISTINCT pipeline_id, step FROM side_effects) d"));
     }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_record_every_progress_report_in_order_before_the_outcome(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var progress = new ConsumedMessages<ReportStepProgress>();
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("ticker", async ctx =>
+            {
+                for (var i = 1; i <= 50; i++)
+                {
+                    await ctx.ReportProgressAsync(i * 2, $"tick {i}");
+                }
+
+                return StepResult.Success();
+            })
+            .AddPipeline("ticks", p => p.Then("ticker")),
+            consumers: bus => bus.AddConsumeObserver(_ => progress));
+
+        var ids = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => host.RunPipeline("ticks")));
+
+        foreach (var id in ids)
+        {
+            var logged = await host.Reader.ReadPipelineAsync(id, 0, 100);
+            AssertGaplessSeq(logged);
+            // A step that ends right after its last report loses none of them to its own completion.
+            Assert.Equal(Enumerable.Range(1, 50).Select(i => $"tick {i}"), logged.OfType<StepProgress>().Select(e => e.Message));
+            Assert.Equal(["PipelineStarted", "StepStarted"], logged.Take(2).Select(e => e.EventType));
+            Assert.Equal(["StepCompleted", "PipelineCompleted"], logged.TakeLast(2).Select(e => e.EventType));
+        }
+
+        // Folded into transitions beside the saga, not sent through the bus.
+        Assert.Equal(0, progress.Count);
+    }
 }

@@ -17,6 +17,7 @@ internal sealed class StoreSagaRepositoryContextFactory(
     IDbContextFactory<BusFlowDbContext> databases,
     StoreSession session,
     BusFlowStoreOptions options,
+    GroupCommit groups,
     ISagaConsumeContextFactory<StoreSession, PipelineState> factory) :
     ISagaRepositoryContextFactory<PipelineState>,
     ILoadSagaRepositoryContextFactory<PipelineState>
@@ -66,7 +67,7 @@ internal sealed class StoreSagaRepositoryContextFactory(
         session.Begin(db);
         try
         {
-            await next.Send(new StoreSagaRepositoryContext<T>(db, session, options.Provider, context, factory));
+            await next.Send(new StoreSagaRepositoryContext<T>(db, session, options.Provider, groups, context, factory));
         }
         catch
         {
@@ -108,15 +109,17 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     private readonly BusFlowDbContext db;
     private readonly StoreSession session;
     private readonly StoreProviderKind provider;
+    private readonly GroupCommit groups;
     private readonly ConsumeContext<TMessage> context;
     private readonly ISagaConsumeContextFactory<StoreSession, PipelineState> factory;
 
-    public StoreSagaRepositoryContext(BusFlowDbContext db, StoreSession session, StoreProviderKind provider, ConsumeContext<TMessage> context, ISagaConsumeContextFactory<StoreSession, PipelineState> factory)
+    public StoreSagaRepositoryContext(BusFlowDbContext db, StoreSession session, StoreProviderKind provider, GroupCommit groups, ConsumeContext<TMessage> context, ISagaConsumeContextFactory<StoreSession, PipelineState> factory)
         : base(context)
     {
         this.db = db;
         this.session = session;
         this.provider = provider;
+        this.groups = groups;
         this.context = context;
         this.factory = factory;
     }
@@ -141,23 +144,36 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     {
         db.Pipelines.Add(context.Saga);
         MarkHandled();
-        await CommitAsync();
+        await CommitAsync(context.Saga.CorrelationId);
     }
 
     public async Task Update(SagaConsumeContext<PipelineState> context)
     {
         context.Saga.Version++;
         MarkHandled();
-        await CommitAsync();
+        await CommitAsync(context.Saga.CorrelationId);
     }
 
     /// <summary>
-    /// Saves the transition: in SaveChanges' own transaction, or, when the decision recorder left
-    /// event rows for a multi-row INSERT, SaveChanges and that INSERT in one explicit transaction.
+    /// Saves the transition. The first try joins a group (<see cref="GroupCommit"/>): its rows move to
+    /// the group's context and commit with other pipelines' transitions; when that group fails, the
+    /// message is retried (<see cref="GroupCommitFailedException"/> is transient) and then saved
+    /// alone: in SaveChanges' own transaction, or, when the decision recorder left event rows for a
+    /// multi-row INSERT, SaveChanges and that INSERT in one explicit transaction.
     /// </summary>
-    private async Task CommitAsync()
+    private async Task CommitAsync(Guid pipelineId)
     {
         var bulk = session.TakeBulkEvents();
+        if (context.GetRetryAttempt() == 0 && context.GetRedeliveryCount() == 0)
+        {
+            if (await groups.CommitAsync(new TransitionMember(db, bulk, pipelineId), CancellationToken))
+            {
+                return;
+            }
+
+            throw new GroupCommitFailedException();
+        }
+
         if (bulk.Count == 0)
         {
             await db.SaveChangesAsync(CancellationToken);
@@ -198,3 +214,50 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
         where T : class =>
         factory.CreateSagaConsumeContext(session, consumeContext, instance, mode);
 }
+
+/// <summary>
+/// A transition of the state machine in a group: what its own database context tracks (the state,
+/// event, outbox, inbox and suspension rows) is moved to the group's context, with the original
+/// values the optimistic check compares, so it saves there instead.
+/// </summary>
+internal sealed class TransitionMember(BusFlowDbContext db, List<PipelineEventRecord> bulkEvents, Guid pipelineId) : GroupMember(pipelineId)
+{
+    public override bool ReadsState => false;
+
+    public override Task AddToAsync(GroupTransaction group, CancellationToken cancellationToken)
+    {
+        foreach (var entry in db.ChangeTracker.Entries().ToList())
+        {
+            switch (entry.State)
+            {
+                case EntityState.Added:
+                    group.Db.Add(entry.Entity);
+                    break;
+                case EntityState.Modified:
+                    var target = group.Db.Attach(entry.Entity);
+                    target.OriginalValues.SetValues(entry.OriginalValues);
+                    foreach (var property in entry.Properties)
+                    {
+                        target.Property(property.Metadata.Name).IsModified = property.IsModified;
+                    }
+
+                    break;
+                case EntityState.Deleted:
+                    group.Db.Remove(entry.Entity);
+                    break;
+            }
+
+            if (entry.Entity is PipelineState state)
+            {
+                // A fold of the same pipeline later in this group decides on this state and must not raise its version again.
+                group.Versioned.Add(state);
+            }
+        }
+
+        group.BulkEvents.AddRange(bulkEvents);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>The group a transition joined failed to commit; the message is retried and then saved alone.</summary>
+internal sealed class GroupCommitFailedException() : Exception("The group this transition was committed in failed; it is retried alone.");

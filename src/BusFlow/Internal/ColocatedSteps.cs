@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using BusFlow.Contracts;
-using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -20,7 +19,6 @@ internal sealed partial class ColocatedSteps(
     WorkerSlots slots,
     RunningSteps running,
     IServiceScopeFactory scopes,
-    IBus bus,
     TimeProvider time,
     ILogger<ColocatedSteps> logger) : IHostedService, IDisposable
 {
@@ -32,10 +30,11 @@ internal sealed partial class ColocatedSteps(
 
     /// <summary>
     /// Starts <paramref name="command"/> in this process when its worker is registered here and has a
-    /// free slot; false leaves the command to the bus. <paramref name="fold"/> records the outcome
+    /// free slot; false leaves the command to the bus. <paramref name="progress"/> records a progress
+    /// report or streamed chunk (before the outcome, in order), <paramref name="fold"/> the outcome
     /// (null when the saga stopped the attempt).
     /// </summary>
-    public bool TryRun(ExecuteStep command, Func<StepOutcome?, CancellationToken, Task> fold)
+    public bool TryRun(ExecuteStep command, Func<ReportStepProgress, CancellationToken, Task> progress, Func<StepOutcome?, CancellationToken, Task> fold)
     {
         if (_stopping.IsCancellationRequested
             || !registry.Workers.TryGetValue(command.Worker, out var worker)
@@ -46,13 +45,13 @@ internal sealed partial class ColocatedSteps(
 
         // Registered before it starts, so a stop that begins meanwhile waits for it.
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var run = RunAsync(worker, command, slot, fold, started.Task);
+        var run = RunAsync(worker, command, slot, progress, fold, started.Task);
         _runs[command.ExecutionId] = run;
         started.SetResult();
         return true;
     }
 
-    private async Task RunAsync(WorkerRegistration worker, ExecuteStep command, IDisposable slot, Func<StepOutcome?, CancellationToken, Task> fold, Task started)
+    private async Task RunAsync(WorkerRegistration worker, ExecuteStep command, IDisposable slot, Func<ReportStepProgress, CancellationToken, Task> progress, Func<StepOutcome?, CancellationToken, Task> fold, Task started)
     {
         await started.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         var stopping = _stopping.Token;
@@ -62,7 +61,7 @@ internal sealed partial class ColocatedSteps(
             using (slot)
             {
                 await using var scope = scopes.CreateAsyncScope();
-                outcome = await StepAttempt.RunAsync(worker, command, scope.ServiceProvider, progress => bus.Publish(progress, stopping), running, time, logger, stopping);
+                outcome = await StepAttempt.RunAsync(worker, command, scope.ServiceProvider, report => progress(report, stopping), running, time, logger, stopping);
             }
 
             // A stopped attempt (null) wants no report, but its command must not run again either.

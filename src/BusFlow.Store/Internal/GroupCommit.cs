@@ -1,0 +1,161 @@
+using System.Threading.Channels;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace BusFlow.Store.Internal;
+
+/// <summary>
+/// Group commit, as EventStoreDB's writer and RocksDB's log do it: saga transitions and co-located
+/// steps' outcomes of many pipelines share one database transaction. A writer takes whatever waits,
+/// commits it as one group, and only then lets each member go on (and its message be acknowledged);
+/// a lone member commits at once, and under load the members that arrive while a group commits form
+/// the next one. SQLite has one writer (the file has one anyway), PostgreSQL a few, so that one
+/// group's round trips overlap another's; a pipeline always takes the same writer, so two members
+/// of one pipeline never race each other. When a group fails as a whole, every member learns so and
+/// is tried again alone by its caller, so no member fails or waits for another beyond that one try.
+/// </summary>
+internal sealed partial class GroupCommit(
+    IDbContextFactory<BusFlowDbContext> databases,
+    BusFlowStoreOptions options,
+    ILogger<GroupCommit> logger) : BackgroundService
+{
+    /// <summary>The most members one group commits together.</summary>
+    internal const int MaxGroup = 64;
+
+    private readonly Channel<GroupMember>[] _writers = [.. Enumerable.Range(0, options.Provider == StoreProviderKind.Sqlite ? 1 : 4)
+        .Select(_ => Channel.CreateUnbounded<GroupMember>(new UnboundedChannelOptions { SingleReader = true }))];
+
+    /// <summary>Commits <paramref name="member"/> in the next group of its pipeline's writer: true once committed, false when the group failed.</summary>
+    public async Task<bool> CommitAsync(GroupMember member, CancellationToken cancellationToken)
+    {
+        var writer = _writers[(member.PipelineId.GetHashCode() & int.MaxValue) % _writers.Length];
+        await writer.Writer.WriteAsync(member, cancellationToken);
+        return await member.Committed.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Commits <paramref name="member"/> in a group of its own, now; throws what the commit threw.</summary>
+    public Task CommitAloneAsync(GroupMember member, CancellationToken cancellationToken) => CommitAsync([member], cancellationToken);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await Task.WhenAll(_writers.Select(w => WriteGroupsAsync(w.Reader, stoppingToken)));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Members still waiting are given up by their callers, which stop first.
+        }
+    }
+
+    private async Task WriteGroupsAsync(ChannelReader<GroupMember> members, CancellationToken stoppingToken)
+    {
+        var group = new List<GroupMember>(MaxGroup);
+        while (await members.WaitToReadAsync(stoppingToken))
+        {
+            group.Clear();
+            while (group.Count < MaxGroup && members.TryRead(out var member))
+            {
+                group.Add(member);
+            }
+
+            try
+            {
+                await CommitAsync(group, stoppingToken);
+                group.ForEach(m => m.Committed.TrySetResult(true));
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                LogGroupFailed(logger, ex, group.Count);
+                group.ForEach(m => m.Committed.TrySetResult(false));
+            }
+        }
+    }
+
+    /// <summary>
+    /// One transaction for the whole group: the state machine's transitions first (their rows moved
+    /// over from their own contexts), then the members that decide on a pipeline's state, read for all
+    /// of them in one query (a pipeline a transition of this group changed is found as that transition
+    /// left it); then one SaveChanges, the multi-row event inserts, the steps' enlisted effects and one commit.
+    /// </summary>
+    private async Task CommitAsync(IReadOnlyList<GroupMember> members, CancellationToken cancellationToken)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        await db.Database.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            var group = new GroupTransaction(db);
+            foreach (var member in members.Where(m => !m.ReadsState))
+            {
+                await member.AddToAsync(group, cancellationToken);
+            }
+
+            var ids = members.Where(m => m.ReadsState).Select(m => m.PipelineId).Distinct().ToList();
+            if (ids.Count > 0)
+            {
+                group.States = await db.Pipelines.Where(p => ids.Contains(p.CorrelationId)).ToDictionaryAsync(p => p.CorrelationId, cancellationToken);
+            }
+
+            foreach (var member in members.Where(m => m.ReadsState))
+            {
+                await member.AddToAsync(group, cancellationToken);
+            }
+
+            await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+            // A failure rolls back the whole transaction: no savepoint round trips around SaveChanges.
+            db.Database.AutoSavepointsEnabled = false;
+            await db.SaveChangesAsync(cancellationToken);
+            if (group.BulkEvents.Count > 0)
+            {
+                await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, group.BulkEvents, cancellationToken);
+            }
+
+            foreach (var effect in group.Effects)
+            {
+                await effect(new StepCommitContext(db.Database.GetDbConnection(), transaction.GetDbTransaction(), cancellationToken));
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "A group of {Count} transitions failed to commit; each is tried again alone")]
+    private static partial void LogGroupFailed(ILogger logger, Exception exception, int count);
+}
+
+/// <summary>One pipeline's writes that join a group transaction.</summary>
+internal abstract class GroupMember(Guid pipelineId)
+{
+    public Guid PipelineId => pipelineId;
+
+    /// <summary>True once its group committed; false when the group failed and it must be tried alone.</summary>
+    public TaskCompletionSource<bool> Committed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Decides on its pipeline's state as the group reads it (<see cref="GroupTransaction.States"/>).</summary>
+    public abstract bool ReadsState { get; }
+
+    /// <summary>Adds its rows, event rows for a multi-row insert and effects to the group.</summary>
+    public abstract Task AddToAsync(GroupTransaction group, CancellationToken cancellationToken);
+}
+
+/// <summary>What a group collects before its one commit.</summary>
+internal sealed class GroupTransaction(BusFlowDbContext db)
+{
+    public BusFlowDbContext Db => db;
+
+    /// <summary>The pipelines the members that read state decide on, tracked by <see cref="Db"/>.</summary>
+    public Dictionary<Guid, PipelineState> States { get; set; } = [];
+
+    /// <summary>Pipelines whose <see cref="PipelineState.Version"/> this group already raised (once per commit).</summary>
+    public HashSet<PipelineState> Versioned { get; } = [];
+
+    public List<PipelineEventRecord> BulkEvents { get; } = [];
+
+    public List<Func<StepCommitContext, Task>> Effects { get; } = [];
+}
