@@ -38,6 +38,7 @@ public static class BusFlowStoreExtensions
         services.AddScoped<StoreSession>();
         services.AddScoped<IPipelineDecisionRecorder, StoreDecisionRecorder>();
         services.AddSingleton<DecisionOutbox>();
+        services.AddSingleton<StoreWriteGate>();
         services.AddSingleton<GroupCommit>();
         services.AddHostedService(sp => sp.GetRequiredService<GroupCommit>());
         services.AddSingleton<ColocatedStepFold>();

@@ -18,6 +18,7 @@ namespace BusFlow.Store.Internal;
 /// </summary>
 internal sealed partial class EventLanes : IAsyncDisposable
 {
+    private readonly StoreWriteGate _writes;
     private readonly IDbContextFactory<BusFlowDbContext> _databases;
     private readonly IBus _bus;
     private readonly BusFlowStoreOptions _options;
@@ -29,9 +30,10 @@ internal sealed partial class EventLanes : IAsyncDisposable
     private readonly Task[] _publishers;
     private readonly Task _marker;
 
-    public EventLanes(IDbContextFactory<BusFlowDbContext> databases, IBus bus, BusFlowStoreOptions options, TimeProvider time, ILogger logger, CancellationToken stoppingToken)
+    public EventLanes(IDbContextFactory<BusFlowDbContext> databases, StoreWriteGate writes, IBus bus, BusFlowStoreOptions options, TimeProvider time, ILogger logger, CancellationToken stoppingToken)
     {
         _databases = databases;
+        _writes = writes;
         _bus = bus;
         _options = options;
         _time = time;
@@ -191,6 +193,7 @@ internal sealed partial class EventLanes : IAsyncDisposable
                 // Batches are handed over with contiguous positions and marked in order, so "every row
                 // up to here was confirmed" is one number; the event rows are not rewritten.
                 await using var db = await _databases.CreateDbContextAsync(_stopping.Token);
+                using var turn = await _writes.EnterAsync(_stopping.Token);
                 await db.Leases
                     .Where(l => l.Name == OutboxDelivery.LeaseName && l.DeliveredUpTo < to)
                     .ExecuteUpdateAsync(s => s.SetProperty(l => l.DeliveredUpTo, to), _stopping.Token);

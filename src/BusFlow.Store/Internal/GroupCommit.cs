@@ -18,6 +18,7 @@ namespace BusFlow.Store.Internal;
 /// </summary>
 internal sealed partial class GroupCommit(
     IDbContextFactory<BusFlowDbContext> databases,
+    StoreWriteGate writes,
     BusFlowStoreOptions options,
     ILogger<GroupCommit> logger) : BackgroundService
 {
@@ -103,6 +104,7 @@ internal sealed partial class GroupCommit(
                 await member.AddToAsync(group, cancellationToken);
             }
 
+            using var turn = await writes.EnterAsync(cancellationToken);
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
             // A failure rolls back the whole transaction: no savepoint round trips around SaveChanges.
             db.Database.AutoSavepointsEnabled = false;

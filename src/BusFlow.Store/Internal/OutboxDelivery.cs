@@ -26,6 +26,7 @@ internal sealed partial class OutboxDelivery(
     IBus bus,
     OutboxSignal signal,
     ColocatedStepFold colocated,
+    StoreWriteGate writes,
     BusFlowStoreOptions options,
     TimeProvider time,
     ILogger<OutboxDelivery> logger) : BackgroundService
@@ -44,7 +45,7 @@ internal sealed partial class OutboxDelivery(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await using var lanes = new EventLanes(databases, bus, options, time, logger, stoppingToken);
+        await using var lanes = new EventLanes(databases, writes, bus, options, time, logger, stoppingToken);
         var failures = 0;
         // Rows are expected when a commit in this process woke the round or the last round found
         // some: then the round positions at once instead of looking first (one round trip less
@@ -158,6 +159,7 @@ internal sealed partial class OutboxDelivery(
             return [];
         }
 
+        using var turn = await writes.EnterAsync(cancellationToken);
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         var rows = await StoreProvider.PositionEventsAsync(
             db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, LeaseName, _owner, time.GetUtcNow(), options.DeliveryBatchSize, cancellationToken);

@@ -17,6 +17,7 @@ namespace BusFlow.Store.Internal;
 internal sealed partial class OutboxSender(
     IBus bus,
     IDbContextFactory<BusFlowDbContext> databases,
+    StoreWriteGate writes,
     BusFlowStoreOptions options,
     TimeProvider time,
     ILogger<OutboxSender> logger) : BackgroundService
@@ -107,6 +108,7 @@ internal sealed partial class OutboxSender(
                 try
                 {
                     await using var db = await databases.CreateDbContextAsync(stoppingToken);
+                    using var turn = await writes.EnterAsync(stoppingToken);
                     var now = time.GetUtcNow();
                     await db.Outbox.Where(o => ids.Contains(o.Id) && o.DeliveredAt == null)
                         .ExecuteUpdateAsync(s => s.SetProperty(o => o.DeliveredAt, now), stoppingToken);
