@@ -50,7 +50,10 @@ public static class E2eScaling
         };
 
         var started = Stopwatch.StartNew();
-        await using var saga = await HostProcess.Start("saga", settingsFor("saga"), stop.Token);
+        // Combined: every process runs the saga and the worker, the way co-located steps run fastest.
+        var sagaRole = settings.Combined ? "saga,worker" : "saga";
+        var workerRole = settings.Combined ? "saga,worker" : "worker";
+        await using var saga = await HostProcess.Start("saga", settingsFor(sagaRole), stop.Token);
         var workers = new List<HostProcess>();
         var edges = new List<HostProcess>();
         await using var driver = await BusFlowE2eHost.StartDriver(vhost);
@@ -63,7 +66,7 @@ public static class E2eScaling
             foreach (var (workerCount, edgeCount) in topologies)
             {
                 started.Restart();
-                await Resize(workers, workerCount, "worker", settingsFor, stop.Token);
+                await Resize(workers, workerCount, workerRole, settingsFor, stop.Token);
                 await Resize(edges, edgeCount, "edge", settingsFor, stop.Token);
                 var sockets = new List<SocketSubscriber>();
                 try
@@ -166,7 +169,7 @@ public static class E2eScaling
         var expected = settings.ScalingPipelines * E2eShapes.BusFlowEvents(E2eShapes.Demo);
         md.AppendLine(BenchMachine.Invariant($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC at commit {commit} on {BenchMachine.Describe()}; {servers}."));
         md.AppendLine(BenchMachine.Invariant($"Load average before the run {loadBefore}, after {BenchMachine.LoadAverage()}; the run took {elapsed.TotalSeconds:0} s."));
-        md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after one warm-up per topology (three for the first); {settings.ScalingPipelines} `demo` pipelines started at once per repetition ({expected} events). One saga process throughout. Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-scaling`."));
+        md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after one warm-up per topology (three for the first); {settings.ScalingPipelines} `demo` pipelines started at once per repetition ({expected} events). {(settings.Combined ? "Every BusFlow process runs the saga and the worker (`--combined`): \"workers\" counts the processes beyond the first" : "One saga process throughout")}. Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-scaling`."));
         md.AppendLine();
         md.AppendLine("| workers | edges | pipelines/s | vs 1 worker, 1 edge | cpu BusFlow processes | cpu driver | cpu postgres | cpu rabbitmq | cpu other | cpu ms/pipeline | events each WebSocket subscriber received |");
         md.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");

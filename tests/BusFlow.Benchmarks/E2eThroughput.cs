@@ -48,6 +48,13 @@ public sealed record ThroughputSettings
     /// <summary>BusFlow runs steps co-located with its saga (<see cref="BusFlowStoreOptions.ColocateSteps"/>); off sends every step through the broker.</summary>
     public bool Colocate { get; init; } = true;
 
+    /// <summary>
+    /// e2e-scaling: every BusFlow process runs the saga and the worker (steps co-located), and
+    /// <see cref="Workers"/> counts the processes beyond the first; otherwise one saga process and
+    /// that many worker processes.
+    /// </summary>
+    public bool Combined { get; init; }
+
     /// <summary>How BusFlow publishes events (<see cref="BusFlowStoreOptions.EventPublishing"/>).</summary>
     public EventPublishMode EventPublishing { get; init; } = EventPublishMode.Individual;
 
@@ -97,6 +104,7 @@ public sealed record ThroughputSettings
                 case "--concurrency": s = s with { Concurrency = Next() }; break;
                 case "--timeout": s = s with { Timeout = TimeSpan.FromSeconds(Next()) }; break;
                 case "--no-docs": s = s with { WriteDocs = false }; break;
+                case "--combined": s = s with { Combined = true }; break;
                 case "--colocate": s = s with { Colocate = Word("on", "off") == "on" }; break;
                 case "--event-publishing": s = s with { EventPublishing = Enum.Parse<EventPublishMode>(Word("individual", "batched"), ignoreCase: true) }; break;
                 default:
