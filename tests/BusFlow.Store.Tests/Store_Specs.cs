@@ -168,6 +168,30 @@ public sealed class When_a_step_command_is_delivered_twice
         Assert.Equal(2L, await Scalar(host, "SELECT COUNT(*) FROM side_effects"));
     }
 
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_record_one_outcome_and_one_effect_when_two_copies_run_at_once(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var host = await StartCountingWorker(db, runFor: TimeSpan.FromMilliseconds(300));
+
+        // Both copies pass the inbox look-up before either records its outcome; both reports join
+        // groups, the second group fails on the inbox key and that report, tried alone, is dropped.
+        var command = new ExecuteStep { PipelineId = NewId.NextGuid(), ExecutionId = NewId.NextGuid(), Definition = "noop", StepName = "once", Worker = "once", Attempt = 1 };
+        var messageId = NewId.NextGuid();
+        var endpoint = await host.Bus.GetSendEndpoint(new Uri("queue:busflow-step-once"));
+        await Task.WhenAll(endpoint.Send(command, c => c.MessageId = messageId), endpoint.Send(command, c => c.MessageId = messageId));
+        await WaitUntil(() => Runs == 2);
+        await WaitForOutbox(host, o => o.PipelineId == command.PipelineId, "The step's report never reached the outbox.");
+        await Task.Delay(500);
+
+        Assert.Equal(2, Runs);
+        Assert.Equal(1L, await Scalar(host, "SELECT COUNT(*) FROM side_effects"));
+        await using var context = await host.Databases.CreateDbContextAsync();
+        Assert.Equal(1, await context.Outbox.CountAsync(o => o.PipelineId == command.PipelineId));
+    }
+
     /// <summary>
     /// Co-located, the first run takes no bus delivery: the fold's inbox row is what stops the copy;
     /// on the ordinary path the worker's own inbox row does.
@@ -207,12 +231,13 @@ public sealed class When_a_step_command_is_delivered_twice
     }
 
     /// <summary>A store host whose worker "once" (pipeline "noop") counts its runs and enlists one row of <c>side_effects</c> per run.</summary>
-    private async Task<StoreHost> StartCountingWorker(TestDatabase db, Action<IBusRegistrationConfigurator>? consumers = null, bool colocate = true)
+    private async Task<StoreHost> StartCountingWorker(TestDatabase db, Action<IBusRegistrationConfigurator>? consumers = null, bool colocate = true, TimeSpan runFor = default)
     {
         var host = await StoreHost.Start(db.Options(o => o.ColocateSteps = colocate), b => b
-            .AddWorker("once", ctx =>
+            .AddWorker("once", async ctx =>
             {
                 Interlocked.Increment(ref _runs);
+                await Task.Delay(runFor, ctx.CancellationToken);
                 ctx.Enlist(async commit =>
                 {
                     await using var insert = commit.Connection!.CreateCommand();
@@ -220,7 +245,7 @@ public sealed class When_a_step_command_is_delivered_twice
                     insert.CommandText = "INSERT INTO side_effects (execution_id) VALUES ('" + ctx.Command.ExecutionId + "')";
                     await insert.ExecuteNonQueryAsync(commit.CancellationToken);
                 });
-                return Task.FromResult(StepResult.Success());
+                return StepResult.Success();
             })
             .AddPipeline("noop", p => p.Then("once")),
             consumers: consumers);

@@ -10,11 +10,14 @@ namespace BusFlow.Store.Internal;
 /// The worker's inbox and outbox: a step's report, the inbox row of the command it answers and the
 /// effects the step enlisted commit in one transaction at the end of the attempt. A redelivered
 /// command whose inbox row exists is not run again. The transaction is short (opened after the
-/// step ran) so a long step never holds a database lock, which SQLite's single writer needs.
+/// step ran) so a long step never holds a database lock, which SQLite's single writer needs; on a
+/// command's first delivery it is a group's (<see cref="GroupCommit"/>), shared with other reports
+/// and transitions.
 /// </summary>
 internal sealed partial class StoreStepReportOutbox(
     IDbContextFactory<BusFlowDbContext> databases,
     OutboxSender sender,
+    GroupCommit groups,
     TimeProvider time,
     ILogger<StoreStepReportOutbox> logger) : IStepReportOutbox
 {
@@ -40,6 +43,20 @@ internal sealed partial class StoreStepReportOutbox(
     public async Task ReportAsync(ConsumeContext<ExecuteStep> context, object report, IReadOnlyList<Func<StepCommitContext, Task>> effects)
     {
         var now = time.GetUtcNow();
+        // The first try joins a group with other pipelines' reports and transitions; a copy of the
+        // command (its inbox row already taken) or any other failure fails that group, and then
+        // this report is recorded alone below, where a copy is recognised and dropped.
+        if (context.GetRetryAttempt() == 0 && context.GetRedeliveryCount() == 0)
+        {
+            var grouped = OutboxRows.Create(report, null, context.Message.PipelineId, now);
+            var member = new WorkerReportMember(context.Message.PipelineId, context.MessageId, Consumer(context.Message), grouped, effects, now);
+            if (await groups.CommitAsync(member, context.CancellationToken))
+            {
+                await sender.SendCommittedAsync([(grouped, report)], context.CancellationToken);
+                return;
+            }
+        }
+
         await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
         await using var transaction = await db.Database.BeginTransactionAsync(context.CancellationToken);
         // A failure rolls back the whole transaction: no savepoint round trips around SaveChanges.
@@ -76,4 +93,28 @@ internal sealed partial class StoreStepReportOutbox(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Step {StepName} of pipeline {PipelineId}: a concurrent delivery already recorded the outcome; this one is dropped")]
     private static partial void LogDuplicate(ILogger logger, string stepName, Guid pipelineId);
+}
+
+/// <summary>A worker's report in a group: the command's inbox row, the report's outbox row and the step's enlisted effects.</summary>
+internal sealed class WorkerReportMember(
+    Guid pipelineId,
+    Guid? messageId,
+    string consumer,
+    OutboxMessageRecord report,
+    IReadOnlyList<Func<StepCommitContext, Task>> effects,
+    DateTimeOffset now) : GroupMember(pipelineId)
+{
+    public override bool ReadsState => false;
+
+    public override Task AddToAsync(GroupTransaction group, CancellationToken cancellationToken)
+    {
+        if (messageId is { } id)
+        {
+            group.Db.Inbox.Add(new InboxRecord { MessageId = id, Consumer = consumer, ReceivedAt = now });
+        }
+
+        group.Db.Outbox.Add(report);
+        group.Effects.AddRange(effects);
+        return Task.CompletedTask;
+    }
 }
