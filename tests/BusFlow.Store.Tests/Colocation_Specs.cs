@@ -265,4 +265,39 @@ public sealed class When_a_step_runs_beside_the_saga
         // Folded into transitions beside the saga, not sent through the bus.
         Assert.Equal(0, progress.Count);
     }
+
+    /// <summary>
+    /// Positions follow row ids. When one group holds a wide outcome of a pipeline (b's completion
+    /// starts ten map items: a multi-row insert) and a narrow one (c's completion), every event row
+    /// must still be inserted in seq order, or a subscriber by position sees the pipeline out of order.
+    /// </summary>
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_give_each_pipelines_events_positions_in_seq_order_whatever_shares_a_group(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("quick", async ctx =>
+            {
+                await Task.Yield();
+                return StepResult.Success(new { ctx.StepName });
+            }, concurrency: 256)
+            .AddPipeline("wide-and-narrow", p => p
+                .Step("a", s => s.Worker("quick"))
+                .Step("b", s => s.Worker("quick").After("a"))
+                .Step("c", s => s.Worker("quick").After("a"))
+                .Map("m", s => s.Worker("quick").Over("input.items").After("b"))
+                .Step("d", s => s.Worker("quick").After("c", "m"))));
+
+        var input = new { items = Enumerable.Range(1, 10).ToArray() };
+        var ids = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => host.RunPipeline("wide-and-narrow", input)));
+
+        foreach (var id in ids)
+        {
+            var logged = await host.Reader.ReadPipelineAsync(id, 0, 200);
+            AssertGaplessSeq(logged);
+            Assert.Equal(logged.Select(e => e.Seq), logged.OrderBy(e => e.Position).Select(e => e.Seq));
+        }
+    }
 }

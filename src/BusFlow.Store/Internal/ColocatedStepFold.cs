@@ -78,14 +78,16 @@ internal sealed partial class ColocatedStepFold(
     /// </summary>
     private async Task CommitAsync(Fold fold, CancellationToken cancellationToken)
     {
-        if (!await groups.CommitAsync(fold, cancellationToken))
+        if (await groups.CommitAsync(fold, cancellationToken))
         {
-            await FoldAloneAsync(fold, cancellationToken);
+            await fold.AfterCommitted;
+            return;
         }
 
+        await FoldAloneAsync(fold, cancellationToken);
         if (fold.Session is { } session)
         {
-            await session.CommittedAsync();
+            await session.RunAfterCommitAsync();
         }
     }
 
@@ -243,6 +245,8 @@ internal sealed class Fold(ColocatedStepFold owner, ExecuteStep command, long ro
     public StoreSession? Session { get; set; }
 
     public override bool ReadsState => Report is not null;
+
+    public override Func<Task> AfterCommit => () => Session?.RunAfterCommitAsync() ?? Task.CompletedTask;
 
     public override Task AddToAsync(GroupTransaction group, CancellationToken cancellationToken) => owner.AddToGroupAsync(this, group, cancellationToken);
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
@@ -12,9 +13,11 @@ namespace BusFlow.Store.Internal;
 /// commits it as one group, and only then lets each member go on (and its message be acknowledged);
 /// a lone member commits at once, and under load the members that arrive while a group commits form
 /// the next one. SQLite has one writer (the file has one anyway), PostgreSQL a few, so that one
-/// group's round trips overlap another's; a pipeline always takes the same writer, so two members
-/// of one pipeline never race each other. When a group fails as a whole, every member learns so and
-/// is tried again alone by its caller, so no member fails or waits for another beyond that one try.
+/// group's round trips overlap another's; a pipeline always takes the same writer, so two grouped
+/// members of one pipeline commit in the order they came, and what follows their commits (sends,
+/// the clock, observers) runs in that order too. When a group fails as a whole, every member
+/// learns so and is tried again alone by its caller, so no member fails or waits for another
+/// beyond that one try; once the writers stop, members are told to commit alone at once.
 /// </summary>
 internal sealed partial class GroupCommit(
     IDbContextFactory<BusFlowDbContext> databases,
@@ -28,12 +31,51 @@ internal sealed partial class GroupCommit(
     private readonly Channel<GroupMember>[] _writers = [.. Enumerable.Range(0, options.Provider == StoreProviderKind.Sqlite ? 1 : 4)
         .Select(_ => Channel.CreateUnbounded<GroupMember>(new UnboundedChannelOptions { SingleReader = true }))];
 
-    /// <summary>Commits <paramref name="member"/> in the next group of its pipeline's writer: true once committed, false when the group failed.</summary>
+    /// <summary>Per pipeline, the after-commit work last chained (see <see cref="GroupMember.AfterCommitted"/>).</summary>
+    private readonly ConcurrentDictionary<Guid, Task> _afterCommitTails = new();
+
+    private volatile bool _stopped;
+
+    /// <summary>
+    /// Commits <paramref name="member"/> in the next group of its pipeline's writer: true once
+    /// committed (then await <see cref="GroupMember.AfterCommitted"/>), false when the group failed
+    /// or the writers stopped, and the member must commit alone.
+    /// </summary>
     public async Task<bool> CommitAsync(GroupMember member, CancellationToken cancellationToken)
     {
         var writer = _writers[(member.PipelineId.GetHashCode() & int.MaxValue) % _writers.Length];
+        if (_stopped)
+        {
+            return false;
+        }
+
         await writer.Writer.WriteAsync(member, cancellationToken);
+        if (_stopped)
+        {
+            // Stopped meanwhile: nobody reads the channel any more.
+            Release(writer.Reader);
+        }
+
         return await member.Committed.Task.WaitAsync(cancellationToken);
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _stopped = true;
+        await base.StopAsync(cancellationToken);
+        foreach (var writer in _writers)
+        {
+            Release(writer.Reader);
+        }
+    }
+
+    /// <summary>Tells every member still queued to commit alone.</summary>
+    private static void Release(ChannelReader<GroupMember> members)
+    {
+        while (members.TryRead(out var member))
+        {
+            member.Committed.TrySetResult(false);
+        }
     }
 
     /// <summary>Commits <paramref name="member"/> in a group of its own, now; throws what the commit threw.</summary>
@@ -65,12 +107,24 @@ internal sealed partial class GroupCommit(
             try
             {
                 await CommitAsync(group, stoppingToken);
-                group.ForEach(m => m.Committed.TrySetResult(true));
             }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            catch (Exception ex)
             {
-                LogGroupFailed(logger, ex, group.Count);
+                if (!stoppingToken.IsCancellationRequested)
+                {
+                    LogGroupFailed(logger, ex, group.Count);
+                }
+
+                // Cut off by the stop or failed: each member commits alone (a commit that did
+                // happen is found by the members' inbox rows and version checks).
                 group.ForEach(m => m.Committed.TrySetResult(false));
+                continue;
+            }
+
+            foreach (var member in group)
+            {
+                member.AfterCommitted = ChainAfterCommit(member);
+                member.Committed.TrySetResult(true);
             }
         }
     }
@@ -105,13 +159,25 @@ internal sealed partial class GroupCommit(
             }
 
             using var turn = await writes.EnterAsync(cancellationToken);
+            // Positions follow row ids, so one pipeline's event rows must be inserted in seq order
+            // across members: all of them go in the multi-row insert, sorted, none through EF Core.
+            var events = group.BulkEvents;
+            foreach (var entry in db.ChangeTracker.Entries<PipelineEventRecord>().Where(e => e.State == EntityState.Added).ToList())
+            {
+                events.Add(entry.Entity);
+                entry.State = EntityState.Detached;
+            }
+
+            events.Sort((a, b) => a.PipelineId == b.PipelineId ? a.Seq.CompareTo(b.Seq) : a.PipelineId.CompareTo(b.PipelineId));
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
             // A failure rolls back the whole transaction: no savepoint round trips around SaveChanges.
             db.Database.AutoSavepointsEnabled = false;
+            // SaveChanges first: a concurrent transition of a pipeline fails there, on its Version,
+            // before its rows could collide on (PipelineId, Seq).
             await db.SaveChangesAsync(cancellationToken);
-            if (group.BulkEvents.Count > 0)
+            if (events.Count > 0)
             {
-                await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, group.BulkEvents, cancellationToken);
+                await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, events, cancellationToken);
             }
 
             foreach (var effect in group.Effects)
@@ -127,6 +193,26 @@ internal sealed partial class GroupCommit(
         }
     }
 
+    /// <summary>
+    /// Runs the member's after-commit work once the work of its pipeline's previous grouped commit
+    /// ran: called by the pipeline's one writer, in commit order.
+    /// </summary>
+    private Task ChainAfterCommit(GroupMember member)
+    {
+        var previous = _afterCommitTails.GetValueOrDefault(member.PipelineId) ?? Task.CompletedTask;
+        var next = RunAfterAsync(previous, member.AfterCommit);
+        _afterCommitTails[member.PipelineId] = next;
+        _ = next.ContinueWith(_ => _afterCommitTails.TryRemove(KeyValuePair.Create(member.PipelineId, next)), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return next;
+
+        static async Task RunAfterAsync(Task previous, Func<Task> work)
+        {
+            // The previous member's failure is its own caller's to see.
+            await previous.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing | ConfigureAwaitOptions.ForceYielding);
+            await work();
+        }
+    }
+
     [LoggerMessage(Level = LogLevel.Information, Message = "A group of {Count} transitions failed to commit; each is tried again alone")]
     private static partial void LogGroupFailed(ILogger logger, Exception exception, int count);
 }
@@ -138,6 +224,12 @@ internal abstract class GroupMember(Guid pipelineId)
 
     /// <summary>True once its group committed; false when the group failed and it must be tried alone.</summary>
     public TaskCompletionSource<bool> Committed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>What follows its commit (sends, the clock, observers); run in commit order per pipeline.</summary>
+    public abstract Func<Task> AfterCommit { get; }
+
+    /// <summary>Once grouped and committed: its <see cref="AfterCommit"/> work, chained after that of its pipeline's previous grouped commit.</summary>
+    public Task AfterCommitted { get; set; } = Task.CompletedTask;
 
     /// <summary>Decides on its pipeline's state as the group reads it (<see cref="GroupTransaction.States"/>).</summary>
     public abstract bool ReadsState { get; }

@@ -3,6 +3,7 @@ using MassTransit.Context;
 using MassTransit.Middleware;
 using MassTransit.Saga;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking;
 using Microsoft.EntityFrameworkCore.Storage;
 
 namespace BusFlow.Store.Internal;
@@ -166,8 +167,10 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
         var bulk = session.TakeBulkEvents();
         if (context.GetRetryAttempt() == 0 && context.GetRedeliveryCount() == 0)
         {
-            if (await groups.CommitAsync(new TransitionMember(db, bulk, pipelineId), CancellationToken))
+            var member = new TransitionMember(db, bulk, pipelineId, session);
+            if (await groups.CommitAsync(member, CancellationToken))
             {
+                session.AfterCommitChained(member.AfterCommitted);
                 return;
             }
 
@@ -217,40 +220,47 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
 
 /// <summary>
 /// A transition of the state machine in a group: what its own database context tracks (the state,
-/// event, outbox, inbox and suspension rows) is moved to the group's context, with the original
-/// values the optimistic check compares, so it saves there instead.
+/// event, outbox, inbox and suspension rows) is taken when it is handed over, with the original
+/// values the optimistic check compares, and added to the group's context, so it saves there. Its
+/// own context goes back to the pool when the transition ends, grouped or not, so nothing of it is
+/// read later.
 /// </summary>
-internal sealed class TransitionMember(BusFlowDbContext db, List<PipelineEventRecord> bulkEvents, Guid pipelineId) : GroupMember(pipelineId)
+internal sealed class TransitionMember(BusFlowDbContext db, List<PipelineEventRecord> bulkEvents, Guid pipelineId, StoreSession session) : GroupMember(pipelineId)
 {
+    private readonly List<(object Entity, EntityState State, PropertyValues Original, string[] Modified)> _entries =
+        [.. db.ChangeTracker.Entries().Select(e => (e.Entity, e.State, e.OriginalValues.Clone(), e.Properties.Where(p => p.IsModified).Select(p => p.Metadata.Name).ToArray()))];
+
     public override bool ReadsState => false;
+
+    public override Func<Task> AfterCommit => session.RunAfterCommitAsync;
 
     public override Task AddToAsync(GroupTransaction group, CancellationToken cancellationToken)
     {
-        foreach (var entry in db.ChangeTracker.Entries().ToList())
+        foreach (var (entity, state, original, modified) in _entries)
         {
-            switch (entry.State)
+            switch (state)
             {
                 case EntityState.Added:
-                    group.Db.Add(entry.Entity);
+                    group.Db.Add(entity);
                     break;
                 case EntityState.Modified:
-                    var target = group.Db.Attach(entry.Entity);
-                    target.OriginalValues.SetValues(entry.OriginalValues);
-                    foreach (var property in entry.Properties)
+                    var target = group.Db.Attach(entity);
+                    target.OriginalValues.SetValues(original);
+                    foreach (var property in modified)
                     {
-                        target.Property(property.Metadata.Name).IsModified = property.IsModified;
+                        target.Property(property).IsModified = true;
                     }
 
                     break;
                 case EntityState.Deleted:
-                    group.Db.Remove(entry.Entity);
+                    group.Db.Remove(entity);
                     break;
             }
 
-            if (entry.Entity is PipelineState state)
+            if (entity is PipelineState pipeline)
             {
                 // A fold of the same pipeline later in this group decides on this state and must not raise its version again.
-                group.Versioned.Add(state);
+                group.Versioned.Add(pipeline);
             }
         }
 

@@ -10,12 +10,14 @@ internal sealed class StoreSession
     private readonly List<Func<Task>> _afterCommit = [];
     private readonly List<PipelineEventRecord> _bulkEvents = [];
     private BusFlowDbContext? _db;
+    private Task? _chained;
 
     public BusFlowDbContext Db => _db ?? throw new InvalidOperationException("No saga transaction is open: the BusFlow store's saga repository opens one per message.");
 
     public void Begin(BusFlowDbContext db)
     {
         _db = db;
+        _chained = null;
         _afterCommit.Clear();
         _bulkEvents.Clear();
     }
@@ -33,7 +35,17 @@ internal sealed class StoreSession
         return rows;
     }
 
-    public async Task CommittedAsync()
+    /// <summary>
+    /// The transition committed in a group, which runs its after-commit work in its pipeline's
+    /// commit order: <see cref="CommittedAsync"/> then waits for that instead of running it.
+    /// </summary>
+    public void AfterCommitChained(Task chained) => _chained = chained;
+
+    /// <summary>Runs the work to do now that the transaction committed (or waits for it, when a group runs it).</summary>
+    public Task CommittedAsync() => _chained ?? RunAfterCommitAsync();
+
+    /// <summary>Runs the work to do after the commit, once.</summary>
+    public async Task RunAfterCommitAsync()
     {
         var actions = _afterCommit.ToList();
         _afterCommit.Clear();
@@ -46,6 +58,7 @@ internal sealed class StoreSession
 
     public void End()
     {
+        _chained = null;
         _afterCommit.Clear();
         _bulkEvents.Clear();
         _db = null;

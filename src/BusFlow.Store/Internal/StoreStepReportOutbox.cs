@@ -49,10 +49,10 @@ internal sealed partial class StoreStepReportOutbox(
         if (context.GetRetryAttempt() == 0 && context.GetRedeliveryCount() == 0)
         {
             var grouped = OutboxRows.Create(report, null, context.Message.PipelineId, now);
-            var member = new WorkerReportMember(context.Message.PipelineId, context.MessageId, Consumer(context.Message), grouped, effects, now);
+            var member = new WorkerReportMember(context.Message.PipelineId, context.MessageId, Consumer(context.Message), grouped, effects, now, () => sender.SendCommittedAsync([(grouped, report)], CancellationToken.None));
             if (await groups.CommitAsync(member, context.CancellationToken))
             {
-                await sender.SendCommittedAsync([(grouped, report)], context.CancellationToken);
+                await member.AfterCommitted;
                 return;
             }
         }
@@ -102,9 +102,13 @@ internal sealed class WorkerReportMember(
     string consumer,
     OutboxMessageRecord report,
     IReadOnlyList<Func<StepCommitContext, Task>> effects,
-    DateTimeOffset now) : GroupMember(pipelineId)
+    DateTimeOffset now,
+    Func<Task> send) : GroupMember(pipelineId)
 {
     public override bool ReadsState => false;
+
+    /// <summary>Sends the report.</summary>
+    public override Func<Task> AfterCommit => send;
 
     public override Task AddToAsync(GroupTransaction group, CancellationToken cancellationToken)
     {

@@ -57,10 +57,11 @@ internal sealed partial class ColocatedSteps(
         var stopping = _stopping.Token;
         try
         {
+            // The scope lives until the outcome committed: enlisted effects may use its services.
+            await using var scope = scopes.CreateAsyncScope();
             StepOutcome? outcome;
             using (slot)
             {
-                await using var scope = scopes.CreateAsyncScope();
                 outcome = await StepAttempt.RunAsync(worker, command, scope.ServiceProvider, report => progress(report, stopping), running, time, logger, stopping);
             }
 
