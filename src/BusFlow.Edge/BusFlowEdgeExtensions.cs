@@ -90,7 +90,8 @@ public static partial class BusFlowEdgeExtensions
 
         jwt.TokenValidationParameters = new TokenValidationParameters
         {
-            ValidateIssuer = !string.IsNullOrEmpty(settings.Issuer),
+            // With an authority the valid issuer comes from its discovery document.
+            ValidateIssuer = !string.IsNullOrEmpty(settings.Issuer) || !string.IsNullOrEmpty(settings.Authority),
             ValidIssuer = settings.Issuer,
             ValidateAudience = !string.IsNullOrEmpty(settings.Audience),
             ValidAudience = settings.Audience,
@@ -144,6 +145,12 @@ public static partial class BusFlowEdgeExtensions
         if (options.Auth.Jwt.SigningKey is { Length: > 0 } key && Encoding.UTF8.GetByteCount(key) < 32)
         {
             errors.Add($"{EdgeOptions.Section}:Auth:Jwt:SigningKey must be at least 32 bytes");
+        }
+
+        if (!string.IsNullOrEmpty(options.Auth.Jwt.Authority) && string.IsNullOrWhiteSpace(options.Auth.Jwt.Audience))
+        {
+            // Any application's token from a shared authority would be accepted otherwise.
+            errors.Add($"{EdgeOptions.Section}:Auth:Jwt:Audience is required with an Authority: set it to the audience your tokens are issued for");
         }
 
         foreach (var (apiKey, tenant) in options.Auth.ApiKeys)

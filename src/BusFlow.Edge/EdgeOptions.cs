@@ -88,5 +88,12 @@ public sealed class EdgeJwtOptions
     /// <summary>A shared secret (at least 32 bytes as UTF-8) for HMAC-SHA256-signed tokens.</summary>
     public string? SigningKey { get; set; }
 
+    /// <summary>
+    /// A token without a tenant claim is refused, unless it carries this role (a <c>role</c> or
+    /// <c>roles</c> claim): then it sees and controls every tenant's pipelines. Unset (the default),
+    /// no token has all-tenant access; set it only for operators' tokens.
+    /// </summary>
+    public string? AllTenantsRole { get; set; }
+
     public bool Enabled => !string.IsNullOrEmpty(Authority) || !string.IsNullOrEmpty(SigningKey);
 }

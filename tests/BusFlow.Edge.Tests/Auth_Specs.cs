@@ -22,6 +22,7 @@ public sealed class When_tenants_share_an_edge : IAsyncLifetime
         o.Auth.Jwt.SigningKey = SigningKey;
         o.Auth.Jwt.Issuer = "busflow-tests";
         o.Auth.Jwt.Audience = "busflow";
+        o.Auth.Jwt.AllTenantsRole = "busflow-operator";
         o.AllowedOrigins = ["https://allowed.example"];
     });
 
@@ -152,11 +153,42 @@ public sealed class When_tenants_share_an_edge : IAsyncLifetime
         Assert.Equal("pong", (await allowed.ReceiveAsync())!.Value.Type());
     }
 
-    private static string Token(string tenant) => new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+    [Fact]
+    public async Task Should_refuse_a_token_without_a_tenant_unless_it_carries_the_operators_role()
+    {
+        using var a = Client("key-a");
+        var id = await a.StartAsync("ticker", new { ticks = 1, delayMs = 0 });
+        using var jwt = new HttpClient { BaseAddress = _server.BaseUri };
+        foreach (var token in new[] { Token(null), Token(""), Token(null, role: "reader") })
+        {
+            jwt.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            using var refused = await jwt.GetAsync($"/api/pipelines/{id}");
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+            using var list = await jwt.GetAsync("/api/pipelines");
+            Assert.Equal(HttpStatusCode.Unauthorized, list.StatusCode);
+            var socket = await Assert.ThrowsAsync<WebSocketException>(() => WsClient.ConnectAsync(_server.WebSocketUri("access_token=" + token)));
+            Assert.Contains("401", socket.Message, StringComparison.Ordinal);
+        }
+
+        // The operators' role (BusFlow:Edge:Auth:Jwt:AllTenantsRole) sees every tenant.
+        jwt.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Token(null, role: "busflow-operator"));
+        Assert.Equal(id, (await jwt.GetJsonAsync($"/api/pipelines/{id}")).GetProperty("pipelineId").GetGuid());
+    }
+
+    [Fact]
+    public async Task Should_not_start_with_an_authority_but_no_audience()
+    {
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => EdgeServer.StartAsync(o => o.Auth.Jwt.Authority = "https://login.example"));
+        Assert.Contains("BusFlow:Edge:Auth:Jwt:Audience is required with an Authority", error.ToString(), StringComparison.Ordinal);
+    }
+
+    private static string Token(string? tenant, string? role = null) => new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
     {
         Issuer = "busflow-tests",
         Audience = "busflow",
-        Subject = new ClaimsIdentity([new Claim("sub", "user-1"), new Claim("tenant", tenant)]),
+        Subject = new ClaimsIdentity(new[] { new Claim("sub", "user-1") }
+            .Concat(tenant is null ? [] : [new Claim("tenant", tenant)])
+            .Concat(role is null ? [] : [new Claim("role", role)])),
         Expires = DateTime.UtcNow.AddMinutes(10),
         SigningCredentials = new SigningCredentials(new SymmetricSecurityKey(Encoding.UTF8.GetBytes(SigningKey)), SecurityAlgorithms.HmacSha256),
     });

@@ -33,8 +33,18 @@ internal sealed class DefaultPrincipalResolver(IOptions<EdgeOptions> options) : 
             var result = await context.AuthenticateAsync(JwtScheme);
             if (result.Succeeded && result.Principal is { } user)
             {
-                var claim = user.FindFirst(_auth.TenantClaim)?.Value;
-                return new BusFlowPrincipal(user.Identity?.Name ?? user.FindFirst("sub")?.Value ?? "jwt", string.IsNullOrEmpty(claim) ? null : claim);
+                var name = user.Identity?.Name ?? user.FindFirst("sub")?.Value ?? "jwt";
+                if (user.FindFirst(_auth.TenantClaim)?.Value is { Length: > 0 } claimed && !string.IsNullOrWhiteSpace(claimed))
+                {
+                    return new BusFlowPrincipal(name, claimed);
+                }
+
+                // No tenant: all tenants only for the operators' role, else refused like no token at all
+                // (a token issued for another application by a shared authority has no tenant either).
+                if (_auth.Jwt.AllTenantsRole is { Length: > 0 } role && user.Claims.Any(c => c.Type is "role" or "roles" && c.Value == role))
+                {
+                    return new BusFlowPrincipal(name, null);
+                }
             }
         }
 
