@@ -249,6 +249,33 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
         Assert.Equal("Completed", (await Http.WaitForEndAsync(id)).GetProperty("status").GetString());
     }
 
+    /// <summary>
+    /// A chunked body gives no length up front. The edge must refuse it once it passes 1 MiB, without
+    /// waiting for (and buffering) the rest: this client sends 1.5 MiB and then never ends the body.
+    /// </summary>
+    [Fact]
+    public async Task Should_refuse_a_chunked_body_as_soon_as_it_passes_the_limit()
+    {
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(fixture.Server.BaseUri.Host, fixture.Server.BaseUri.Port);
+        var stream = tcp.GetStream();
+        var head = $"POST /api/pipelines HTTP/1.1\r\nHost: {fixture.Server.BaseUri.Authority}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(head));
+        var piece = new byte[64 * 1024];
+        Array.Fill(piece, (byte)' ');
+        var chunkHeader = System.Text.Encoding.ASCII.GetBytes($"{piece.Length:x}\r\n");
+        for (var sent = 0; sent < 1536 * 1024; sent += piece.Length)
+        {
+            await stream.WriteAsync(chunkHeader);
+            await stream.WriteAsync(piece);
+            await stream.WriteAsync("\r\n"u8.ToArray());
+        }
+
+        using var answer = new StreamReader(stream, System.Text.Encoding.ASCII);
+        var statusLine = await answer.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.StartsWith("HTTP/1.1 413", statusLine, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Should_refuse_requests_from_pages_of_other_origins()
     {

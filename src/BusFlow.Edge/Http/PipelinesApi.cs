@@ -373,7 +373,10 @@ internal static partial class PipelinesApi
     /// </summary>
     private static bool IsBrokerFailure(Exception ex) =>
         ex is TimeoutException or MassTransitException or System.IO.IOException or System.Net.Sockets.SocketException or OperationCanceledException
-        || ex.GetType().Namespace?.StartsWith("RabbitMQ.Client", StringComparison.Ordinal) == true;
+        || ex.GetType().Namespace?.StartsWith("RabbitMQ.Client", StringComparison.Ordinal) == true
+        // RabbitMQ.Client 7 disposes a channel under a publish when the connection drops; the
+        // publish then fails with the channel's semaphore disposed (seen in the broker-away spec).
+        || (ex is ObjectDisposedException && ex.StackTrace?.Contains("RabbitMQ.Client.", StringComparison.Ordinal) == true);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Publishing {Command} failed; answered 503 broker_unavailable")]
     private static partial void LogBrokerUnavailable(ILogger logger, Exception exception, string command);
@@ -397,11 +400,18 @@ internal static partial class PipelinesApi
             return (default, Problems.Of(StatusCodes.Status413PayloadTooLarge, "body_too_large", "Body too large", $"Bodies are limited to {MaxBodyBytes} bytes."));
         }
 
+        // Read at most one byte past the limit: a chunked body (no Content-Length) is refused as soon
+        // as it passes the limit, not buffered whole first.
         using var buffer = new MemoryStream();
-        await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
-        if (buffer.Length > MaxBodyBytes)
+        var chunk = new byte[16 * 1024];
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk.AsMemory(0, (int)Math.Min(chunk.Length, MaxBodyBytes + 1 - buffer.Length)), request.HttpContext.RequestAborted)) > 0)
         {
-            return (default, Problems.Of(StatusCodes.Status413PayloadTooLarge, "body_too_large", "Body too large", $"Bodies are limited to {MaxBodyBytes} bytes."));
+            buffer.Write(chunk, 0, read);
+            if (buffer.Length > MaxBodyBytes)
+            {
+                return (default, Problems.Of(StatusCodes.Status413PayloadTooLarge, "body_too_large", "Body too large", $"Bodies are limited to {MaxBodyBytes} bytes."));
+            }
         }
 
         if (buffer.Length == 0 && allowEmpty)
