@@ -249,6 +249,30 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
         Assert.Equal("Completed", (await Http.WaitForEndAsync(id)).GetProperty("status").GetString());
     }
 
+    [Fact]
+    public async Task Should_refuse_strings_that_are_not_unicode_with_400_and_store_nothing()
+    {
+        var before = (await Http.GetJsonAsync("/api/pipelines?limit=200")).GetProperty("pipelines").GetArrayLength();
+        foreach (var body in new[]
+        {
+            """{"definition":"demo","input":{"note":"\udc00"}}""",
+            """{"definition":"demo","input":{},"tags":{"k":"a\ud800b"}}""",
+            """{"definition":"demo","input":{"\udfff":1}}""",
+        })
+        {
+            using var refused = await Http.PostJsonAsync("/api/pipelines", body);
+            Assert.Equal((HttpStatusCode.BadRequest, "invalid_string"), await CodeOf(refused));
+        }
+
+        // A surrogate pair written as escapes is ordinary text.
+        using (var accepted = await Http.PostJsonAsync("/api/pipelines", """{"definition":"demo","input":{"delayMs":0,"note":"\ud83d\ude00"}}"""))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
+        }
+
+        Assert.Equal(before + 1, (await Http.GetJsonAsync("/api/pipelines?limit=200")).GetProperty("pipelines").GetArrayLength());
+    }
+
     /// <summary>
     /// A chunked body gives no length up front. The edge must refuse it once it passes 1 MiB, without
     /// waiting for (and buffering) the rest: this client sends 1.5 MiB and then never ends the body.

@@ -422,6 +422,11 @@ internal static partial class PipelinesApi
         try
         {
             using var document = JsonDocument.Parse(buffer.ToArray());
+            if (JsonStrings.FindInvalid(document.RootElement) is { } path)
+            {
+                return (default, Problems.Invalid("invalid_string", $"The string at {SubscribeRequest.Truncate(path)} is not valid Unicode (a lone surrogate escape)."));
+            }
+
             return (document.RootElement.Clone(), null);
         }
         catch (JsonException ex)

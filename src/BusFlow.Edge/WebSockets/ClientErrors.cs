@@ -5,6 +5,7 @@ internal static class ClientErrors
 {
     public const string InvalidJson = "invalid_json";
     public const string InvalidMessage = "invalid_message";
+    public const string InvalidString = "invalid_string";
     public const string UnknownType = "unknown_type";
     public const string BinaryNotSupported = "binary_not_supported";
     public const string FrameTooLarge = "frame_too_large";

@@ -229,6 +229,12 @@ internal sealed partial class WebSocketConnection(
         using (document)
         {
             var message = document.RootElement;
+            if (JsonStrings.FindInvalid(message) is { } path)
+            {
+                await ErrorAsync(ClientErrors.InvalidString, $"the string at {SubscribeRequest.Truncate(path)} is not valid Unicode (a lone surrogate escape)");
+                return;
+            }
+
             if (message.ValueKind != JsonValueKind.Object)
             {
                 await ErrorAsync(ClientErrors.InvalidMessage, "a message is a JSON object with a \"type\"");
