@@ -116,7 +116,7 @@ public static class Scenarios
     /// <summary>
     /// "outbox": isolates the outbox. Writers add StepProgress rows one transaction per batch, the way
     /// a transition with that many events writes them (StoreProvider.InsertEventsAsync, the multi-row
-    /// INSERT DecisionOutbox uses from BulkInsertFrom events on); BusFlow's OutboxDelivery,
+    /// INSERT every group commit uses for its events); BusFlow's OutboxDelivery,
     /// running in the host, positions them and publishes them to RabbitMQ.
     /// </summary>
     public static async Task<Measurement> Outbox(BenchHost host, NpgsqlDataSource data, BenchSettings settings, EventRows rows)

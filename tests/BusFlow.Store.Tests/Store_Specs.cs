@@ -871,7 +871,7 @@ public sealed class When_a_transition_decides_many_events_at_once
         var id = await host.RunPipeline("wide", timeout: TimeSpan.FromSeconds(60));
 
         // The transition that completed "split" started all 30 items: StepCompleted + 30 StepStarted,
-        // more than DecisionOutbox.BulkInsertFrom, so its rows took the multi-row INSERT.
+        // in one multi-row INSERT.
         var logged = await host.Reader.ReadPipelineAsync(id, 0, 1000);
         AssertGaplessSeq(logged);
         var splitDone = logged.OfType<StepCompleted>().Single(e => e.StepName == "split").Seq;

@@ -53,12 +53,7 @@ internal sealed partial class ColocatedStepFold(
         return false;
     }
 
-    /// <summary>
-    /// Hands the fold to its pipeline's group writer (<see cref="GroupCommit"/>) and waits for the
-    /// group's commit; then runs what follows the commit (sends, the next co-located steps, the clock,
-    /// observers) from here, so the writer goes on with the next group at once. A fold whose group
-    /// failed is tried again alone.
-    /// </summary>
+    /// <summary>Commits the attempt's outcome, then lets go of its command row.</summary>
     private async Task FoldAsync(Fold fold, CancellationToken cancellationToken)
     {
         try
@@ -72,8 +67,9 @@ internal sealed partial class ColocatedStepFold(
     }
 
     /// <summary>
-    /// Commits a progress report or the outcome in a group, or alone when the group failed, then
-    /// runs what follows its commit. Progress takes this path too, not the bus, so that it is
+    /// Commits a progress report or the outcome in its pipeline's group (<see cref="GroupCommit"/>),
+    /// or alone when the group failed, then waits for what follows its commit (sends, the next
+    /// co-located steps, the clock, observers). Progress takes this path too, not the bus, so that it is
     /// recorded before the outcome: the outcome enters the same writer after it.
     /// </summary>
     private async Task CommitAsync(Fold fold, CancellationToken cancellationToken)

@@ -19,32 +19,19 @@ internal sealed class DecisionOutbox(
     BusFlowStoreOptions options,
     TimeProvider time)
 {
-    /// <summary>
-    /// From this many events a transition's rows go in one multi-row INSERT (a wide map step starting
-    /// its items); fewer ride in EF Core's SaveChanges batch, which costs no extra round trip.
-    /// </summary>
-    internal const int BulkInsertFrom = 8;
-
     public async Task RecordAsync(StoreSession session, PipelineState state, PipelineDecision decision, CancellationToken cancellationToken)
     {
         var db = session.Db;
         var now = time.GetUtcNow();
-        var rows = decision.Events.Select(e => new PipelineEventRecord
+        // Event rows go in the group's one multi-row INSERT (GroupCommit), sorted by pipeline and seq.
+        session.AddBulkEvents(decision.Events.Select(e => new PipelineEventRecord
         {
             PipelineId = e.PipelineId,
             Seq = e.Seq,
             Type = e.EventType,
             Timestamp = e.Timestamp,
             Payload = PipelineStateMap.Serialize(e),
-        }).ToList();
-        if (rows.Count >= BulkInsertFrom)
-        {
-            session.AddBulkEvents(rows);
-        }
-        else
-        {
-            db.Events.AddRange(rows);
-        }
+        }));
 
         foreach (var e in decision.Events)
         {

@@ -160,14 +160,8 @@ internal sealed partial class GroupCommit(
 
             using var turn = await writes.EnterAsync(cancellationToken);
             // Positions follow row ids, so one pipeline's event rows must be inserted in seq order
-            // across members: all of them go in the multi-row insert, sorted, none through EF Core.
+            // across members: every member hands them over for the multi-row insert, sorted here.
             var events = group.BulkEvents;
-            foreach (var entry in db.ChangeTracker.Entries<PipelineEventRecord>().Where(e => e.State == EntityState.Added).ToList())
-            {
-                events.Add(entry.Entity);
-                entry.State = EntityState.Detached;
-            }
-
             events.Sort((a, b) => a.PipelineId == b.PipelineId ? a.Seq.CompareTo(b.Seq) : a.PipelineId.CompareTo(b.PipelineId));
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
             // A failure rolls back the whole transaction: no savepoint round trips around SaveChanges.

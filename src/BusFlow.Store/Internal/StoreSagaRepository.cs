@@ -4,7 +4,6 @@ using MassTransit.Middleware;
 using MassTransit.Saga;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking;
-using Microsoft.EntityFrameworkCore.Storage;
 
 namespace BusFlow.Store.Internal;
 
@@ -17,7 +16,6 @@ namespace BusFlow.Store.Internal;
 internal sealed class StoreSagaRepositoryContextFactory(
     IDbContextFactory<BusFlowDbContext> databases,
     StoreSession session,
-    BusFlowStoreOptions options,
     GroupCommit groups,
     ISagaConsumeContextFactory<StoreSession, PipelineState> factory) :
     ISagaRepositoryContextFactory<PipelineState>,
@@ -68,7 +66,7 @@ internal sealed class StoreSagaRepositoryContextFactory(
         session.Begin(db);
         try
         {
-            await next.Send(new StoreSagaRepositoryContext<T>(db, session, options.Provider, groups, context, factory));
+            await next.Send(new StoreSagaRepositoryContext<T>(db, session, groups, context, factory));
         }
         catch
         {
@@ -109,17 +107,15 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
 {
     private readonly BusFlowDbContext db;
     private readonly StoreSession session;
-    private readonly StoreProviderKind provider;
     private readonly GroupCommit groups;
     private readonly ConsumeContext<TMessage> context;
     private readonly ISagaConsumeContextFactory<StoreSession, PipelineState> factory;
 
-    public StoreSagaRepositoryContext(BusFlowDbContext db, StoreSession session, StoreProviderKind provider, GroupCommit groups, ConsumeContext<TMessage> context, ISagaConsumeContextFactory<StoreSession, PipelineState> factory)
+    public StoreSagaRepositoryContext(BusFlowDbContext db, StoreSession session, GroupCommit groups, ConsumeContext<TMessage> context, ISagaConsumeContextFactory<StoreSession, PipelineState> factory)
         : base(context)
     {
         this.db = db;
         this.session = session;
-        this.provider = provider;
         this.groups = groups;
         this.context = context;
         this.factory = factory;
@@ -159,39 +155,23 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     /// Saves the transition. The first try joins a group (<see cref="GroupCommit"/>): its rows move to
     /// the group's context and commit with other pipelines' transitions; when that group fails, the
     /// message is retried (<see cref="GroupCommitFailedException"/> is transient) and then saved
-    /// alone: in SaveChanges' own transaction, or, when the decision recorder left event rows for a
-    /// multi-row INSERT, SaveChanges and that INSERT in one explicit transaction.
+    /// alone, by the same code in a group of its own.
     /// </summary>
     private async Task CommitAsync(Guid pipelineId)
     {
-        var bulk = session.TakeBulkEvents();
-        if (context.GetRetryAttempt() == 0 && context.GetRedeliveryCount() == 0)
+        var member = new TransitionMember(db, session.TakeBulkEvents(), pipelineId, session);
+        if (context.GetRetryAttempt() > 0 || context.GetRedeliveryCount() > 0)
         {
-            var member = new TransitionMember(db, bulk, pipelineId, session);
-            if (await groups.CommitAsync(member, CancellationToken))
-            {
-                session.AfterCommitChained(member.AfterCommitted);
-                return;
-            }
-
-            throw new GroupCommitFailedException();
-        }
-
-        if (bulk.Count == 0)
-        {
-            await db.SaveChangesAsync(CancellationToken);
+            await groups.CommitAloneAsync(member, CancellationToken);
             return;
         }
 
-        // SaveChanges first: a concurrent transition of the same pipeline then fails there, on the
-        // state's Version (a DbUpdateConcurrencyException, retried as transient), before the rows
-        // could collide on (PipelineId, Seq) as a raw provider exception.
-        await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken);
-        // A failure rolls back the whole transaction: no savepoint round trips around SaveChanges.
-        db.Database.AutoSavepointsEnabled = false;
-        await db.SaveChangesAsync(CancellationToken);
-        await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), provider, bulk, CancellationToken);
-        await transaction.CommitAsync(CancellationToken);
+        if (!await groups.CommitAsync(member, CancellationToken))
+        {
+            throw new GroupCommitFailedException();
+        }
+
+        session.AfterCommitChained(member.AfterCommitted);
     }
 
     /// <summary>The inbox row commits with the transition, so a redelivery of this message is recognised.</summary>

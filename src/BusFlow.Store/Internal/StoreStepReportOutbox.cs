@@ -1,7 +1,6 @@
 using BusFlow.Contracts;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Logging;
 
 namespace BusFlow.Store.Internal;
@@ -43,34 +42,29 @@ internal sealed partial class StoreStepReportOutbox(
     public async Task ReportAsync(ConsumeContext<ExecuteStep> context, object report, IReadOnlyList<Func<StepCommitContext, Task>> effects)
     {
         var now = time.GetUtcNow();
+        WorkerReportMember Member()
+        {
+            var row = OutboxRows.Create(report, null, context.Message.PipelineId, now);
+            return new WorkerReportMember(context.Message.PipelineId, context.MessageId, Consumer(context.Message), row, effects, now, () => sender.SendCommittedAsync([(row, report)], CancellationToken.None));
+        }
+
         // The first try joins a group with other pipelines' reports and transitions; a copy of the
         // command (its inbox row already taken) or any other failure fails that group, and then
-        // this report is recorded alone below, where a copy is recognised and dropped.
+        // this report is recorded alone, where a copy is recognised and dropped.
         if (context.GetRetryAttempt() == 0 && context.GetRedeliveryCount() == 0)
         {
-            var grouped = OutboxRows.Create(report, null, context.Message.PipelineId, now);
-            var member = new WorkerReportMember(context.Message.PipelineId, context.MessageId, Consumer(context.Message), grouped, effects, now, () => sender.SendCommittedAsync([(grouped, report)], CancellationToken.None));
-            if (await groups.CommitAsync(member, context.CancellationToken))
+            var grouped = Member();
+            if (await groups.CommitAsync(grouped, context.CancellationToken))
             {
-                await member.AfterCommitted;
+                await grouped.AfterCommitted;
                 return;
             }
         }
 
-        await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
-        await using var transaction = await db.Database.BeginTransactionAsync(context.CancellationToken);
-        // A failure rolls back the whole transaction: no savepoint round trips around SaveChanges.
-        db.Database.AutoSavepointsEnabled = false;
-        if (context.MessageId is { } messageId)
-        {
-            db.Inbox.Add(new InboxRecord { MessageId = messageId, Consumer = Consumer(context.Message), ReceivedAt = now });
-        }
-
-        var row = OutboxRows.Create(report, null, context.Message.PipelineId, now);
-        db.Outbox.Add(row);
+        var alone = Member();
         try
         {
-            await db.SaveChangesAsync(context.CancellationToken);
+            await groups.CommitAloneAsync(alone, context.CancellationToken);
         }
         catch (DbUpdateException e) when (StoreProvider.IsUniqueViolation(e))
         {
@@ -79,13 +73,7 @@ internal sealed partial class StoreStepReportOutbox(
             return;
         }
 
-        foreach (var effect in effects)
-        {
-            await effect(new StepCommitContext(db.Database.GetDbConnection(), transaction.GetDbTransaction(), context.CancellationToken));
-        }
-
-        await transaction.CommitAsync(context.CancellationToken);
-        await sender.SendCommittedAsync([(row, report)], context.CancellationToken);
+        await alone.AfterCommit();
     }
 
     /// <summary>The inbox name of a worker's handling of a step command.</summary>

@@ -25,9 +25,6 @@ internal sealed partial class ColocatedSteps(
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Guid, Task> _runs = new();
 
-    /// <summary>Co-located attempts running now.</summary>
-    public int Count => _runs.Count;
-
     /// <summary>
     /// Starts <paramref name="command"/> in this process when its worker is registered here and has a
     /// free slot; false leaves the command to the bus. <paramref name="progress"/> records a progress

@@ -41,8 +41,8 @@ public static class CrashTarget
             .Step("a", s => s.Worker("crash-step"))
             .Step("b", s => s.Worker("crash-step").After("a"))
             .Step("c", s => s.Worker("crash-step").After("a"))
-            // a's completion starts b, c and six items: nine events, so that transition's rows take
-            // the multi-row INSERT (DecisionOutbox.BulkInsertFrom) and are killed mid-way too.
+            // a's completion starts b, c and six items: nine events in one transition, whose
+            // multi-row INSERT is killed mid-way too.
             .Map("m", s => s.Worker("crash-step").Over("input.items").MaxParallelism(6).After("a"))
             .Step("d", s => s.Worker("crash-step").After("b", "c", "m")));
 
