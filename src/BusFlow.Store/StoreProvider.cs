@@ -140,25 +140,48 @@ public static class StoreProvider
     }
 
     /// <summary>
-    /// Inserts event rows with multi-row INSERTs (up to 200 rows per statement) in the caller's
-    /// transaction: one statement where EF Core sends one INSERT ... RETURNING per row. Rows get their
-    /// identity ids in list order; nothing is read back (positions come later, from the delivery).
-    /// Plain SQL every provider here accepts; the SQLite instant is stored as EF Core stores it there.
+    /// Inserts event rows, in list order, with their store-wide positions: first moves the outbox
+    /// lease's position counter by the number of rows (taking, on PostgreSQL, the counter row's lock
+    /// until the caller's transaction ends; on SQLite the caller already holds the file's write lock),
+    /// then inserts with multi-row INSERTs (up to 200 rows per statement) where EF Core sends one
+    /// INSERT ... RETURNING per row, and sets each row's <see cref="PipelineEventRecord.Position"/>.
+    /// Call it as the transaction's last write: whoever takes the next positions waits for this
+    /// transaction to end, so positions follow commit order (docs/architecture.md). Plain SQL every
+    /// provider here accepts; the SQLite instant is stored as EF Core stores it there.
     /// </summary>
     internal static async Task InsertEventsAsync(
         DbConnection connection, DbTransaction transaction, StoreProviderKind kind, IReadOnlyList<PipelineEventRecord> rows, CancellationToken cancellationToken)
     {
+        if (rows.Count == 0)
+        {
+            return;
+        }
+
+        long last;
+        await using (var counter = connection.CreateCommand())
+        {
+            counter.Transaction = transaction;
+            counter.CommandText = """UPDATE busflow_leases SET "LastPosition" = "LastPosition" + @count WHERE "Name" = @lease RETURNING "LastPosition" """;
+            AddParameter(counter, "count", (long)rows.Count);
+            AddParameter(counter, "lease", Internal.OutboxDelivery.LeaseName);
+            last = Convert.ToInt64(await counter.ExecuteScalarAsync(cancellationToken)
+                ?? throw new InvalidOperationException("The outbox lease row is missing: the store's migrations were not applied."), CultureInfo.InvariantCulture);
+        }
+
+        var position = last - rows.Count;
         const int RowsPerStatement = 200;
         for (var from = 0; from < rows.Count; from += RowsPerStatement)
         {
             var count = Math.Min(RowsPerStatement, rows.Count - from);
             await using var command = connection.CreateCommand();
             command.Transaction = transaction;
-            var text = new System.Text.StringBuilder("""INSERT INTO busflow_events ("PipelineId", "Seq", "Type", "Timestamp", "Payload") VALUES """);
+            var text = new System.Text.StringBuilder("""INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload") VALUES """);
             for (var i = 0; i < count; i++)
             {
                 var row = rows[from + i];
-                text.Append(i == 0 ? "(" : ", (").Append("@g").Append(i).Append(", @s").Append(i).Append(", @t").Append(i).Append(", @at").Append(i).Append(", @p").Append(i).Append(')');
+                row.Position = ++position;
+                text.Append(i == 0 ? "(" : ", (").Append("@n").Append(i).Append(", @g").Append(i).Append(", @s").Append(i).Append(", @t").Append(i).Append(", @at").Append(i).Append(", @p").Append(i).Append(')');
+                AddParameter(command, "n" + i, position);
                 AddParameter(command, "g" + i, row.PipelineId);
                 AddParameter(command, "s" + i, row.Seq);
                 AddParameter(command, "t" + i, row.Type);

@@ -1,9 +1,10 @@
 namespace BusFlow.Store;
 
 /// <summary>
-/// One row of the append-only event log. <see cref="Position"/> is given after commit by the
-/// outbox delivery, in the order commits become visible, so a reader by position never skips a row
-/// that committed late (see docs/architecture.md). A row is delivered when its position is at or
+/// One row of the append-only event log. <see cref="Position"/> is given in the transaction that
+/// writes the row, under the position counter's lock, so positions follow commit order and a reader
+/// by position never skips a row that committed late (see docs/architecture.md); rows an older
+/// version wrote without one are positioned by the outbox delivery. A row is delivered when its position is at or
 /// below the outbox lease's <see cref="StoreLease.DeliveredUpTo"/>; the row itself is never
 /// rewritten for that.
 /// </summary>

@@ -940,17 +940,67 @@ public sealed class When_a_deliverer_lost_its_lease_while_stalled
     }
 }
 
-public sealed class When_the_answer_to_a_positioning_commit_is_lost
+public sealed class When_two_transactions_write_events_at_once
 {
     [Theory]
     [InlineData(StoreProviderKind.Sqlite)]
     [InlineData(StoreProviderKind.Postgres)]
-    public async Task Should_still_publish_the_rows_that_commit_positioned(StoreProviderKind provider)
+    public async Task Should_give_the_later_commit_the_later_positions(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(options, db.Provider, db.ConnectionString);
+        await using var first = new BusFlowDbContext(options.Options);
+        await first.Database.MigrateAsync();
+        var (a, b) = (NewId.NextGuid(), NewId.NextGuid());
+
+        await first.Database.OpenConnectionAsync();
+        await using var firstTransaction = await first.Database.BeginTransactionAsync();
+        await StoreProvider.InsertEventsAsync(first.Database.GetDbConnection(), firstTransaction.GetDbTransaction(), provider, [Row(a, 1), Row(a, 2)], CancellationToken.None);
+
+        var second = Task.Run(async () =>
+        {
+            await using var context = new BusFlowDbContext(options.Options);
+            await context.Database.OpenConnectionAsync();
+            await using var transaction = await context.Database.BeginTransactionAsync();
+            await StoreProvider.InsertEventsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), provider, [Row(b, 1)], CancellationToken.None);
+            await transaction.CommitAsync();
+        });
+
+        // The second waits for the first to end: had it taken positions 3 and committed, a reader
+        // would resume after 3 and never see 1 and 2, which commit a moment later.
+        await Task.Delay(500);
+        Assert.False(second.IsCompleted);
+        await using (var reader = new BusFlowDbContext(options.Options))
+        {
+            Assert.Empty(await reader.Events.AsNoTracking().Where(e => e.Position != null).ToListAsync());
+        }
+
+        await firstTransaction.CommitAsync();
+        await second.WaitAsync(TimeSpan.FromSeconds(30));
+        await using (var reader = new BusFlowDbContext(options.Options))
+        {
+            var rows = await reader.Events.AsNoTracking().OrderBy(e => e.Position).Select(e => new { e.Position, e.PipelineId, e.Seq }).ToListAsync();
+            Assert.Equal([new { Position = (long?)1, PipelineId = a, Seq = 1L }, new { Position = (long?)2, PipelineId = a, Seq = 2L }, new { Position = (long?)3, PipelineId = b, Seq = 1L }], rows);
+            Assert.Equal(3, (await reader.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName)).LastPosition);
+        }
+    }
+
+    private static PipelineEventRecord Row(Guid pipelineId, long seq) =>
+        new() { PipelineId = pipelineId, Seq = seq, Type = nameof(StepProgress), Timestamp = DateTimeOffset.UtcNow, Payload = "{}" };
+}
+
+public sealed class When_the_answer_to_a_group_commit_is_lost
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_still_publish_the_rows_that_it_committed_with_positions(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
         var plain = new DbContextOptionsBuilder<BusFlowDbContext>();
         StoreProvider.Configure(plain, db.Provider, db.ConnectionString);
-        var loses = new LosesOnePositioningCommitAnswer(plain.Options);
+        var loses = new LosesOneCommitAnswer(plain.Options);
         await using var host = await StoreHost.Start(db.Options(o => o.Retention = null), b =>
         {
             b.Services.ConfigureDbContext<BusFlowDbContext>(o => o.AddInterceptors(loses));
@@ -971,7 +1021,9 @@ public sealed class When_the_answer_to_a_positioning_commit_is_lost
             Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
         }
 
-        // The commit whose answer was lost did position rows; the next round published them anyway.
+        // The group whose commit answer was lost did commit rows with positions, which were never
+        // handed to the delivery; its members were tried again alone and found what it committed,
+        // and the delivery read the rows from the store.
         Assert.Equal(1, loses.Lost);
         foreach (var id in ids)
         {
@@ -982,11 +1034,11 @@ public sealed class When_the_answer_to_a_positioning_commit_is_lost
     }
 
     /// <summary>
-    /// Throws from the first commit, once armed, of a transaction that tracked no entities and moved the
-    /// lease's position counter (the delivery's positioning), after it committed: as if the database's
-    /// answer to COMMIT was lost on the way.
+    /// Throws from the first commit, once armed, that moved the lease's position counter (a group
+    /// that wrote event rows), after it committed: as if the database's answer to COMMIT was lost on
+    /// the way.
     /// </summary>
-    private sealed class LosesOnePositioningCommitAnswer(DbContextOptions<BusFlowDbContext> plain) : DbTransactionInterceptor
+    private sealed class LosesOneCommitAnswer(DbContextOptions<BusFlowDbContext> plain) : DbTransactionInterceptor
     {
         private long _seen = long.MaxValue;
         private int _lost;
@@ -997,7 +1049,7 @@ public sealed class When_the_answer_to_a_positioning_commit_is_lost
 
         public override async Task TransactionCommittedAsync(DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
         {
-            if (Lost > 0 || Interlocked.Read(ref _seen) == long.MaxValue || eventData.Context is not { } context || context.ChangeTracker.Entries().Any())
+            if (Lost > 0 || Interlocked.Read(ref _seen) == long.MaxValue)
             {
                 return;
             }

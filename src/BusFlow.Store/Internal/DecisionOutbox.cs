@@ -7,13 +7,12 @@ namespace BusFlow.Store.Internal;
 /// <summary>
 /// Adds what one transition decided to its database context: events as event-log rows, commands
 /// and notices as outbox rows, opened and closed suspensions; and arranges what follows the commit:
-/// the outbox delivery is woken for the events, the messages go out from here (a step whose worker
+/// the messages go out from here (a step whose worker
 /// runs in this process is run here instead, see <see cref="ColocatedStepFold"/>), the clock and the
 /// observers follow up.
 /// </summary>
 internal sealed class DecisionOutbox(
     PipelineFollowUp followUp,
-    OutboxSignal signal,
     OutboxSender sender,
     ColocatedStepFold colocated,
     BusFlowStoreOptions options,
@@ -71,12 +70,7 @@ internal sealed class DecisionOutbox(
         var events = decision.Events.ToList();
         session.AfterCommit(async () =>
         {
-            // Events wait for the delivery to position them; the messages go out from here.
-            if (events.Count > 0)
-            {
-                signal.Wake();
-            }
-
+            // The group handed the events to the delivery; the messages go out from here.
             var remote = options.ColocateSteps
                 ? outbox.Where(o => !(o.Message is ExecuteStep command && colocated.TryRun(command, o.Row))).ToList()
                 : outbox;

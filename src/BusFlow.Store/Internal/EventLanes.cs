@@ -48,9 +48,6 @@ internal sealed partial class EventLanes : IAsyncDisposable
         _marker = Task.Run(MarkAsync, CancellationToken.None);
     }
 
-    /// <summary>The highest position handed to the lanes so far.</summary>
-    public long DispatchedUpTo { get; private set; }
-
     /// <summary>Hands rows (in position order) to their lanes; waits while the lanes are full.</summary>
     public async ValueTask DispatchAsync(IReadOnlyList<PipelineEventRecord> rows, CancellationToken cancellationToken)
     {
@@ -66,7 +63,6 @@ internal sealed partial class EventLanes : IAsyncDisposable
             await _lanes[Lane(row.PipelineId)].Writer.WriteAsync((row, batch), cancellationToken);
         }
 
-        DispatchedUpTo = batch.To;
     }
 
     /// <summary>

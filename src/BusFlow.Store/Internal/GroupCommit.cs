@@ -22,6 +22,7 @@ namespace BusFlow.Store.Internal;
 internal sealed partial class GroupCommit(
     IDbContextFactory<BusFlowDbContext> databases,
     StoreWriteGate writes,
+    OutboxSignal signal,
     BusFlowStoreOptions options,
     ILogger<GroupCommit> logger) : BackgroundService
 {
@@ -133,7 +134,8 @@ internal sealed partial class GroupCommit(
     /// One transaction for the whole group: the state machine's transitions first (their rows moved
     /// over from their own contexts), then the members that decide on a pipeline's state, read for all
     /// of them in one query (a pipeline a transition of this group changed is found as that transition
-    /// left it); then one SaveChanges, the multi-row event inserts, the steps' enlisted effects and one commit.
+    /// left it); then one SaveChanges, the steps' enlisted effects, the multi-row event inserts with
+    /// their positions and one commit, after which the event rows go to the delivery.
     /// </summary>
     private async Task CommitAsync(IReadOnlyList<GroupMember> members, CancellationToken cancellationToken)
     {
@@ -159,8 +161,8 @@ internal sealed partial class GroupCommit(
             }
 
             using var turn = await writes.EnterAsync(cancellationToken);
-            // Positions follow row ids, so one pipeline's event rows must be inserted in seq order
-            // across members: every member hands them over for the multi-row insert, sorted here.
+            // Positions are given in list order, so one pipeline's event rows must be inserted in seq
+            // order across members: every member hands them over for the multi-row insert, sorted here.
             var events = group.BulkEvents;
             events.Sort((a, b) => a.PipelineId == b.PipelineId ? a.Seq.CompareTo(b.Seq) : a.PipelineId.CompareTo(b.PipelineId));
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
@@ -169,17 +171,16 @@ internal sealed partial class GroupCommit(
             // SaveChanges first: a concurrent transition of a pipeline fails there, on its Version,
             // before its rows could collide on (PipelineId, Seq).
             await db.SaveChangesAsync(cancellationToken);
-            if (events.Count > 0)
-            {
-                await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, events, cancellationToken);
-            }
-
             foreach (var effect in group.Effects)
             {
                 await effect(new StepCommitContext(db.Database.GetDbConnection(), transaction.GetDbTransaction(), cancellationToken));
             }
 
+            // The event rows last: on PostgreSQL, taking their positions locks the position counter
+            // until this commit, and every other group's positions wait for it.
+            await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, events, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
+            signal.Committed(events);
         }
         finally
         {

@@ -8,18 +8,19 @@ namespace BusFlow.Store.Internal;
 
 /// <summary>
 /// Delivers what transitions committed. Under a lease (one deliverer at a time across processes),
-/// each round (1) gives up to <see cref="BusFlowStoreOptions.DeliveryBatchSize"/> new event rows their
-/// store-wide positions in one statement, in the order their commits became visible, and hands them
-/// to <see cref="EventLanes"/>, which publish them (in order per pipeline, pipelines in parallel) while
-/// the next round runs and mark them delivered once the broker confirmed; and (2), at most once per
+/// each round (1) hands the next event rows, in position order, to <see cref="EventLanes"/>, which
+/// publish them (in order per pipeline, pipelines in parallel) while the next round runs and mark
+/// them delivered once the broker confirmed; and (2), at most once per
 /// <see cref="BusFlowStoreOptions.DeliveryPollInterval"/> (at once again after a full batch), sends
 /// the outbox messages (step commands and the like) that <see cref="OutboxSender"/> did not send
-/// right after their commit, in order per pipeline, each with the same MessageId every time. A round
-/// woken by a commit in this process, or following one that found rows, positions at once; a round
-/// woken by the poll first looks, without a write lock, whether anything waits. A failure leaves rows
+/// right after their commit, in order per pipeline, each with the same MessageId every time. Event
+/// rows get their positions in the transaction that writes them (<see cref="GroupCommit"/>), and
+/// this process's groups hand them over through <see cref="OutboxSignal"/>: a round reads the store
+/// only for rows it was not handed (another process's, or a hand-over that was dropped), at every
+/// poll interval, and then also positions rows written without a position. A failure leaves rows
 /// for a later round, so nothing is lost while the database or the broker is away. A deliverer that
-/// takes the lease, or whose round failed, first publishes what was positioned but not handed over
-/// or not marked delivered.
+/// takes the lease, or whose round failed, first publishes what was positioned but not marked
+/// delivered.
 /// </summary>
 internal sealed partial class OutboxDelivery(
     IDbContextFactory<BusFlowDbContext> databases,
@@ -38,6 +39,10 @@ internal sealed partial class OutboxDelivery(
     private DateTimeOffset _leaseUntil;
     private bool _recovering = true;
     private DateTimeOffset _nextMessageScan;
+    private DateTimeOffset _nextStoreLook;
+
+    /// <summary>Every event row at or below this position was handed to the lanes (or delivered before this deliverer took over).</summary>
+    private long _after;
 
     /// <summary>Every event row at or below this position was confirmed by the broker (the lease row's watermark).</summary>
     internal static Task<long> DeliveredUpToAsync(BusFlowDbContext db, CancellationToken cancellationToken) =>
@@ -47,10 +52,10 @@ internal sealed partial class OutboxDelivery(
     {
         await using var lanes = new EventLanes(databases, writes, bus, options, time, logger, stoppingToken);
         var failures = 0;
-        // Rows are expected when a commit in this process woke the round or the last round found
-        // some: then the round positions at once instead of looking first (one round trip less
-        // between a transition's commit and its events' publication).
-        var expectRows = false;
+        // The store is looked at when the poll's interval passed, when something woke the delivery
+        // for it, and after a round that read a full batch from it; rows handed over by this
+        // process's commits need no read.
+        var lookInStore = true;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -59,8 +64,12 @@ internal sealed partial class OutboxDelivery(
                 var sent = 0;
                 if (await TryLeaseAsync(stoppingToken))
                 {
-                    dispatched = await DispatchEventsAsync(lanes, expectRows, stoppingToken);
+                    (dispatched, lookInStore) = await DispatchEventsAsync(lanes, lookInStore || time.GetUtcNow() >= _nextStoreLook, stoppingToken);
                     sent = await SendMessagesIfDueAsync(stoppingToken);
+                }
+                else
+                {
+                    signal.DropCommitted();
                 }
 
                 if (failures > 0)
@@ -69,10 +78,9 @@ internal sealed partial class OutboxDelivery(
                     failures = 0;
                 }
 
-                expectRows = dispatched > 0;
-                if (dispatched + sent == 0)
+                if (!lookInStore && sent == 0 && !signal.HoldsCommitted)
                 {
-                    expectRows = await signal.WaitAsync(options.DeliveryPollInterval, stoppingToken);
+                    lookInStore = await signal.WaitAsync(options.DeliveryPollInterval, stoppingToken);
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -82,10 +90,11 @@ internal sealed partial class OutboxDelivery(
             catch (Exception ex)
             {
                 // The database or the broker is away: keep the rows and try again with back-off. A
-                // positioning commit whose answer was lost may have positioned rows that were never
-                // handed to the lanes; the next round first publishes everything above what was
-                // handed over, so the delivered-up-to mark cannot pass them.
+                // commit whose answer was lost may have positioned rows that were never handed to
+                // the lanes; the next round reads everything above what was handed over from the
+                // store, so the delivered-up-to mark cannot pass them.
                 _recovering = true;
+                lookInStore = true;
                 failures++;
                 LogRoundFailed(logger, ex, failures);
                 await Task.Delay(EventLanes.Backoff(failures), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
@@ -116,30 +125,61 @@ internal sealed partial class OutboxDelivery(
         return taken == 1;
     }
 
-    /// <summary>Hands the next batch of event rows to the lanes; returns how many.</summary>
-    private async Task<int> DispatchEventsAsync(EventLanes lanes, bool expectRows, CancellationToken cancellationToken)
+    /// <summary>
+    /// Hands the next event rows, continuing without a hole from the last handed over, to the
+    /// lanes: those this process's commits handed over, or else, when <paramref name="lookInStore"/>,
+    /// those read from the store, or else rows written without a position, positioned now. Returns
+    /// how many, and whether the next round should look in the store again at once (it read a
+    /// full batch from it).
+    /// </summary>
+    private async Task<(int Dispatched, bool LookInStore)> DispatchEventsAsync(EventLanes lanes, bool lookInStore, CancellationToken cancellationToken)
     {
         if (_recovering)
         {
             await using var db = await databases.CreateDbContextAsync(cancellationToken);
-            var after = Math.Max(lanes.DispatchedUpTo, await DeliveredUpToAsync(db, cancellationToken));
-            var left = await db.Events.AsNoTracking()
-                .Where(e => e.Position > after)
-                .OrderBy(e => e.Position)
-                .Take(options.DeliveryBatchSize)
-                .ToListAsync(cancellationToken);
-            if (left.Count > 0)
-            {
-                await lanes.DispatchAsync(left, cancellationToken);
-                return left.Count;
-            }
-
+            _after = Math.Max(_after, await DeliveredUpToAsync(db, cancellationToken));
             _recovering = false;
+            lookInStore = true;
         }
 
-        var rows = await PositionEventsAsync(lookFirst: !expectRows, cancellationToken);
+        var rows = signal.TakeCommitted(_after, options.DeliveryBatchSize, out var missing);
+        if (rows.Count == 0 && (lookInStore || missing))
+        {
+            _nextStoreLook = time.GetUtcNow() + options.DeliveryPollInterval;
+            rows = await ReadPositionedAsync(cancellationToken);
+            if (rows.Count == 0)
+            {
+                rows = await PositionEventsAsync(lookFirst: true, cancellationToken);
+                if (rows.Count > 0 && rows[0].Position != _after + 1)
+                {
+                    // Rows another process committed with positions meanwhile lie in between.
+                    rows = await ReadPositionedAsync(cancellationToken);
+                }
+            }
+        }
+
         await lanes.DispatchAsync(rows, cancellationToken);
-        return rows.Count;
+        if (rows.Count > 0)
+        {
+            _after = rows[^1].Position!.Value;
+        }
+
+        return (rows.Count, rows.Count >= options.DeliveryBatchSize);
+    }
+
+    /// <summary>
+    /// The next committed event rows after the last handed over, in position order. Positions follow
+    /// commit order, so every row below the last one read committed before it and is read too.
+    /// </summary>
+    private async Task<List<PipelineEventRecord>> ReadPositionedAsync(CancellationToken cancellationToken)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        var after = _after;
+        return await db.Events.AsNoTracking()
+            .Where(e => e.Position > after)
+            .OrderBy(e => e.Position)
+            .Take(options.DeliveryBatchSize)
+            .ToListAsync(cancellationToken);
     }
 
     /// <summary>
