@@ -169,6 +169,37 @@ public static class StoreProvider
         }
 
         var position = last - rows.Count;
+        if (kind == StoreProviderKind.Sqlite)
+        {
+            // In process, a statement costs no round trip; and SQLite finds each named parameter by
+            // a linear search of the statement's names, so a 200-row statement's 1,200 parameters
+            // cost 720,000 name comparisons (a tenth of the process's CPU under load). One prepared
+            // single-row statement, executed per row, binds 6.
+            await using var single = connection.CreateCommand();
+            single.Transaction = transaction;
+            single.CommandText = """INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload") VALUES (@n, @g, @s, @t, @at, @p)""";
+            var values = SingleEventParameters.Select(name =>
+            {
+                var parameter = single.CreateParameter();
+                parameter.ParameterName = name;
+                single.Parameters.Add(parameter);
+                return parameter;
+            }).ToArray();
+            foreach (var row in rows)
+            {
+                row.Position = ++position;
+                values[0].Value = position;
+                values[1].Value = row.PipelineId;
+                values[2].Value = row.Seq;
+                values[3].Value = row.Type;
+                values[4].Value = SqliteInstant(row.Timestamp);
+                values[5].Value = row.Payload;
+                await single.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            return;
+        }
+
         const int RowsPerStatement = 200;
         for (var from = 0; from < rows.Count; from += RowsPerStatement)
         {
@@ -193,6 +224,8 @@ public static class StoreProvider
             await command.ExecuteNonQueryAsync(cancellationToken);
         }
     }
+
+    private static readonly string[] SingleEventParameters = ["n", "g", "s", "t", "at", "p"];
 
     private static readonly DateTimeOffsetToBinaryConverter SqliteInstants = new();
 

@@ -62,7 +62,6 @@ internal sealed partial class EventLanes : IAsyncDisposable
         {
             await _lanes[Lane(row.PipelineId)].Writer.WriteAsync((row, batch), cancellationToken);
         }
-
     }
 
     /// <summary>
