@@ -39,6 +39,7 @@ public static partial class BusFlowEdgeExtensions
         services.AddMetrics();
         services.AddProblemDetails();
         services.AddSingleton<EdgeMetrics>();
+        services.AddSingleton<HostPolicy>();
         services.AddSingleton<PipelineSignals>();
         services.AddSingleton<SubscriptionHub>();
         services.AddSingleton<LiveFeed>();
@@ -70,6 +71,7 @@ public static partial class BusFlowEdgeExtensions
         if (!options.Auth.Enabled)
         {
             LogNoAuth(app.Logger);
+            RefuseNetworkWithoutAuth(app, options);
         }
 
         var edge = app.MapGroup("").AddEndpointFilter(PrincipalFilter.InvokeAsync);
@@ -78,6 +80,36 @@ public static partial class BusFlowEdgeExtensions
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
         return app;
+    }
+
+    /// <summary>
+    /// Without auth, the edge serves loopback only unless <see cref="EdgeAuthOptions.AllowAnonymousNetworkAccess"/>
+    /// says otherwise: configured URLs beyond loopback throw here, before the server listens; a
+    /// listener set up in code is caught once the server started (the host stops, and meanwhile the
+    /// principal filter answers 503).
+    /// </summary>
+    private static void RefuseNetworkWithoutAuth(WebApplication app, EdgeOptions options)
+    {
+        if (options.Auth.AllowAnonymousNetworkAccess)
+        {
+            return;
+        }
+
+        const string Fix = "Configure BusFlow:Edge:Auth:ApiKeys or BusFlow:Edge:Auth:Jwt, listen on localhost only, or set BusFlow:Edge:Auth:AllowAnonymousNetworkAccess=true to accept that anyone who can reach this node sees and controls every pipeline.";
+        if (HostPolicy.NonLoopbackUrls(app.Configuration) is { Count: > 0 } exposed)
+        {
+            throw new InvalidOperationException($"BusFlow edge refuses to listen on {string.Join(", ", exposed)} without authentication. {Fix}");
+        }
+
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            if (app.Services.GetRequiredService<HostPolicy>().ListensOnLoopbackOnly() == false)
+            {
+                var urls = string.Join(", ", app.Urls);
+                LogRefusedNetwork(app.Logger, urls, Fix);
+                app.Lifetime.StopApplication();
+            }
+        });
     }
 
     private static void ConfigureJwt(JwtBearerOptions jwt, EdgeJwtOptions settings)
@@ -166,6 +198,9 @@ public static partial class BusFlowEdgeExtensions
             throw new OptionsValidationException(EdgeOptions.Section, typeof(EdgeOptions), errors);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "BusFlow edge listens on {Urls} without authentication and stops. {Fix}")]
+    private static partial void LogRefusedNetwork(ILogger logger, string urls, string fix);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "BusFlow edge is running WITHOUT authentication: every caller sees and controls every pipeline. Configure BusFlow:Edge:Auth:ApiKeys or BusFlow:Edge:Auth:Jwt to require it.")]
     private static partial void LogNoAuth(ILogger logger);

@@ -55,6 +55,14 @@ public sealed class EdgeOptions
     /// <summary>Browser origins allowed to open WebSockets and streams, besides the edge's own; <c>*</c> allows any.</summary>
     public List<string> AllowedOrigins { get; set; } = [];
 
+    /// <summary>
+    /// The host names this node is reached by (<c>Host</c> header, without the port): exact names,
+    /// <c>*.example.com</c>, or <c>*</c>. A request naming another host gets <c>400 host_not_allowed</c>
+    /// (against DNS rebinding). Empty (the default): loopback names only while the node listens on
+    /// loopback only, any name when it listens on the network.
+    /// </summary>
+    public List<string> AllowedHosts { get; set; } = [];
+
     public EdgeAuthOptions Auth { get; set; } = new();
 }
 
@@ -68,6 +76,13 @@ public sealed class EdgeAuthOptions
     public Dictionary<string, string> ApiKeys { get; set; } = [];
 
     public EdgeJwtOptions Jwt { get; set; } = new();
+
+    /// <summary>
+    /// Lets the edge listen beyond loopback (for example <c>http://0.0.0.0:5080</c>) with no auth
+    /// configured, where anyone who can reach it sees and controls every pipeline. Off by default:
+    /// such a node refuses to start.
+    /// </summary>
+    public bool AllowAnonymousNetworkAccess { get; set; }
 
     /// <summary>The claim that names a principal's tenant.</summary>
     public string TenantClaim { get; set; } = "tenant";

@@ -82,6 +82,39 @@ public sealed partial class When_the_compose_topology_runs_from_local_processes(
         }
     }
 
+    [Fact]
+    public async Task Should_expose_only_the_edges_on_loopback_with_auth_from_an_env_file()
+    {
+        var compose = await File.ReadAllTextAsync(Path.Combine(RunningHost.RepositoryRoot, "docker-compose.yml"));
+        var services = ServicePattern().Matches(compose[compose.IndexOf("\nservices:", StringComparison.Ordinal)..])
+            .ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
+        Assert.Equal(["rabbitmq", "postgres", "busflow-saga", "busflow-worker", "busflow-edge-1", "busflow-edge-2"], services.Keys);
+        foreach (var (name, body) in services)
+        {
+            // Published ports only for the edges, and only on the host's loopback address.
+            var published = PortPattern().Matches(body).Select(m => m.Groups[1].Value).ToList();
+            Assert.True(name.StartsWith("busflow-edge", StringComparison.Ordinal) ? published.Count == 1 && published[0].StartsWith("127.0.0.1:", StringComparison.Ordinal) : published.Count == 0, $"{name} publishes {string.Join(", ", published)}");
+            if (name.StartsWith("busflow-edge", StringComparison.Ordinal))
+            {
+                Assert.Contains("env_file: .env", body, StringComparison.Ordinal);
+            }
+        }
+
+        // No committed password: every one comes from .env, which git ignores; .env.example shows its shape.
+        Assert.DoesNotContain("Password=busflow", compose, StringComparison.Ordinal);
+        Assert.Contains("POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?", compose, StringComparison.Ordinal);
+        var example = await File.ReadAllTextAsync(Path.Combine(RunningHost.RepositoryRoot, ".env.example"));
+        Assert.Matches(@"(?m)^BusFlow__Edge__Auth__ApiKeys__\S+=\S+$", example);
+        Assert.Matches(@"(?m)^POSTGRES_PASSWORD=\S+$", example);
+        Assert.Contains(".env", (await File.ReadAllTextAsync(Path.Combine(RunningHost.RepositoryRoot, ".gitignore"))).Split('\n'));
+    }
+
+    [GeneratedRegex(@"(?m)^  ([a-z0-9-]+):\n((?:(?:    .*)?\n)*)")]
+    private static partial Regex ServicePattern();
+
+    [GeneratedRegex(@"(?m)^      - ""([^""]+)""")]
+    private static partial Regex PortPattern();
+
     [GeneratedRegex(@"BusFlow__Roles:\s*(\S+)")]
     private static partial Regex RolesPattern();
 }

@@ -1,5 +1,7 @@
 using BusFlow.Edge.Http;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace BusFlow.Edge.Auth;
 
@@ -11,11 +13,24 @@ internal static class PrincipalFilter
     public static async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
+        var hosts = http.RequestServices.GetRequiredService<HostPolicy>();
+        if (!hosts.Allows(http.Request))
+        {
+            return Problems.Of(StatusCodes.Status400BadRequest, "host_not_allowed", "Host not allowed", $"This node does not answer to '{Problems.Truncate(http.Request.Host.Host)}'; BusFlow:Edge:AllowedHosts names the hosts it serves.");
+        }
+
+        var options = http.RequestServices.GetRequiredService<IOptions<EdgeOptions>>().Value;
+        if (!options.Auth.Enabled && !options.Auth.AllowAnonymousNetworkAccess && hosts.ListensOnLoopbackOnly() == false)
+        {
+            // Listening on the network without auth, set up in a way the start-up check could not see.
+            return Problems.Of(StatusCodes.Status503ServiceUnavailable, "insecure_listener", "Refusing to serve", "This node listens beyond loopback without authentication; configure BusFlow:Edge:Auth.");
+        }
 
         // Browsers send Origin on cross-site requests: a page elsewhere must not start, cancel or
         // answer pipelines, open sockets or streams, least of all when auth is off. One check for
-        // every edge endpoint; same-origin pages and non-browser clients pass.
-        if (!OriginPolicy.Allows(http.Request, EdgeOrigins(http)))
+        // every edge endpoint; same-origin pages (their Host passed the host policy above, so a
+        // rebound name does not count as the edge's own) and non-browser clients pass.
+        if (!OriginPolicy.Allows(http.Request, options.AllowedOrigins))
         {
             return Problems.Of(StatusCodes.Status403Forbidden, "origin_not_allowed", "Origin not allowed", "This origin is not in BusFlow:Edge:AllowedOrigins.");
         }
@@ -30,9 +45,6 @@ internal static class PrincipalFilter
         http.Items[ItemKey] = principal;
         return await next(context);
     }
-
-    private static List<string> EdgeOrigins(HttpContext http) =>
-        (http.RequestServices.GetService(typeof(Microsoft.Extensions.Options.IOptions<EdgeOptions>)) as Microsoft.Extensions.Options.IOptions<EdgeOptions>)?.Value.AllowedOrigins ?? [];
 
     /// <summary>The caller resolved for this request.</summary>
     public static BusFlowPrincipal Principal(this HttpContext http) =>

@@ -23,7 +23,8 @@ public sealed class EdgeServer : IAsyncDisposable
     {
         _app = app;
         _ownedDatabase = ownedDatabase;
-        BaseUri = new Uri(app.Urls.First());
+        // A node listening on every address is reached through loopback.
+        BaseUri = new Uri(app.Urls.First().Replace("://0.0.0.0:", "://127.0.0.1:", StringComparison.Ordinal).Replace("://[::]:", "://127.0.0.1:", StringComparison.Ordinal));
         Http = new HttpClient { BaseAddress = BaseUri, Timeout = TimeSpan.FromSeconds(60) };
     }
 
@@ -38,7 +39,8 @@ public sealed class EdgeServer : IAsyncDisposable
     public static async Task<EdgeServer> StartAsync(
         Action<EdgeOptions>? edge = null,
         IDictionary<string, string?>? settings = null,
-        TestDatabase? database = null)
+        TestDatabase? database = null,
+        Action<WebApplicationBuilder>? host = null)
     {
         var owned = database is null ? await TestDatabase.Create(StoreProviderKind.Sqlite) : null;
         var db = database ?? owned!;
@@ -47,6 +49,7 @@ public sealed class EdgeServer : IAsyncDisposable
         builder.Logging.ClearProviders().AddConsole().SetMinimumLevel(LogLevel.Warning);
         builder.Configuration.AddInMemoryCollection(settings ?? new Dictionary<string, string?>());
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        host?.Invoke(builder);
         builder.Services.AddBusFlow(builder.Configuration, busflow =>
         {
             busflow.UseStore(db.Options(o => o.DeliveryPollInterval = TimeSpan.FromMilliseconds(50)));
