@@ -940,6 +940,86 @@ public sealed class When_a_deliverer_lost_its_lease_while_stalled
     }
 }
 
+public sealed class When_a_group_writes_its_rows_without_SaveChanges
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_write_what_SaveChanges_would_and_refuse_a_stale_version(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(options, db.Provider, db.ConnectionString);
+        await using (var setup = new BusFlowDbContext(options.Options))
+        {
+            await setup.Database.MigrateAsync();
+        }
+
+        var id = NewId.NextGuid();
+        var started = new DateTimeOffset(2026, 12, 2, 10, 0, 0, TimeSpan.FromHours(2));
+        var outbox = new OutboxMessageRecord { MessageId = NewId.NextGuid(), PipelineId = id, MessageType = "m", Body = "{}", CreatedAt = started };
+        await WriteAsync(context =>
+        {
+            context.Pipelines.Add(new PipelineState
+            {
+                CorrelationId = id,
+                CurrentState = "Running",
+                Status = PipelineStatus.Running,
+                Definition = "d",
+                StartedAt = started,
+                Tags = new() { ["tenant"] = "t" },
+                Steps = [new StepRun { Name = "a", Status = StepStatus.Running }],
+                Version = 1,
+            });
+            context.Outbox.Add(outbox);
+            context.Inbox.Add(new InboxRecord { MessageId = outbox.MessageId, Consumer = "c", ReceivedAt = started });
+            // Not a shape the group writes itself: left to SaveChanges in the same transaction.
+            context.Suspensions.Add(new SuspensionRecord { SuspendId = NewId.NextGuid(), PipelineId = id, StepName = "a", CreatedAt = started.ToUniversalTime() });
+        });
+        Assert.True(outbox.Id > 0);
+
+        // Two deciders read version 1; the first to write wins, the second finds the version moved.
+        await using var first = new BusFlowDbContext(options.Options);
+        await using var second = new BusFlowDbContext(options.Options);
+        var mine = await first.Pipelines.SingleAsync(p => p.CorrelationId == id);
+        var theirs = await second.Pipelines.SingleAsync(p => p.CorrelationId == id);
+        mine.Steps[0].Status = StepStatus.Completed;
+        mine.Version++;
+        mine.FinishedAt = started.AddMinutes(1);
+        first.Outbox.Attach(new OutboxMessageRecord { Id = outbox.Id }).Entity.DeliveredAt = started.AddMinutes(1);
+        await CommitAsync(first);
+        theirs.Status = PipelineStatus.Failed;
+        theirs.Version++;
+        await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => CommitAsync(second));
+
+        await using var check = new BusFlowDbContext(options.Options);
+        var stored = await check.Pipelines.AsNoTracking().SingleAsync(p => p.CorrelationId == id);
+        Assert.Equal((2, PipelineStatus.Running, StepStatus.Completed, "t"), (stored.Version, stored.Status, stored.Steps[0].Status, stored.Tags["tenant"]));
+        Assert.Equal(started.AddMinutes(1), stored.FinishedAt);
+        Assert.Equal(started, stored.StartedAt);
+        Assert.Equal(started.AddMinutes(1), (await check.Outbox.AsNoTracking().SingleAsync(o => o.Id == outbox.Id)).DeliveredAt);
+        Assert.Equal(1, await check.Inbox.CountAsync(i => i.MessageId == outbox.MessageId && i.Consumer == "c"));
+        Assert.Equal(1, await check.Suspensions.CountAsync(s => s.PipelineId == id));
+
+        async Task WriteAsync(Action<BusFlowDbContext> add)
+        {
+            await using var context = new BusFlowDbContext(options.Options);
+            add(context);
+            await CommitAsync(context);
+        }
+
+        async Task CommitAsync(BusFlowDbContext context)
+        {
+            await context.Database.OpenConnectionAsync();
+            await using var transaction = await context.Database.BeginTransactionAsync();
+            await GroupRows.WriteAsync(context, transaction.GetDbTransaction(), provider, CancellationToken.None);
+            Assert.All(context.ChangeTracker.Entries().Where(e => e.State != EntityState.Unchanged), e => Assert.IsType<SuspensionRecord>(e.Entity));
+            await context.SaveChangesAsync();
+            await transaction.CommitAsync();
+        }
+    }
+}
+
 public sealed class When_two_transactions_write_events_at_once
 {
     [Theory]

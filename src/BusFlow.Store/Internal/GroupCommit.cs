@@ -168,9 +168,15 @@ internal sealed partial class GroupCommit(
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
             // A failure rolls back the whole transaction: no savepoint round trips around SaveChanges.
             db.Database.AutoSavepointsEnabled = false;
-            // SaveChanges first: a concurrent transition of a pipeline fails there, on its Version,
-            // before its rows could collide on (PipelineId, Seq).
-            await db.SaveChangesAsync(cancellationToken);
+            // The tracked rows first (GroupRows, then SaveChanges for any other kind): a concurrent
+            // transition of a pipeline fails there, on its Version, before its rows could collide
+            // on (PipelineId, Seq).
+            await GroupRows.WriteAsync(db, transaction.GetDbTransaction(), options.Provider, cancellationToken);
+            if (db.ChangeTracker.HasChanges())
+            {
+                await db.SaveChangesAsync(cancellationToken);
+            }
+
             foreach (var effect in group.Effects)
             {
                 await effect(new StepCommitContext(db.Database.GetDbConnection(), transaction.GetDbTransaction(), cancellationToken));
