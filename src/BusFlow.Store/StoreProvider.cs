@@ -225,7 +225,8 @@ public static class StoreProvider
         }
     }
 
-    private static readonly string[] SingleEventParameters = ["n", "g", "s", "t", "at", "p"];
+    /// <summary>With their prefix: Microsoft.Data.Sqlite otherwise tries each prefix in turn on every bind.</summary>
+    private static readonly string[] SingleEventParameters = ["@n", "@g", "@s", "@t", "@at", "@p"];
 
     private static readonly DateTimeOffsetToBinaryConverter SqliteInstants = new();
 

@@ -1,3 +1,5 @@
+using BusFlow.Contracts;
+
 namespace BusFlow.Store;
 
 /// <summary>
@@ -24,6 +26,12 @@ public sealed class PipelineEventRecord
 
     /// <summary>The event as JSON, serialised through its base type (with its <c>type</c>).</summary>
     public string Payload { get; set; } = "";
+
+    /// <summary>
+    /// The event this row was written from, while the process that decided it still holds the row
+    /// (not mapped): the delivery publishes it without reading <see cref="Payload"/> back.
+    /// </summary>
+    internal PipelineEvent? Decided { get; set; }
 }
 
 /// <summary>A message a transition or a step decided to send, delivered to the broker after commit.</summary>

@@ -147,6 +147,13 @@ public sealed class When_a_step_runs_beside_the_saga
         // The fan's branches cannot all run beside the saga with one slot; the rest went by the
         // broker, and the worker queue's consumer shares the same slot.
         Assert.True(_commands.Count > 0, "Every command ran co-located although the worker has one slot.");
+        // A report's consume observer runs after the saga consumed it, which may be after its
+        // pipeline's completion reached this test.
+        for (var waited = 0; _reports.Count != _commands.Count && waited < 100; waited++)
+        {
+            await Task.Delay(100);
+        }
+
         Assert.Equal(_commands.Count, _reports.Count);
         Assert.Equal(1, Volatile.Read(ref _mostAtOnce));
         Assert.Equal(24, Runs);

@@ -30,6 +30,7 @@ internal sealed class DecisionOutbox(
             Type = e.EventType,
             Timestamp = e.Timestamp,
             Payload = PipelineStateMap.Serialize(e),
+            Decided = e,
         }));
 
         foreach (var e in decision.Events)
