@@ -52,6 +52,22 @@ public sealed class EdgeOptions
     /// </summary>
     public TimeSpan BrokerTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Tags one pipeline may carry (they are copied onto every event it records); more get <c>400 tags_too_large</c>.</summary>
+    [Range(1, 1000)]
+    public int MaxTags { get; set; } = 32;
+
+    /// <summary>The longest tag key, in characters.</summary>
+    [Range(1, 1024)]
+    public int MaxTagKeyLength { get; set; } = 64;
+
+    /// <summary>The longest tag value, in characters.</summary>
+    [Range(1, 65536)]
+    public int MaxTagValueLength { get; set; } = 256;
+
+    /// <summary>The largest <c>input</c> of a start, in bytes of JSON; a larger one gets <c>400 input_too_large</c>.</summary>
+    [Range(2, 1024 * 1024)]
+    public int MaxInputBytes { get; set; } = 256 * 1024;
+
     /// <summary>Browser origins allowed to open WebSockets and streams, besides the edge's own; <c>*</c> allows any.</summary>
     public List<string> AllowedOrigins { get; set; } = [];
 

@@ -250,6 +250,35 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
     }
 
     [Fact]
+    public async Task Should_refuse_tags_and_inputs_over_their_limits_naming_the_setting_and_start_nothing()
+    {
+        var before = (await Http.GetJsonAsync("/api/pipelines?limit=500")).GetProperty("pipelines").GetArrayLength();
+        var tooMany = Enumerable.Range(0, 33).ToDictionary(i => $"k{i}", i => "v");
+        var cases = new (object Body, string Setting)[]
+        {
+            (new { definition = "demo", input = new { delayMs = 0 }, tags = tooMany }, "BusFlow:Edge:MaxTags"),
+            (new { definition = "demo", input = new { delayMs = 0 }, tags = new Dictionary<string, string> { [new string('k', 65)] = "v" } }, "BusFlow:Edge:MaxTagKeyLength"),
+            (new { definition = "demo", input = new { delayMs = 0 }, tags = new Dictionary<string, string> { ["k"] = new string('v', 257) } }, "BusFlow:Edge:MaxTagValueLength"),
+            (new { definition = "demo", input = new { delayMs = 0, note = new string('x', 300 * 1024) } }, "BusFlow:Edge:MaxInputBytes"),
+        };
+        foreach (var (body, setting) in cases)
+        {
+            using var refused = await Http.PostAsJsonAsync("/api/pipelines", body);
+            var (status, code, problem) = await refused.ProblemAsync();
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+            Assert.Equal(setting == "BusFlow:Edge:MaxInputBytes" ? "input_too_large" : "tags_too_large", code);
+            Assert.Contains(setting, problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(before, (await Http.GetJsonAsync("/api/pipelines?limit=500")).GetProperty("pipelines").GetArrayLength());
+
+        // At the limits exactly: started.
+        var most = Enumerable.Range(0, 32).ToDictionary(i => $"{i:D2}" + new string('k', 62), _ => new string('v', 256));
+        using var accepted = await Http.PostAsJsonAsync("/api/pipelines", new { definition = "demo", input = new { delayMs = 0 }, tags = most });
+        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
+    }
+
+    [Fact]
     public async Task Should_refuse_strings_that_are_not_unicode_with_400_and_store_nothing()
     {
         var before = (await Http.GetJsonAsync("/api/pipelines?limit=200")).GetProperty("pipelines").GetArrayLength();

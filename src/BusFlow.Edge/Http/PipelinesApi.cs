@@ -102,6 +102,11 @@ internal static partial class PipelinesApi
             }
         }
 
+        if (StartLimits.Check(input, tags, options.Value) is { } tooLarge)
+        {
+            return tooLarge;
+        }
+
         if (principal.Tenant is { } tenant)
         {
             if (tags.TryGetValue(BusFlowPrincipal.TenantTag, out var given) && given != tenant)
