@@ -123,7 +123,7 @@ internal sealed partial class ColocatedStepFold(
         var consumer = StoreStepReportOutbox.Consumer(fold.Command);
         // Alone after a failed try: a copy of the command, sent on the ordinary path, may have
         // recorded the outcome first; then this one is dropped, as the worker would drop it.
-        if (fold.Final && fold.LookUpInbox && await db.Inbox.AnyAsync(i => i.MessageId == fold.MessageId && i.Consumer == consumer, cancellationToken))
+        if (fold.Final && fold.LookUpInbox && await StoreQueries.For(db).Handled(db, fold.MessageId, consumer, cancellationToken))
         {
             LogDuplicate(logger, fold.Command.StepName, fold.Command.PipelineId);
             return;

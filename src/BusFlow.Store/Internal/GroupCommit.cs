@@ -152,7 +152,10 @@ internal sealed partial class GroupCommit(
             var ids = members.Where(m => m.ReadsState).Select(m => m.PipelineId).Distinct().ToList();
             if (ids.Count > 0)
             {
-                group.States = await db.Pipelines.Where(p => ids.Contains(p.CorrelationId)).ToDictionaryAsync(p => p.CorrelationId, cancellationToken);
+                await foreach (var state in StoreQueries.For(db).Pipelines(db, ids).WithCancellation(cancellationToken))
+                {
+                    group.States[state.CorrelationId] = state;
+                }
             }
 
             foreach (var member in members.Where(m => m.ReadsState))

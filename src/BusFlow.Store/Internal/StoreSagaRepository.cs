@@ -57,7 +57,7 @@ internal sealed class StoreSagaRepositoryContextFactory(
         // violates the inbox key at commit; that rolls the transition back and is retried, and the
         // retry finds the inbox row here.
         var mayHaveBeenHandled = context.ReceiveContext.Redelivered || context.GetRedeliveryCount() > 0 || context.GetRetryAttempt() > 0;
-        if (mayHaveBeenHandled && context.MessageId is { } messageId && await db.Inbox.AnyAsync(i => i.MessageId == messageId && i.Consumer == consumer, context.CancellationToken))
+        if (mayHaveBeenHandled && context.MessageId is { } messageId && await StoreQueries.For(db).Handled(db, messageId, consumer, context.CancellationToken))
         {
             // Its transition committed before: already applied.
             return false;
@@ -96,7 +96,7 @@ internal sealed class StoreSagaRepositoryContextFactory(
     private sealed class StoreLoadContext(BusFlowDbContext db, CancellationToken cancellationToken) : BasePipeContext(cancellationToken), LoadSagaRepositoryContext<PipelineState>
     {
         public Task<PipelineState> Load(Guid correlationId) =>
-            db.Pipelines.AsNoTracking().FirstOrDefaultAsync(p => p.CorrelationId == correlationId, CancellationToken)!;
+            StoreQueries.For(db).PipelineReadOnly(db, correlationId, CancellationToken)!;
     }
 }
 
@@ -133,7 +133,7 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
 
     public async Task<SagaConsumeContext<PipelineState, TMessage>> Load(Guid correlationId)
     {
-        var instance = await db.Pipelines.FirstOrDefaultAsync(p => p.CorrelationId == correlationId, CancellationToken);
+        var instance = await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken);
         return instance is null ? default! : await factory.CreateSagaConsumeContext(session, context, instance, SagaConsumeContextMode.Load);
     }
 
