@@ -903,10 +903,8 @@ public sealed class When_a_deliverer_lost_its_lease_while_stalled
     public async Task Should_give_no_positions_after_those_of_the_deliverer_that_took_over(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
-        StoreProvider.Configure(options, db.Provider, db.ConnectionString);
-        await using var context = new BusFlowDbContext(options.Options);
-        await context.Database.MigrateAsync();
+        await db.MigrateAsync();
+        await using var context = new BusFlowDbContext(db.ContextOptions());
         var pipelineId = NewId.NextGuid();
         context.Events.Add(new PipelineEventRecord { PipelineId = pipelineId, Seq = 1, Type = "StepProgress", Timestamp = DateTimeOffset.UtcNow, Payload = "{}" });
         await context.SaveChangesAsync();
@@ -948,13 +946,8 @@ public sealed class When_a_group_writes_its_rows_without_SaveChanges
     public async Task Should_write_what_SaveChanges_would_and_refuse_a_stale_version(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
-        StoreProvider.Configure(options, db.Provider, db.ConnectionString);
-        await using (var setup = new BusFlowDbContext(options.Options))
-        {
-            await setup.Database.MigrateAsync();
-        }
-
+        await db.MigrateAsync();
+        var options = db.ContextOptions();
         var id = NewId.NextGuid();
         var started = new DateTimeOffset(2026, 12, 2, 10, 0, 0, TimeSpan.FromHours(2));
         var outbox = new OutboxMessageRecord { MessageId = NewId.NextGuid(), PipelineId = id, MessageType = "m", Body = "{}", CreatedAt = started };
@@ -979,8 +972,8 @@ public sealed class When_a_group_writes_its_rows_without_SaveChanges
         Assert.True(outbox.Id > 0);
 
         // Two deciders read version 1; the first to write wins, the second finds the version moved.
-        await using var first = new BusFlowDbContext(options.Options);
-        await using var second = new BusFlowDbContext(options.Options);
+        await using var first = new BusFlowDbContext(options);
+        await using var second = new BusFlowDbContext(options);
         var mine = await first.Pipelines.SingleAsync(p => p.CorrelationId == id);
         var theirs = await second.Pipelines.SingleAsync(p => p.CorrelationId == id);
         mine.Steps[0].Status = StepStatus.Completed;
@@ -992,7 +985,7 @@ public sealed class When_a_group_writes_its_rows_without_SaveChanges
         theirs.Version++;
         await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => CommitAsync(second));
 
-        await using var check = new BusFlowDbContext(options.Options);
+        await using var check = new BusFlowDbContext(options);
         var stored = await check.Pipelines.AsNoTracking().SingleAsync(p => p.CorrelationId == id);
         Assert.Equal((2, PipelineStatus.Running, StepStatus.Completed, "t"), (stored.Version, stored.Status, stored.Steps[0].Status, stored.Tags["tenant"]));
         Assert.Equal(started.AddMinutes(1), stored.FinishedAt);
@@ -1003,7 +996,7 @@ public sealed class When_a_group_writes_its_rows_without_SaveChanges
 
         async Task WriteAsync(Action<BusFlowDbContext> add)
         {
-            await using var context = new BusFlowDbContext(options.Options);
+            await using var context = new BusFlowDbContext(options);
             add(context);
             await CommitAsync(context);
         }
@@ -1028,10 +1021,9 @@ public sealed class When_two_transactions_write_events_at_once
     public async Task Should_give_the_later_commit_the_later_positions(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
-        StoreProvider.Configure(options, db.Provider, db.ConnectionString);
-        await using var first = new BusFlowDbContext(options.Options);
-        await first.Database.MigrateAsync();
+        await db.MigrateAsync();
+        var options = db.ContextOptions();
+        await using var first = new BusFlowDbContext(options);
         var (a, b) = (NewId.NextGuid(), NewId.NextGuid());
 
         await first.Database.OpenConnectionAsync();
@@ -1040,7 +1032,7 @@ public sealed class When_two_transactions_write_events_at_once
 
         var second = Task.Run(async () =>
         {
-            await using var context = new BusFlowDbContext(options.Options);
+            await using var context = new BusFlowDbContext(options);
             await context.Database.OpenConnectionAsync();
             await using var transaction = await context.Database.BeginTransactionAsync();
             await StoreProvider.InsertEventsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), provider, [Row(b, 1)], CancellationToken.None);
@@ -1051,14 +1043,14 @@ public sealed class When_two_transactions_write_events_at_once
         // would resume after 3 and never see 1 and 2, which commit a moment later.
         await Task.Delay(500);
         Assert.False(second.IsCompleted);
-        await using (var reader = new BusFlowDbContext(options.Options))
+        await using (var reader = new BusFlowDbContext(options))
         {
             Assert.Empty(await reader.Events.AsNoTracking().Where(e => e.Position != null).ToListAsync());
         }
 
         await firstTransaction.CommitAsync();
         await second.WaitAsync(TimeSpan.FromSeconds(30));
-        await using (var reader = new BusFlowDbContext(options.Options))
+        await using (var reader = new BusFlowDbContext(options))
         {
             var rows = await reader.Events.AsNoTracking().OrderBy(e => e.Position).Select(e => new { e.Position, e.PipelineId, e.Seq }).ToListAsync();
             Assert.Equal([new { Position = (long?)1, PipelineId = a, Seq = 1L }, new { Position = (long?)2, PipelineId = a, Seq = 2L }, new { Position = (long?)3, PipelineId = b, Seq = 1L }], rows);
@@ -1078,9 +1070,7 @@ public sealed class When_the_answer_to_a_group_commit_is_lost
     public async Task Should_still_publish_the_rows_that_it_committed_with_positions(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
-        var plain = new DbContextOptionsBuilder<BusFlowDbContext>();
-        StoreProvider.Configure(plain, db.Provider, db.ConnectionString);
-        var loses = new LosesOneCommitAnswer(plain.Options);
+        var loses = new LosesOneCommitAnswer(db.ContextOptions());
         await using var host = await StoreHost.Start(db.Options(o => o.Retention = null), b =>
         {
             b.Services.ConfigureDbContext<BusFlowDbContext>(o => o.AddInterceptors(loses));

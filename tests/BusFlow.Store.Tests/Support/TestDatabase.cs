@@ -52,6 +52,21 @@ public sealed class TestDatabase : IAsyncDisposable
         return options;
     }
 
+    /// <summary>EF Core options for a context of its own on this database, outside any host.</summary>
+    public Microsoft.EntityFrameworkCore.DbContextOptions<BusFlowDbContext> ContextOptions()
+    {
+        var options = new Microsoft.EntityFrameworkCore.DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(options, Provider, ConnectionString);
+        return options.Options;
+    }
+
+    /// <summary>Applies the store's migrations, outside any host.</summary>
+    public async Task MigrateAsync()
+    {
+        await using var context = new BusFlowDbContext(ContextOptions());
+        await Microsoft.EntityFrameworkCore.RelationalDatabaseFacadeExtensions.MigrateAsync(context.Database);
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_sqliteFile is not null)
