@@ -130,6 +130,8 @@ public sealed class StepBuilder
 
     internal int MaxParallelismValue { get; private set; } = int.MaxValue;
 
+    internal int MaxItemsValue { get; private set; } = StepDefinition.DefaultMaxItems;
+
     /// <summary>Runs the step on the named worker (default: the step's name).</summary>
     public StepBuilder Worker(string worker)
     {
@@ -207,6 +209,16 @@ public sealed class StepBuilder
     public StepBuilder MaxParallelism(int limit)
     {
         MaxParallelismValue = limit;
+        return this;
+    }
+
+    /// <summary>
+    /// For map steps: the most items one run may map over (10,000 unless set); a longer list
+    /// fails the step with <c>map_too_large</c> instead of running.
+    /// </summary>
+    public StepBuilder MaxItems(int limit)
+    {
+        MaxItemsValue = limit;
         return this;
     }
 }

@@ -62,9 +62,22 @@ public sealed class StepContext
     /// <summary>For a resumed step: the answer, deserialised.</summary>
     public T? GetResume<T>() => Command.Resume is { } e ? e.Deserialize<T>(JsonOptions) : default;
 
-    /// <summary>Reports progress; it arrives as a <see cref="StepProgress"/> event.</summary>
-    public Task ReportProgressAsync(double? percent, string? message = null) =>
-        _report(new ReportStepProgress { PipelineId = PipelineId, ExecutionId = Command.ExecutionId, Percent = percent, Message = message });
+    /// <summary>The longest progress message, in characters: each one is recorded as an event and sent to every subscriber.</summary>
+    public const int MaxProgressMessageLength = 4096;
+
+    /// <summary>
+    /// Reports progress; it arrives as a <see cref="StepProgress"/> event. A message longer than
+    /// <see cref="MaxProgressMessageLength"/> throws <see cref="ArgumentException"/>.
+    /// </summary>
+    public Task ReportProgressAsync(double? percent, string? message = null)
+    {
+        if (message?.Length > MaxProgressMessageLength)
+        {
+            throw new ArgumentException($"A progress message is at most {MaxProgressMessageLength} characters; this one has {message.Length}. Stream larger output with StreamAsync or return it as the step's result.", nameof(message));
+        }
+
+        return _report(new ReportStepProgress { PipelineId = PipelineId, ExecutionId = Command.ExecutionId, Percent = percent, Message = message });
+    }
 
     /// <summary>Streams a chunk of output (Hatchet's <c>put_stream</c>); it arrives as a <see cref="StepProgress"/> event with <c>chunk</c>.</summary>
     public Task StreamAsync<T>(T chunk) =>

@@ -94,4 +94,14 @@ public sealed class StepDefinition
 
     /// <summary>For map steps: how many items run at once.</summary>
     public int MaxParallelism { get; internal set; } = int.MaxValue;
+
+    /// <summary>
+    /// For map steps: the most items one run may map over; a longer list fails the step with
+    /// <c>map_too_large</c>. Every item is part of the pipeline's state, which each of its
+    /// transitions writes, so a map's cost grows faster than its item count (docs/performance.md).
+    /// </summary>
+    public int MaxItems { get; internal set; } = DefaultMaxItems;
+
+    /// <summary>The default of <see cref="MaxItems"/>.</summary>
+    public const int DefaultMaxItems = 10_000;
 }

@@ -136,6 +136,56 @@ public sealed class When_a_map_reduce_pipeline_runs
     }
 
     [Fact]
+    public async Task Should_fail_a_map_over_more_items_than_its_limit_naming_the_limit_and_run_none()
+    {
+        var runs = 0;
+        await using var bf = await BusFlowHarness.Start(b => b
+            .AddWorker("square", ctx =>
+            {
+                Interlocked.Increment(ref runs);
+                return Task.FromResult(StepResult.Success(1));
+            })
+            .AddPipeline("squares", p => p.Map("squares", s => s.Worker("square").Over("input.numbers").MaxItems(5))));
+
+        var tooMany = await bf.StartPipeline("squares", new { numbers = Enumerable.Range(0, 6).ToArray() });
+        var end = Assert.IsType<PipelineFailed>(await bf.Events.WaitForEnd(tooMany));
+        Assert.Equal("map_too_large", end.Error.Kind);
+        Assert.Contains("6 items", end.Error.Message, StringComparison.Ordinal);
+        Assert.Contains("limit is 5", end.Error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, Volatile.Read(ref runs));
+
+        var atTheLimit = await bf.StartPipeline("squares", new { numbers = Enumerable.Range(0, 5).ToArray() });
+        Assert.IsType<PipelineCompleted>(await bf.Events.WaitForEnd(atTheLimit));
+        Assert.Equal(5, Volatile.Read(ref runs));
+    }
+
+    [Fact]
+    public async Task Should_refuse_a_progress_message_over_its_limit_and_record_none()
+    {
+        await using var bf = await BusFlowHarness.Start(b => b
+            .AddWorker("chatty", async ctx =>
+            {
+                try
+                {
+                    await ctx.ReportProgressAsync(50, new string('x', StepContext.MaxProgressMessageLength + 1));
+                    return StepResult.Success("accepted");
+                }
+                catch (ArgumentException e)
+                {
+                    await ctx.ReportProgressAsync(60, new string('y', StepContext.MaxProgressMessageLength));
+                    return StepResult.Success(e.Message);
+                }
+            })
+            .AddPipeline("chatty", p => p.Step("chatty")));
+
+        var id = await bf.StartPipeline("chatty", new { });
+        var end = Assert.IsType<PipelineCompleted>(await bf.Events.WaitForEnd(id));
+        Assert.Contains("at most 4096 characters", end.Outputs["chatty"].GetString(), StringComparison.Ordinal);
+        var progress = Assert.Single(bf.Events.For(id).OfType<StepProgress>());
+        Assert.Equal(StepContext.MaxProgressMessageLength, progress.Message!.Length);
+    }
+
+    [Fact]
     public async Task Should_fail_clearly_when_the_mapped_value_is_not_a_list()
     {
         await using var bf = await BusFlowHarness.Start(b => b

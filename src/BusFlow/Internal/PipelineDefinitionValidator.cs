@@ -135,6 +135,11 @@ internal static class PipelineDefinitionValidator
                 errors.Add($"{at} has MaxParallelism {step.MaxParallelismValue}; it must be at least 1.");
             }
 
+            if (step.MaxItemsValue < 1)
+            {
+                errors.Add($"{at} has MaxItems {step.MaxItemsValue}; it must be at least 1.");
+            }
+
             dependencies[step.Name] = deps.Distinct(StringComparer.Ordinal).ToList();
         }
 
@@ -175,6 +180,7 @@ internal static class PipelineDefinitionValidator
                 SuspensionTimeout = b.SuspensionTimeoutValue ?? TimeSpan.FromHours(24),
                 OnFailure = b.FailurePolicy,
                 MaxParallelism = b.MaxParallelismValue,
+                MaxItems = b.MaxItemsValue,
             });
         }
 

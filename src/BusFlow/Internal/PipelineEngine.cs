@@ -443,6 +443,13 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
             return;
         }
 
+        if (list.GetArrayLength() > def.MaxItems)
+        {
+            step.Items = [new WorkItem { Attempt = 1, DispatchedAt = now }];
+            FailAttempt(step, step.Items[0], new StepError("map_too_large", $"Map step '{def.Name}' maps over {list.GetArrayLength()} items of '{def.MapSource}'; its limit is {def.MaxItems} (MaxItems on the step)."), retryable: false);
+            return;
+        }
+
         step.Items = list.EnumerateArray().Select((e, i) => new WorkItem { Index = i, Item = e.Clone() }).ToList();
         if (step.Items.Count == 0)
         {
