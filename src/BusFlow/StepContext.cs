@@ -63,7 +63,7 @@ public sealed class StepContext
     public T? GetResume<T>() => Command.Resume is { } e ? e.Deserialize<T>(JsonOptions) : default;
 
     /// <summary>The longest progress message, in characters: each one is recorded as an event and sent to every subscriber.</summary>
-    public const int MaxProgressMessageLength = 4096;
+    public const int MaxProgressMessageLength = 32 * 1024;
 
     /// <summary>
     /// Reports progress; it arrives as a <see cref="StepProgress"/> event. A message longer than

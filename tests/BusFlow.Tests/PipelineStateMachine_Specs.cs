@@ -180,7 +180,7 @@ public sealed class When_a_map_reduce_pipeline_runs
 
         var id = await bf.StartPipeline("chatty", new { });
         var end = Assert.IsType<PipelineCompleted>(await bf.Events.WaitForEnd(id));
-        Assert.Contains("at most 4096 characters", end.Outputs["chatty"].GetString(), StringComparison.Ordinal);
+        Assert.Contains($"at most {StepContext.MaxProgressMessageLength} characters", end.Outputs["chatty"].GetString(), StringComparison.Ordinal);
         var progress = Assert.Single(bf.Events.For(id).OfType<StepProgress>());
         Assert.Equal(StepContext.MaxProgressMessageLength, progress.Message!.Length);
     }
