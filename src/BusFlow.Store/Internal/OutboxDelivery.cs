@@ -149,7 +149,7 @@ internal sealed partial class OutboxDelivery(
             rows = await ReadPositionedAsync(cancellationToken);
             if (rows.Count == 0)
             {
-                rows = await PositionEventsAsync(lookFirst: true, cancellationToken);
+                rows = await PositionUnpositionedAsync(cancellationToken);
                 if (rows.Count > 0 && rows[0].Position != _after + 1)
                 {
                     // Rows another process committed with positions meanwhile lie in between.
@@ -183,18 +183,18 @@ internal sealed partial class OutboxDelivery(
     }
 
     /// <summary>
-    /// Gives committed, unpositioned event rows the next positions (the lease row's counter orders
-    /// positioners), only while this process still holds the lease, checked in the same statement
-    /// under the lease row's lock: a deliverer that stalled past its lease must not give positions
-    /// after those of the one that took over, or its delivered-up-to mark could pass rows the other
-    /// positioned but never published. With <paramref name="lookFirst"/> it first checks, without a
-    /// write lock, that there is anything to position: a poll mostly finds nothing, and on SQLite a
-    /// write transaction shuts out every other writer of the file while it is open.
+    /// Gives event rows written without a position (by a version before positions were given at
+    /// commit) the next positions (the lease row's counter orders positioners), only while this
+    /// process still holds the lease, checked in the same statement under the lease row's lock: a
+    /// deliverer that stalled past its lease must not give positions after those of the one that
+    /// took over. It first checks, without a write lock, that there is anything to position: it
+    /// nearly never finds any, and on SQLite a write transaction shuts out every other writer of
+    /// the file while it is open.
     /// </summary>
-    internal async Task<List<PipelineEventRecord>> PositionEventsAsync(bool lookFirst, CancellationToken cancellationToken)
+    private async Task<List<PipelineEventRecord>> PositionUnpositionedAsync(CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        if (lookFirst && !await db.Events.AnyAsync(e => e.Position == null, cancellationToken))
+        if (!await db.Events.AnyAsync(e => e.Position == null, cancellationToken))
         {
             return [];
         }
