@@ -53,12 +53,14 @@ public sealed class BusFlowStoreOptions
     public int DeliveryParallelism { get; set; } = 32;
 
     /// <summary>
-    /// <c>Individual</c> (default): one bus message per event, so <c>IConsumer&lt;StepCompleted&gt;</c> and
-    /// friends receive them. <c>Batched</c>: one <see cref="Contracts.PipelineEventBatch"/> message per
-    /// lane and round, many times fewer broker messages; subscribers must consume the batch (every
-    /// <c>PipelineEventsConsumer</c>, the web edge included, does).
+    /// <c>Batched</c> (default): one <see cref="Contracts.PipelineEventBatch"/> message per lane and
+    /// round, many times fewer broker messages. Every <c>PipelineEventsConsumer</c> (the web edge
+    /// included) takes the batches, and a consumer of single events (<c>IConsumer&lt;StepCompleted&gt;</c>)
+    /// gets them split, one by one and in order, on any endpoint of a process that calls
+    /// <c>ConfigureBusFlowEndpoints</c> or <c>SplitPipelineEventBatches</c>. <c>Individual</c>: one bus
+    /// message per event, for subscribers in processes that can do neither.
     /// </summary>
-    public EventPublishMode EventPublishing { get; set; } = EventPublishMode.Individual;
+    public EventPublishMode EventPublishing { get; set; } = EventPublishMode.Batched;
 
     /// <summary>
     /// Run a step whose worker is registered in the saga's own process right there, when the worker

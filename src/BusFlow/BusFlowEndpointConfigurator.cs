@@ -30,6 +30,16 @@ public static class BusFlowEndpointConfigurator
         });
     }
 
+    /// <summary>
+    /// Lets every receive endpoint configured after this call whose consumers take single pipeline
+    /// events (<c>IConsumer&lt;StepCompleted&gt;</c>, a handler of <c>PipelineEvent</c>) receive them
+    /// from <see cref="PipelineEventBatch"/> messages too, one by one and in order, with the message id
+    /// each has when published alone. <see cref="ConfigureBusFlowEndpoints"/> calls it; a process that
+    /// only subscribes to the events calls it before its <c>ConfigureEndpoints</c>.
+    /// </summary>
+    public static void SplitPipelineEventBatches(this IBusFactoryConfigurator cfg) =>
+        cfg.ConnectEndpointConfigurationObserver(PipelineEventBatchSplitter.Instance);
+
     /// <summary>How many partitions order the saga's messages per pipeline.</summary>
     public const int SagaPartitions = 32;
 
@@ -42,6 +52,8 @@ public static class BusFlowEndpointConfigurator
     {
         var registry = context.GetRequiredService<PipelineRegistry>();
         var roles = context.GetRequiredService<BusFlowRoles>();
+
+        cfg.SplitPipelineEventBatches();
 
         // Events are published as their concrete types; the abstract bases need no exchanges.
         cfg.Publish<PipelineEvent>(p => p.Exclude = true);

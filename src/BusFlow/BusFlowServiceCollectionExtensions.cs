@@ -41,6 +41,8 @@ public static class BusFlowServiceCollectionExtensions
             builder.SagaRepository(saga);
         }
 
+        // Endpoints ConfigureEndpoints makes, even before ConfigureBusFlowEndpoints is called.
+        configurator.AddConfigureEndpointsCallback((_, _, endpoint) => PipelineEventBatchSplitter.Install(endpoint));
         configurator.AddConsumer<ExecuteStepConsumer>().ExcludeFromConfigureEndpoints();
         configurator.AddConsumer<CancelStepExecutionsConsumer>().ExcludeFromConfigureEndpoints();
         return configurator;

@@ -1,4 +1,5 @@
 using BusFlow.Contracts;
+using BusFlow.Internal;
 using MassTransit;
 
 namespace BusFlow;
@@ -20,23 +21,23 @@ public abstract class PipelineEventsConsumer :
     IConsumer<PipelineCancelled>,
     IConsumer<PipelineEventBatch>
 {
-    public Task Consume(ConsumeContext<PipelineStarted> context) => ConsumeEvent(context.Message, context);
+    public Task Consume(ConsumeContext<PipelineStarted> context) => Single(context);
 
-    public Task Consume(ConsumeContext<StepStarted> context) => ConsumeEvent(context.Message, context);
+    public Task Consume(ConsumeContext<StepStarted> context) => Single(context);
 
-    public Task Consume(ConsumeContext<StepProgress> context) => ConsumeEvent(context.Message, context);
+    public Task Consume(ConsumeContext<StepProgress> context) => Single(context);
 
-    public Task Consume(ConsumeContext<StepCompleted> context) => ConsumeEvent(context.Message, context);
+    public Task Consume(ConsumeContext<StepCompleted> context) => Single(context);
 
-    public Task Consume(ConsumeContext<StepFailed> context) => ConsumeEvent(context.Message, context);
+    public Task Consume(ConsumeContext<StepFailed> context) => Single(context);
 
-    public Task Consume(ConsumeContext<StepSuspended> context) => ConsumeEvent(context.Message, context);
+    public Task Consume(ConsumeContext<StepSuspended> context) => Single(context);
 
-    public Task Consume(ConsumeContext<PipelineCompleted> context) => ConsumeEvent(context.Message, context);
+    public Task Consume(ConsumeContext<PipelineCompleted> context) => Single(context);
 
-    public Task Consume(ConsumeContext<PipelineFailed> context) => ConsumeEvent(context.Message, context);
+    public Task Consume(ConsumeContext<PipelineFailed> context) => Single(context);
 
-    public Task Consume(ConsumeContext<PipelineCancelled> context) => ConsumeEvent(context.Message, context);
+    public Task Consume(ConsumeContext<PipelineCancelled> context) => Single(context);
 
     /// <summary>Events the store published in batches arrive one by one, in order.</summary>
     public async Task Consume(ConsumeContext<PipelineEventBatch> context)
@@ -46,6 +47,14 @@ public abstract class PipelineEventsConsumer :
             await ConsumeEvent(pipelineEvent, context);
         }
     }
+
+    /// <summary>
+    /// An event of a batch split for the endpoint's single-event consumers was already handed to
+    /// this consumer with its batch.
+    /// </summary>
+    private Task Single<T>(ConsumeContext<T> context)
+        where T : PipelineEvent =>
+        context.TryGetPayload<SplitEventContext>(out _) ? Task.CompletedTask : ConsumeEvent(context.Message, context);
 
     /// <summary>Handles one event, whatever its type.</summary>
     protected abstract Task ConsumeEvent(PipelineEvent pipelineEvent, ConsumeContext context);

@@ -139,6 +139,9 @@ public sealed record ThroughputRun(int Pipelines, TimeSpan Elapsed, long Events,
     /// <summary>CPU seconds of BusFlow's own processes (scaling; null when BusFlow runs in the driver).</summary>
     public double? BusFlowProcessCores { get; init; }
 
+    /// <summary>PostgreSQL commits in the store's database per pipeline (<c>pg_stat_database.xact_commit</c>), when measured.</summary>
+    public double? CommitsPerPipeline { get; init; }
+
     /// <summary>Events each WebSocket subscriber received (scaling).</summary>
     public IReadOnlyList<long>? SocketEvents { get; init; }
 }

@@ -55,8 +55,8 @@ public sealed record ThroughputSettings
     /// </summary>
     public bool Combined { get; init; }
 
-    /// <summary>How BusFlow publishes events (<see cref="BusFlowStoreOptions.EventPublishing"/>).</summary>
-    public EventPublishMode EventPublishing { get; init; } = EventPublishMode.Individual;
+    /// <summary>How BusFlow publishes events (<see cref="BusFlowStoreOptions.EventPublishing"/>), its default unless said.</summary>
+    public EventPublishMode EventPublishing { get; init; } = new BusFlowStoreOptions().EventPublishing;
 
     /// <summary>What the BusFlow options of a run were, for its output.</summary>
     public string BusFlowVariant => $"co-located steps {(Colocate ? "on" : "off")}, events {EventPublishing.ToString().ToLowerInvariant()}";
@@ -193,9 +193,16 @@ public static class E2eThroughput
                     IThroughputSystem[] order = rep % 2 == 0 ? [busflow, courier] : [courier, busflow];
                     foreach (var system in order)
                     {
+                        var commits = system == busflow ? await resources.CommitsAsync() : null;
                         var run = await Measure(system, shape, Count(system), settings, stop.Token);
+                        if (commits is { } before && await resources.CommitsAsync() is { } after)
+                        {
+                            // The second count's own read is one commit.
+                            run = run with { CommitsPerPipeline = (after - before - 1) / (double)run.Pipelines };
+                        }
+
                         jitted = Math.Max(jitted, run.Resources!.MethodsJitted);
-                        Console.WriteLine(BenchMachine.Invariant($"    {label,-7} {shape,-5} {system.Name,-8} {run.Pipelines} pipelines in {run.Elapsed.TotalSeconds,6:0.00} s = {run.PerSecond,7:0.0}/s, {run.Events} events, {run.Failed} failed; {run.Resources}"));
+                        Console.WriteLine(BenchMachine.Invariant($"    {label,-7} {shape,-5} {system.Name,-8} {run.Pipelines} pipelines in {run.Elapsed.TotalSeconds,6:0.00} s = {run.PerSecond,7:0.0}/s, {run.Events} events, {run.Failed} failed; {run.Resources}{(run.CommitsPerPipeline is { } c ? BenchMachine.Invariant($"; {c:0.00} PostgreSQL commits/pipeline") : "")}"));
                         if (run.Failed > 0)
                         {
                             throw new InvalidOperationException($"{system.Name} {shape}: {run.Failed} pipelines failed");
@@ -239,8 +246,8 @@ public static class E2eThroughput
         var warmed = string.Join(", ", warmUps.Select(w => BenchMachine.Invariant($"{w.Value} {(w.Value == 1 ? "warm-up" : "warm-ups")} {(w.Key == InMemory ? "in memory" : "on RabbitMQ")}")));
         md.AppendLine(BenchMachine.Invariant($"Medians of {settings.Repetitions} repetitions after warm-ups repeated until neither system JIT-compiled more than {settings.WarmJitMethods} methods in one (at most {settings.MaxWarmUps}; here {warmed}); each repetition starts all its pipelines at once (Courier {settings.CourierFactor} times as many, so that its shorter runs can be timed); BusFlow with {settings.BusFlowVariant}. Command: `dotnet run -c Release --project tests/BusFlow.Benchmarks -- e2e-throughput`."));
         md.AppendLine();
-        md.AppendLine("| setup | pipeline | system | pipelines | pipelines/s | BusFlow / Courier | events/pipeline at the subscriber | cpu benchmark process | cpu postgres | cpu rabbitmq | cpu other | cpu ms/pipeline |");
-        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| setup | pipeline | system | pipelines | pipelines/s | BusFlow / Courier | events/pipeline at the subscriber | cpu benchmark process | cpu postgres | cpu rabbitmq | cpu other | cpu ms/pipeline | PostgreSQL commits/pipeline |");
+        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         var verdicts = new List<string>();
         foreach (var row in rows.Where(r => r.Runs.Count > 0))
         {
@@ -252,7 +259,7 @@ public static class E2eThroughput
             // CPU the benchmark process, PostgreSQL and RabbitMQ spent per pipeline (cores x measured seconds).
             var msPerPipeline = BenchMachine.Median(row.Runs.Select(r => (r.Resources!.BusFlowCores + r.Resources.PostgresCores + r.Resources.RabbitMqCores) * r.Resources.BusFlowMsPerEvent / Math.Max(1e-9, r.Resources.BusFlowCores)));
             md.AppendLine(BenchMachine.Invariant(
-                $"| {Label(row.Setup)} | {row.Shape} | {row.System} | {row.Pipelines} | {rate:0} | {ratio} | {BenchMachine.Median(row.Runs.Select(r => (double)r.Events / r.Pipelines)):0.#} | {BenchMachine.Median(use.Select(u => u.BusFlowCores)):0.00} | {BenchMachine.Median(use.Select(u => u.PostgresCores)):0.00} | {BenchMachine.Median(use.Select(u => u.RabbitMqCores)):0.00} | {BenchMachine.Median(use.Select(u => u.OtherCores)):0.00} | {msPerPipeline:0.00} |"));
+                $"| {Label(row.Setup)} | {row.Shape} | {row.System} | {row.Pipelines} | {rate:0} | {ratio} | {BenchMachine.Median(row.Runs.Select(r => (double)r.Events / r.Pipelines)):0.#} | {BenchMachine.Median(use.Select(u => u.BusFlowCores)):0.00} | {BenchMachine.Median(use.Select(u => u.PostgresCores)):0.00} | {BenchMachine.Median(use.Select(u => u.RabbitMqCores)):0.00} | {BenchMachine.Median(use.Select(u => u.OtherCores)):0.00} | {msPerPipeline:0.00} | {(row.Runs.All(r => r.CommitsPerPipeline.HasValue) ? BenchMachine.Invariant($"{BenchMachine.Median(row.Runs.Select(r => r.CommitsPerPipeline!.Value)):0.00}") : "")} |"));
             if (row.System == "BusFlow")
             {
                 // Issue 12's targets: half of Courier on RabbitMQ + PostgreSQL, a quarter in memory + SQLite.
@@ -310,6 +317,26 @@ public sealed class SetupResources : IAsyncDisposable
         await using var version = data.CreateCommand("SHOW server_version");
         var servers = BenchMachine.Invariant($"PostgreSQL {(string)(await version.ExecuteScalarAsync())!}, {await busflow.ServerVersion()}, SQLite {SqliteVersion()}");
         return new SetupResources(new BusFlowStoreOptions { Provider = StoreProviderKind.Postgres, ConnectionString = database.ConnectionString, ApplyMigrations = true }, servers, database: database, busflow: busflow, courier: courier);
+    }
+
+    /// <summary>
+    /// Commits in the store's PostgreSQL database so far (null on SQLite). Closing the pooled
+    /// connections first makes their backends report their counts now instead of up to 10 s later.
+    /// Read-only transactions (the delivery's polls) count too.
+    /// </summary>
+    public async Task<long?> CommitsAsync()
+    {
+        if (_database is null)
+        {
+            return null;
+        }
+
+        NpgsqlConnection.ClearAllPools();
+        await Task.Delay(500);
+        await using var connection = new NpgsqlConnection(_database.ConnectionString + ";Pooling=false");
+        await connection.OpenAsync();
+        await using var count = new NpgsqlCommand("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()", connection);
+        return (long)(await count.ExecuteScalarAsync())!;
     }
 
     private static string SqliteVersion()

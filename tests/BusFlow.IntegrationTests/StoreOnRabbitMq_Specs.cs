@@ -5,7 +5,9 @@ using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
 using BusFlow.Store.Tests.Support;
 using BusFlow.Tests.Support;
+using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;
 using static BusFlow.Tests.Support.EventAssertions;
 
@@ -155,6 +157,87 @@ public sealed class When_two_saga_processes_share_one_store
             Assert.Equal(22, logged.OfType<StepCompleted>().Select(e => e.StepName).Distinct().Count());
             var join = logged.OfType<StepStarted>().Single(e => e.StepName == "join").Seq;
             Assert.All(logged.OfType<StepCompleted>().Where(e => e.StepName.StartsWith("branch", StringComparison.Ordinal)), e => Assert.True(e.Seq < join));
+        }
+    }
+}
+
+[Collection(RabbitMqCollection.Name)]
+public sealed class When_a_service_consumes_single_events_while_the_store_publishes_batches
+{
+    [ServerFact]
+    public async Task Should_receive_each_once_in_order_with_its_own_message_id()
+    {
+        await using var db = await TestDatabase.Create(StoreProviderKind.Postgres);
+        await using var vhost = await RabbitMqVirtualHost.Create();
+
+        // A service with MassTransit and a consumer of StepCompleted only, no BusFlow roles.
+        var received = new ConcurrentQueue<(Guid PipelineId, long Seq, Guid? MessageId)>();
+        var subscriber = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        subscriber.Logging.SetMinimumLevel(LogLevel.Error);
+        subscriber.Services.AddSingleton(received);
+        subscriber.Services.AddMassTransit(x =>
+        {
+            x.AddConsumer<StepCompletedSubscriber>();
+            x.UsingRabbitMq((context, cfg) =>
+            {
+                var broker = TestServers.RabbitMq;
+                cfg.Host(broker.Host, (ushort)broker.Port, vhost.Name, h =>
+                {
+                    h.Username(Uri.UnescapeDataString(broker.UserInfo.Split(':')[0]));
+                    h.Password(Uri.UnescapeDataString(broker.UserInfo.Split(':')[1]));
+                });
+                cfg.SplitPipelineEventBatches();
+                cfg.ConfigureEndpoints(context);
+            });
+        });
+        using var service = subscriber.Build();
+        await service.StartAsync();
+
+        var events = new RecordedEvents();
+        using var host = await StoreOnRabbitMqHost.Start(vhost, db, b => b
+            .AddWorker("w", ctx => Task.FromResult(StepResult.Success(ctx.StepName)), concurrency: 8)
+            .AddPipeline("three", p => p.Then("a", s => s.Worker("w")).Then("b", s => s.Worker("w")).Then("c", s => s.Worker("w"))),
+            events,
+            store: o => o.EventPublishing = EventPublishMode.Batched);
+        var ids = new List<Guid>();
+        for (var i = 0; i < 20; i++)
+        {
+            ids.Add(await host.StartPipeline("three"));
+        }
+
+        foreach (var id in ids)
+        {
+            Assert.IsType<PipelineCompleted>(await events.WaitForEnd(id, TimeSpan.FromMinutes(1)));
+        }
+
+        var reader = host.Services.GetRequiredService<PipelineEventReader>();
+        var expected = new List<(Guid, long, Guid?)>();
+        foreach (var id in ids)
+        {
+            expected.AddRange((await reader.ReadPipelineAsync(id, 0, 100)).OfType<StepCompleted>().Select(e => (e.PipelineId, e.Seq, (Guid?)PipelineEventMessageIds.For(e.PipelineId, e.Seq))));
+        }
+
+        for (var i = 0; i < 500 && received.Count < expected.Count; i++)
+        {
+            await Task.Delay(10);
+        }
+
+        // Once each (none doubled by a single message beside its batch), in seq order per pipeline.
+        Assert.Equal(expected.Order(), received.Order());
+        foreach (var pipeline in received.GroupBy(e => e.PipelineId))
+        {
+            Assert.Equal(pipeline.Select(e => e.Seq).Order(), pipeline.Select(e => e.Seq));
+        }
+
+        await service.StopAsync();
+    }
+
+    public sealed class StepCompletedSubscriber(ConcurrentQueue<(Guid PipelineId, long Seq, Guid? MessageId)> received) : IConsumer<StepCompleted>
+    {
+        public Task Consume(ConsumeContext<StepCompleted> context)
+        {
+            received.Enqueue((context.Message.PipelineId, context.Message.Seq, context.MessageId));
+            return Task.CompletedTask;
         }
     }
 }

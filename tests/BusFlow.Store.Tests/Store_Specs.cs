@@ -643,7 +643,9 @@ public sealed class When_events_are_published_in_batches
             {
                 bus.AddSingleton(messages);
                 bus.AddConsumer<BatchCounter>();
-                bus.AddConsumer<IndividualCounter>();
+                bus.AddConsumer<SingleEvents>();
+                bus.AddConsumer<SharedEvents>().Endpoint(e => e.Name = "shared-events");
+                bus.AddConsumer<SharedSingleEvents>().Endpoint(e => e.Name = "shared-events");
             });
 
         // A pipeline run by the saga: its events arrive through batches, in order.
@@ -678,36 +680,54 @@ public sealed class When_events_are_published_in_batches
         var logged = await host.Reader.ReadAllAsync(0, 1000);
         Assert.Equal(logged.Select(e => e.Position), Enumerable.Range(1, logged.Count).Select(p => (long)p));
 
-        // The counting consumers have endpoints of their own and may still be taking the last batches.
-        for (var i = 0; i < 1000 && messages.BatchedEvents < logged.Count; i++)
+        // The counting consumers may still be taking the last batches.
+        var singles = logged.Where(e => e is StepProgress or PipelineCompleted).ToList();
+        for (var i = 0; i < 1000 && (messages.BatchedEvents < logged.Count || messages.Singles.Count < singles.Count || messages.Shared.Count < logged.Count); i++)
         {
             await Task.Delay(10);
         }
 
-        Assert.Equal(0, messages.Individual);
         Assert.Equal(logged.Count, messages.BatchedEvents);
         Assert.True(messages.Batches < 100, $"{messages.Batches} batch messages carried the 200 events committed at once");
+
+        // A consumer written for single events gets each of its types once, in order per pipeline,
+        // with the message id the event has when published alone; the batches were not doubled by
+        // single messages (the counts would be twice as high).
+        Assert.Equal(
+            singles.OrderBy(e => e.PipelineId).ThenBy(e => e.Seq).Select(e => (e.PipelineId, e.Seq, Id: (Guid?)PipelineEventMessageIds.For(e.PipelineId, e.Seq))),
+            messages.Singles.OrderBy(e => e.PipelineId).Select(e => (e.PipelineId, e.Seq, Id: e.MessageId)));
+        foreach (var pipeline in messages.Singles.GroupBy(e => e.PipelineId))
+        {
+            Assert.Equal(pipeline.Select(e => e.Seq).Order(), pipeline.Select(e => e.Seq));
+        }
+
+        // On an endpoint shared by a PipelineEventsConsumer and a single-event consumer, each gets every event once.
+        Assert.Equal(logged.Select(e => (e.PipelineId, e.Seq)).Order(), messages.Shared.Select(e => (e.PipelineId, e.Seq)).Order());
+        Assert.Equal(logged.Count(e => e is PipelineCompleted), messages.SharedSingles.Count);
     }
+
+    public sealed record Received(Guid PipelineId, long Seq, Guid? MessageId);
 
     public sealed class BusMessages
     {
         private int _batches;
         private int _batchedEvents;
-        private int _individual;
 
         public int Batches => Volatile.Read(ref _batches);
 
         public int BatchedEvents => Volatile.Read(ref _batchedEvents);
 
-        public int Individual => Volatile.Read(ref _individual);
+        public ConcurrentQueue<Received> Singles { get; } = new();
+
+        public ConcurrentQueue<Received> Shared { get; } = new();
+
+        public ConcurrentQueue<Received> SharedSingles { get; } = new();
 
         public void Batch(int events)
         {
             Interlocked.Increment(ref _batches);
             Interlocked.Add(ref _batchedEvents, events);
         }
-
-        public void One() => Interlocked.Increment(ref _individual);
     }
 
     public sealed class BatchCounter(BusMessages messages) : IConsumer<PipelineEventBatch>
@@ -719,17 +739,34 @@ public sealed class When_events_are_published_in_batches
         }
     }
 
-    public sealed class IndividualCounter(BusMessages messages) : IConsumer<StepProgress>, IConsumer<PipelineCompleted>
+    public sealed class SingleEvents(BusMessages messages) : IConsumer<StepProgress>, IConsumer<PipelineCompleted>
     {
-        public Task Consume(ConsumeContext<StepProgress> context)
+        public Task Consume(ConsumeContext<StepProgress> context) => Take(context);
+
+        public Task Consume(ConsumeContext<PipelineCompleted> context) => Take(context);
+
+        private Task Take<T>(ConsumeContext<T> context)
+            where T : PipelineEvent
         {
-            messages.One();
+            messages.Singles.Enqueue(new Received(context.Message.PipelineId, context.Message.Seq, context.MessageId));
             return Task.CompletedTask;
         }
+    }
 
+    public sealed class SharedEvents(BusMessages messages) : PipelineEventsConsumer
+    {
+        protected override Task ConsumeEvent(PipelineEvent pipelineEvent, ConsumeContext context)
+        {
+            messages.Shared.Enqueue(new Received(pipelineEvent.PipelineId, pipelineEvent.Seq, context.MessageId));
+            return Task.CompletedTask;
+        }
+    }
+
+    public sealed class SharedSingleEvents(BusMessages messages) : IConsumer<PipelineCompleted>
+    {
         public Task Consume(ConsumeContext<PipelineCompleted> context)
         {
-            messages.One();
+            messages.SharedSingles.Enqueue(new Received(context.Message.PipelineId, context.Message.Seq, context.MessageId));
             return Task.CompletedTask;
         }
     }

@@ -134,7 +134,7 @@ internal sealed partial class EventLanes : IAsyncDisposable
                 else
                 {
                     var e = events[0];
-                    var messageId = EventMessageId(first);
+                    var messageId = PipelineEventMessageIds.For(first.PipelineId, first.Seq);
                     publishing = _bus.Publish(e, e.GetType(), Pipe.Execute<PublishContext>(c => c.MessageId = messageId), _stopping.Token);
                 }
 
@@ -203,20 +203,6 @@ internal sealed partial class EventLanes : IAsyncDisposable
     }
 
     internal static TimeSpan Backoff(int failures) => TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(failures, 6))));
-
-    /// <summary>The same event always travels with the same MessageId, derived from its pipeline and seq.</summary>
-    internal static Guid EventMessageId(PipelineEventRecord row)
-    {
-        Span<byte> bytes = stackalloc byte[16];
-        row.PipelineId.TryWriteBytes(bytes);
-        var seq = BitConverter.GetBytes(row.Seq);
-        for (var i = 0; i < 8; i++)
-        {
-            bytes[8 + i] ^= seq[i];
-        }
-
-        return new Guid(bytes);
-    }
 
     public async ValueTask DisposeAsync()
     {

@@ -14,7 +14,7 @@ namespace BusFlow.IntegrationTests.Support;
 /// <summary>One BusFlow process (in this test process) on a real RabbitMQ virtual host and a real store.</summary>
 public static class StoreOnRabbitMqHost
 {
-    public static async Task<IHost> Start(RabbitMqVirtualHost vhost, TestDatabase db, Action<BusFlowBuilder> configure, RecordedEvents? events = null)
+    public static async Task<IHost> Start(RabbitMqVirtualHost vhost, TestDatabase db, Action<BusFlowBuilder> configure, RecordedEvents? events = null, Action<BusFlowStoreOptions>? store = null)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Error);
@@ -29,7 +29,11 @@ public static class StoreOnRabbitMqHost
 
         builder.Services.AddBusFlow(builder.Configuration, b =>
         {
-            b.UseStore(db.Options(o => o.DeliveryPollInterval = TimeSpan.FromMilliseconds(50)));
+            b.UseStore(db.Options(o =>
+            {
+                o.DeliveryPollInterval = TimeSpan.FromMilliseconds(50);
+                store?.Invoke(o);
+            }));
             configure(b);
         }, bus =>
         {
