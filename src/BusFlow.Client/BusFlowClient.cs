@@ -125,7 +125,7 @@ public sealed class BusFlowClient : IDisposable
             try
             {
                 await ConnectAsync(socket, cancellationToken);
-                var subscribe = JsonSerializer.SerializeToUtf8Bytes(new { type = "subscribe", pipelineId = key, after, eventTypes, tags }, Json);
+                var subscribe = JsonSerializer.SerializeToUtf8Bytes(new { type = "subscribe", pipelineId = key, after, eventTypes, tags, batch = true }, Json);
                 await socket.SendAsync(subscribe, WebSocketMessageType.Text, true, cancellationToken);
                 connected = true;
             }
@@ -165,23 +165,21 @@ public sealed class BusFlowClient : IDisposable
                     continue;
                 }
 
-                if (frame.Event is not { } e)
+                foreach (var e in frame.Events ?? [])
                 {
-                    continue;
-                }
+                    var order = key == "*" ? e.Position : e.Seq;
+                    if (after is { } last && order <= last)
+                    {
+                        continue;
+                    }
 
-                var order = key == "*" ? e.Position : e.Seq;
-                if (after is { } last && order <= last)
-                {
-                    continue;
-                }
-
-                after = order;
-                yield return e;
-                if (stopAtEnd && e is PipelineCompleted or PipelineFailed or PipelineCancelled)
-                {
-                    await CloseQuietlyAsync(socket);
-                    yield break;
+                    after = order;
+                    yield return e;
+                    if (stopAtEnd && e is PipelineCompleted or PipelineFailed or PipelineCancelled)
+                    {
+                        await CloseQuietlyAsync(socket);
+                        yield break;
+                    }
                 }
             }
 
@@ -215,7 +213,8 @@ public sealed class BusFlowClient : IDisposable
         await socket.ConnectAsync(builder.Uri, cancellationToken);
     }
 
-    private readonly record struct Frame(PipelineEvent? Event, bool Subscribed, bool Closed, BusFlowApiException? Error);
+    /// <summary>One frame: events (one, or several in an <c>events</c> frame), a reply, or the close.</summary>
+    private readonly record struct Frame(IReadOnlyList<PipelineEvent>? Events, bool Subscribed, bool Closed, BusFlowApiException? Error);
 
     private static async Task<Frame> ReceiveAsync(ClientWebSocket socket, CancellationToken cancellationToken)
     {
@@ -246,8 +245,10 @@ public sealed class BusFlowClient : IDisposable
                 return new Frame(null, false, false, new BusFlowApiException(null, root.GetProperty("code").GetString()!, root.GetProperty("message").GetString()!));
             case "pong" or "unsubscribed":
                 return default;
+            case "events":
+                return new Frame([.. root.GetProperty("events").EnumerateArray().Select(e => e.Deserialize<PipelineEvent>(Json)!)], false, false, null);
             default:
-                return new Frame(root.Deserialize<PipelineEvent>(Json), false, false, null);
+                return new Frame([root.Deserialize<PipelineEvent>(Json)!], false, false, null);
         }
     }
 

@@ -57,9 +57,11 @@ public sealed class EdgeMetrics : IDisposable
 
     public void ClientError() => Interlocked.Increment(ref _clientErrors);
 
-    public void EventWritten(int bytes)
+    public void EventWritten(int bytes) => EventsWritten(1, bytes);
+
+    public void EventsWritten(int events, int bytes)
     {
-        Interlocked.Increment(ref _eventsOut);
+        Interlocked.Add(ref _eventsOut, events);
         Interlocked.Add(ref _bytesOut, bytes);
     }
 

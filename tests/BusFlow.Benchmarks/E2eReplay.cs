@@ -9,6 +9,7 @@ using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -37,18 +38,7 @@ public static class EventHistory
     public static async Task SeedPostgresAsync(NpgsqlDataSource data, Guid pipelineId, int count)
     {
         var timestamp = DateTimeOffset.UtcNow;
-        var template = PipelineEventJson.Serialize(new StepProgress
-        {
-            PipelineId = pipelineId,
-            Seq = SeqMarker,
-            Timestamp = timestamp,
-            Definition = E2eLatency.Pipeline,
-            StepName = E2eLatency.Step,
-            StepIndex = 0,
-            Attempt = 1,
-            Percent = 50,
-            Message = "replayed from the store",
-        });
+        var template = Template(pipelineId, timestamp);
         await using var connection = await data.OpenConnectionAsync();
         await using var transaction = await connection.BeginTransactionAsync();
         await using (var insert = new NpgsqlCommand(
@@ -78,6 +68,54 @@ public static class EventHistory
         analyze.CommandTimeout = 600;
         await analyze.ExecuteNonQueryAsync();
     }
+
+    /// <summary>The same history in a SQLite store, in one INSERT ... SELECT over a counting CTE.</summary>
+    public static async Task SeedSqliteAsync(string connectionString, Guid pipelineId, int count)
+    {
+        var timestamp = DateTimeOffset.UtcNow;
+        await using var connection = new SqliteConnection(connectionString);
+        await connection.OpenAsync();
+        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync();
+        await using (var insert = new SqliteCommand(
+            """
+            WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < @count)
+            INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload")
+            SELECT x, @pipeline, x, 'StepProgress', @timestamp, replace(@template, @marker, '"seq":' || x) FROM g
+            """, connection, transaction))
+        {
+            insert.CommandTimeout = 600;
+            // As EF Core's SQLite provider stores them: a Guid as upper-case text.
+            insert.Parameters.AddWithValue("@pipeline", pipelineId.ToString().ToUpperInvariant());
+            insert.Parameters.AddWithValue("@timestamp", timestamp);
+            insert.Parameters.AddWithValue("@template", Template(pipelineId, timestamp));
+            insert.Parameters.AddWithValue("@marker", $"\"seq\":{SeqMarker}");
+            insert.Parameters.AddWithValue("@count", count);
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        await using (var lease = new SqliteCommand("""UPDATE busflow_leases SET "LastPosition" = @count, "DeliveredUpTo" = @count WHERE "Name" = 'outbox'""", connection, transaction))
+        {
+            lease.Parameters.AddWithValue("@count", (long)count);
+            await lease.ExecuteNonQueryAsync();
+        }
+
+        await transaction.CommitAsync();
+        await using var analyze = new SqliteCommand("ANALYZE", connection);
+        await analyze.ExecuteNonQueryAsync();
+    }
+
+    private static string Template(Guid pipelineId, DateTimeOffset timestamp) => PipelineEventJson.Serialize(new StepProgress
+    {
+        PipelineId = pipelineId,
+        Seq = SeqMarker,
+        Timestamp = timestamp,
+        Definition = E2eLatency.Pipeline,
+        StepName = E2eLatency.Step,
+        StepIndex = 0,
+        Attempt = 1,
+        Percent = 50,
+        Message = "replayed from the store",
+    });
 }
 
 /// <summary>
@@ -88,60 +126,93 @@ public static class EventHistory
 /// </summary>
 public static class E2eReplay
 {
-    private const string Raw = "raw SELECT (Npgsql)";
+    private const string Raw = "raw SELECT";
     private const string All = "edge, `*` after 0";
     private const string One = "edge, pipeline after 0";
+    private const string AllBatched = "edge, `*` after 0, batch";
+    private const string OneBatched = "edge, pipeline after 0, batch";
     private const string Floor = "bare Kestrel WebSocket (no store)";
+    private const string Postgres = "PostgreSQL";
+    private const string Sqlite = "SQLite";
 
     public static async Task Run(E2eSettings settings)
     {
         var load = LoadNow();
         var count = settings.ReplayEvents;
-        Console.WriteLine(Fmt($"e2e-replay: {count:N0} events of one pipeline on PostgreSQL, {settings.Repetitions} repetitions after a warm-up; load average {load}"));
-        await using var database = await BenchDatabase.Create();
-        await using var app = await StartHost(database);
-        await using var data = NpgsqlDataSource.Create(database.ConnectionString);
-        var pipelineId = NewId.NextGuid();
-        var seed = Stopwatch.StartNew();
-        await EventHistory.SeedPostgresAsync(data, pipelineId, count);
-        Console.WriteLine(Fmt($"  seeded {count:N0} events in {seed.Elapsed.TotalSeconds:0.0} s ({count / seed.Elapsed.TotalSeconds:N0}/s)"));
-
-        var ws = new Uri($"ws://{new Uri(app.Urls.First()).Authority}/ws");
-        var results = new Dictionary<string, List<ReplayRun>> { [Raw] = [], [All] = [], [One] = [], [Floor] = [] };
-        for (var rep = 0; rep <= settings.Repetitions; rep++)
+        Console.WriteLine(Fmt($"e2e-replay: {count:N0} events of one pipeline on PostgreSQL and on SQLite, {settings.Repetitions} repetitions after a warm-up; load average {load}"));
+        var results = new Dictionary<(string Store, string Kind), List<ReplayRun>>();
+        foreach (var store in new[] { Postgres, Sqlite })
         {
-            foreach (var kind in results.Keys)
+            await using var database = store == Postgres ? await BenchDatabase.Create() : null;
+            var file = Path.Combine(Path.GetTempPath(), $"busflow-replay-{Guid.NewGuid():N}.db");
+            var options = database is not null
+                ? new BusFlowStoreOptions { Provider = StoreProviderKind.Postgres, ConnectionString = database.ConnectionString, ApplyMigrations = true }
+                : new BusFlowStoreOptions { Provider = StoreProviderKind.Sqlite, ConnectionString = $"Data Source={file}", ApplyMigrations = true };
+            try
             {
-                var meter = new ResourceMeter();
-                var (events, seconds) = kind switch
+                await using var app = await StartHost(options);
+                await using var data = database is not null ? NpgsqlDataSource.Create(database.ConnectionString) : null;
+                var pipelineId = NewId.NextGuid();
+                var seed = Stopwatch.StartNew();
+                if (data is not null)
                 {
-                    Raw => await RawSelectAsync(data),
-                    Floor => await SubscribeAsync(new Uri(ws, "/floor/ws"), Fmt($"{count}"), "\"seq\":"u8.ToArray(), count),
-                    All => await SubscribeAsync(ws, """{"type":"subscribe","pipelineId":"*","after":0}""", "\"position\":"u8.ToArray(), count),
-                    _ => await SubscribeAsync(ws, $$"""{"type":"subscribe","pipelineId":"{{pipelineId}}","after":0}""", "\"seq\":"u8.ToArray(), count),
-                };
-                var run = new ReplayRun(events, seconds, meter.Stop(events));
-                Console.WriteLine(Fmt($"  {(rep == 0 ? "warm-up" : $"rep {rep}"),-7} {kind,-24} {events:N0} events in {seconds:0.00} s = {run.PerSecond:N0}/s; {run.Resources}"));
-                if (rep > 0)
+                    await EventHistory.SeedPostgresAsync(data, pipelineId, count);
+                }
+                else
                 {
-                    results[kind].Add(run);
+                    await EventHistory.SeedSqliteAsync(options.ConnectionString, pipelineId, count);
+                }
+
+                Console.WriteLine(Fmt($"  {store}: seeded {count:N0} events in {seed.Elapsed.TotalSeconds:0.0} s ({count / seed.Elapsed.TotalSeconds:N0}/s)"));
+                var ws = new Uri($"ws://{new Uri(app.Urls.First()).Authority}/ws");
+                string[] kinds = store == Postgres ? [Raw, All, One, AllBatched, OneBatched, Floor] : [Raw, All, One, AllBatched, OneBatched];
+                for (var rep = 0; rep <= settings.Repetitions; rep++)
+                {
+                    foreach (var kind in kinds)
+                    {
+                        var meter = new ResourceMeter();
+                        var (events, seconds) = kind switch
+                        {
+                            Raw when data is not null => await RawSelectAsync(data),
+                            Raw => await RawSelectAsync(options.ConnectionString),
+                            Floor => await SubscribeAsync(new Uri(ws, "/floor/ws"), Fmt($"{count}"), "\"seq\":"u8.ToArray(), count),
+                            All or AllBatched => await SubscribeAsync(ws, $$"""{"type":"subscribe","pipelineId":"*","after":0,"batch":{{(kind == AllBatched ? "true" : "false")}}}""", "\"position\":"u8.ToArray(), count),
+                            _ => await SubscribeAsync(ws, $$"""{"type":"subscribe","pipelineId":"{{pipelineId}}","after":0,"batch":{{(kind == OneBatched ? "true" : "false")}}}""", "\"seq\":"u8.ToArray(), count),
+                        };
+                        var run = new ReplayRun(events, seconds, meter.Stop(events));
+                        Console.WriteLine(Fmt($"  {(rep == 0 ? "warm-up" : $"rep {rep}"),-7} {store,-10} {kind,-33} {events:N0} events in {seconds:0.00} s = {run.PerSecond:N0}/s; {run.Resources}"));
+                        if (rep > 0)
+                        {
+                            results.TryAdd((store, kind), []);
+                            results[(store, kind)].Add(run);
+                        }
+                    }
+                }
+
+                await app.StopAsync();
+            }
+            finally
+            {
+                SqliteConnection.ClearAllPools();
+                foreach (var path in new[] { file, file + "-wal", file + "-shm" }.Where(File.Exists))
+                {
+                    File.Delete(path);
                 }
             }
         }
 
-        await app.StopAsync();
         Write("e2e-replay", Table(settings, results, load), settings);
     }
 
-    private static async Task<WebApplication> StartHost(BenchDatabase database)
+    private static async Task<WebApplication> StartHost(BusFlowStoreOptions store)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders().AddConsole().SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.None);
-        // The edge's own defaults; its store on PostgreSQL, in-memory bus (nothing new is published).
+        // The edge's own defaults; its store as given, in-memory bus (nothing new is published).
         builder.Services.AddBusFlow(builder.Configuration, b => b
-            .UseStore(new BusFlowStoreOptions { Provider = StoreProviderKind.Postgres, ConnectionString = database.ConnectionString, ApplyMigrations = true })
+            .UseStore(store)
             .AddWorker(E2eLatency.Step, _ => Task.FromResult(StepResult.Success()))
             .AddPipeline(E2eLatency.Pipeline, p => p.Step(E2eLatency.Step))
             .UseEdge(builder.Configuration));
@@ -214,6 +285,27 @@ public static class E2eReplay
         return (rows, Stopwatch.GetElapsedTime(start).TotalSeconds);
     }
 
+    /// <summary>The limit on SQLite: the same SELECT through Microsoft.Data.Sqlite.</summary>
+    private static async Task<(long, double)> RawSelectAsync(string connectionString)
+    {
+        var start = Stopwatch.GetTimestamp();
+        await using var connection = new SqliteConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new SqliteCommand("""SELECT "Id", "Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload" FROM busflow_events WHERE "Position" > 0 ORDER BY "Position" """, connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        long rows = 0;
+        long check = 0;
+        while (await reader.ReadAsync())
+        {
+            check += reader.GetInt64(0) + reader.GetInt64(1) + reader.GetGuid(2).GetHashCode() + reader.GetInt64(3) + reader.GetString(4).Length
+                + reader.GetFieldValue<DateTimeOffset>(5).Millisecond + reader.GetString(6).Length;
+            rows++;
+        }
+
+        GC.KeepAlive(check);
+        return (rows, Stopwatch.GetElapsedTime(start).TotalSeconds);
+    }
+
     /// <summary>
     /// Subscribes with <paramref name="subscribe"/> and reads until <paramref name="expected"/> events
     /// arrived, checking that the number after <paramref name="orderKey"/> goes 1, 2, 3, ... (every
@@ -223,7 +315,8 @@ public static class E2eReplay
     {
         using var socket = new ClientWebSocket();
         await socket.ConnectAsync(ws, CancellationToken.None);
-        var buffer = new byte[64 * 1024];
+        // Room for the largest batch frame (about 64 KiB of events, and the one that passed it).
+        var buffer = new byte[1024 * 1024];
         var start = Stopwatch.GetTimestamp();
         await socket.SendAsync(Encoding.UTF8.GetBytes(subscribe), WebSocketMessageType.Text, true, CancellationToken.None);
         long events = 0;
@@ -243,20 +336,19 @@ public static class E2eReplay
                 continue;
             }
 
+            // One event per frame, or several in an "events" frame; none in subscribed and heartbeats.
             var frame = buffer.AsSpan(0, length);
             length = 0;
-            var at = frame.IndexOf(orderKey);
-            if (at < 0)
+            for (var at = frame.IndexOf(orderKey); at >= 0; at = frame.IndexOf(orderKey))
             {
-                continue; // subscribed, heartbeat
-            }
+                frame = frame[(at + orderKey.Length)..];
+                if (!Utf8Parser.TryParse(frame, out long order, out _) || order != events + 1)
+                {
+                    throw new InvalidOperationException($"event {events + 1} expected, got: {Encoding.UTF8.GetString(frame[..Math.Min(frame.Length, 400)])}");
+                }
 
-            if (!Utf8Parser.TryParse(frame[(at + orderKey.Length)..], out long order, out _) || order != events + 1)
-            {
-                throw new InvalidOperationException($"event {events + 1} expected, got: {Encoding.UTF8.GetString(frame)}");
+                events++;
             }
-
-            events++;
         }
 
         var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
@@ -264,20 +356,20 @@ public static class E2eReplay
         return (events, seconds);
     }
 
-    private static string Table(E2eSettings settings, Dictionary<string, List<ReplayRun>> results, string load)
+    private static string Table(E2eSettings settings, Dictionary<(string Store, string Kind), List<ReplayRun>> results, string load)
     {
-        var raw = Mid(results[Raw].Select(r => r.PerSecond));
         var text = new StringBuilder();
         text.AppendLine(Machine(load));
-        text.AppendLine(Fmt($"History of {settings.ReplayEvents:N0} StepProgress events of one pipeline in PostgreSQL (payload {PayloadBytes()} bytes of JSON each). Medians of {settings.Repetitions} repetitions after a warm-up; events per second from the request (query sent / subscribe sent) to the last row read / event received. CPU in cores: this process (edge + subscriber, or the raw reader), PostgreSQL, others."));
+        text.AppendLine(Fmt($"History of {settings.ReplayEvents:N0} StepProgress events of one pipeline, in PostgreSQL and in SQLite (payload {PayloadBytes()} bytes of JSON each). Medians of {settings.Repetitions} repetitions after a warm-up; events per second from the request (query sent / subscribe sent) to the last row read / event received; \"batch\" subscribes with `\"batch\": true` (several events per `events` frame). CPU in cores: this process (edge + subscriber, or the raw reader), PostgreSQL, others; CPU and allocation per event are this process's."));
         text.AppendLine();
-        text.AppendLine("| reader | events/s | seconds | ÷ raw SELECT | target ≥ 0.5 | cpu this process | cpu PostgreSQL | cpu other |");
-        text.AppendLine("|---|---:|---:|---:|---|---:|---:|---:|");
-        foreach (var (kind, runs) in results)
+        text.AppendLine("| store | reader | events/s | seconds | ÷ raw SELECT | target ≥ 0.8 | cpu this process | cpu PostgreSQL | cpu other | µs cpu/event | bytes allocated/event |");
+        text.AppendLine("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|");
+        foreach (var ((store, kind), runs) in results)
         {
+            var raw = Mid(results[(store, Raw)].Select(r => r.PerSecond));
             var rate = Mid(runs.Select(r => r.PerSecond));
             text.AppendLine(Fmt(
-                $"| {kind} | {F(rate, "N0")} | {F(Mid(runs.Select(r => r.Seconds)), "0.00")} | {F(rate / raw, "0.00")} | {(kind == Raw ? "" : rate / raw >= 0.5 ? "met" : "**missed**")} | {F(Mid(runs.Select(r => r.Resources.BusFlowCores)), "0.00")} | {F(Mid(runs.Select(r => r.Resources.PostgresCores)), "0.00")} | {F(Mid(runs.Select(r => r.Resources.OtherCores)), "0.00")} |"));
+                $"| {store} | {kind} | {F(rate, "N0")} | {F(Mid(runs.Select(r => r.Seconds)), "0.00")} | {F(rate / raw, "0.00")} | {(kind == Raw ? "" : rate / raw >= 0.8 ? "met" : "**missed**")} | {F(Mid(runs.Select(r => r.Resources.BusFlowCores)), "0.00")} | {F(Mid(runs.Select(r => r.Resources.PostgresCores)), "0.00")} | {F(Mid(runs.Select(r => r.Resources.OtherCores)), "0.00")} | {F(Mid(runs.Select(r => r.Resources.BusFlowMsPerEvent * 1000)), "0.00")} | {F(Mid(runs.Select(r => r.Resources.AllocatedKiBPerEvent * 1024)), "0")} |"));
         }
 
         return text.ToString();

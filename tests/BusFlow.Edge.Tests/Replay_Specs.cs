@@ -22,20 +22,24 @@ public sealed class When_a_subscriber_resumes_at_the_start_of_a_long_history
 
         // Every payload is different (its seq in the message, some far larger than the rest), so a
         // page's pooled buffer given back too early, or a payload taken from the wrong place, shows.
-        foreach (var (pipeline, after) in new[] { ("*", start), (id.ToString(), 0L) })
+        // With batch, several events share a frame: as many as waited, up to the most per frame.
+        foreach (var (pipeline, after, batch) in new[] { ("*", start, false), (id.ToString(), 0L, false), ("*", start, true), (id.ToString(), 0L, true) })
         {
             await using var ws = await WsClient.ConnectAsync(server.WebSocketUri());
-            await ws.SubscribeAsync(pipeline, after: after);
+            await ws.SubscribeAsync(pipeline, after: after, batch: batch);
             var received = new List<JsonElement>();
+            var frames = 0;
             while (received.Count < Events)
             {
                 var message = (await ws.ReceiveAsync(TimeSpan.FromSeconds(30)))!.Value;
-                if (message.IsEvent())
-                {
-                    received.Add(message);
-                }
+                var events = message.Events().ToList();
+                Assert.Equal(batch ? "events" : events.Count > 0 ? events[0].Type() : message.Type(), message.Type());
+                Assert.True(events.Count <= EdgeConnection.MaxBatchEvents, $"{events.Count} events in one frame");
+                frames += events.Count > 0 ? 1 : 0;
+                received.AddRange(events);
             }
 
+            Assert.True(batch ? frames < Events / 10 : frames == Events, $"{frames} frames carried {Events} events (batch {batch})");
             Assert.Equal(Enumerable.Range(1, Events).Select(i => (long)i), received.Select(e => e.Seq()));
             Assert.Equal(Enumerable.Range(1, Events).Select(i => start + i), received.Select(e => e.Position()));
             Assert.All(received, e => Assert.Equal(Message(e.Seq()), e.GetProperty("message").GetString()));
@@ -94,5 +98,80 @@ public sealed class When_catch_up_pages_grow
         var payload = new byte[payloadBytes];
         var id = Guid.NewGuid();
         return new StoredEventPage([.. Enumerable.Range(1, rows).Select(i => new StoredEvent(id, i, i, "StepProgress", payload))], rows);
+    }
+}
+
+/// <summary>
+/// Resuming anywhere: after any position of a history of several pipelines, a subscriber with a
+/// filter gets from the store exactly what the live stream sent a subscriber with the same filter
+/// after that point, byte for byte, in single frames and in batches.
+/// </summary>
+public sealed class When_a_subscriber_resumes_anywhere_in_a_mixed_history
+{
+    [Fact]
+    public async Task Should_get_exactly_what_the_live_stream_sent_after_that_point()
+    {
+        await using var server = await EdgeServer.StartAsync();
+        var run = Guid.NewGuid().ToString("N");
+        var filters = new (string[]? Types, Dictionary<string, string>? Tags, int Pipelines)[]
+        {
+            (null, null, 4),
+            (["StepProgress", "PipelineCompleted"], null, 4),
+            (null, new() { ["run"] = run, ["kind"] = "a" }, 2),
+        };
+        var live = new List<WsClient>();
+        for (var i = 0; i < filters.Length; i++)
+        {
+            var ws = await WsClient.ConnectAsync(server.WebSocketUri());
+            await ws.SubscribeAsync("*", eventTypes: filters[i].Types, tags: filters[i].Tags, batch: i == 1);
+            live.Add(ws);
+        }
+
+        var ids = new List<Guid>();
+        foreach (var kind in new[] { "a", "b", "a", "b" })
+        {
+            ids.Add(await server.Http.StartAsync("ticker", new TestPipelines.TickerInput(3, 0, null), new() { ["run"] = run, ["kind"] = kind }));
+        }
+
+        var streams = new List<List<JsonElement>>();
+        for (var i = 0; i < filters.Length; i++)
+        {
+            var received = new List<JsonElement>();
+            while (received.Count(e => e.IsTerminal()) < filters[i].Pipelines)
+            {
+                received.AddRange((await live[i].ReceiveAsync(TimeSpan.FromSeconds(30)))!.Value.Events());
+            }
+
+            streams.Add(received);
+            await live[i].DisposeAsync();
+        }
+
+        Assert.Equal(4 * 7, streams[0].Count);
+        Assert.Equal(ids.Order(), streams[0].Select(e => e.PipelineId()).Distinct().Order());
+        var positions = streams[0].Select(e => e.Position()).ToList();
+        foreach (var after in positions.Prepend(0).SkipLast(1))
+        {
+            for (var i = 0; i < filters.Length; i++)
+            {
+                var expected = streams[i].Where(e => e.Position() > after).Select(e => e.GetRawText()).ToList();
+                foreach (var batch in new[] { false, true })
+                {
+                    if (expected.Count == 0)
+                    {
+                        continue;
+                    }
+
+                    await using var ws = await WsClient.ConnectAsync(server.WebSocketUri());
+                    await ws.SubscribeAsync("*", after: after, eventTypes: filters[i].Types, tags: filters[i].Tags, batch: batch);
+                    var resumed = new List<string>();
+                    while (resumed.Count < expected.Count)
+                    {
+                        resumed.AddRange((await ws.ReceiveAsync(TimeSpan.FromSeconds(30)))!.Value.Events().Select(e => e.GetRawText()));
+                    }
+
+                    Assert.Equal(expected, resumed);
+                }
+            }
+        }
     }
 }

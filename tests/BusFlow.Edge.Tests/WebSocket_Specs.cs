@@ -213,6 +213,7 @@ public sealed class When_subscribing_over_WebSocket(EdgeServerFixture fixture) :
             (() => ws.SendTextAsync("""{"type":"subscribe","pipelineId":"*","eventTypes":"StepCompleted"}"""), "invalid_message"),
             (() => ws.SendTextAsync("""{"type":"subscribe","pipelineId":"*","eventTypes":["StepExploded"]}"""), "unknown_event_type"),
             (() => ws.SendTextAsync("""{"type":"subscribe","pipelineId":"*","tags":{"a":1}}"""), "invalid_message"),
+            (() => ws.SendTextAsync("""{"type":"subscribe","pipelineId":"*","batch":"yes"}"""), "invalid_message"),
             (() => ws.SendTextAsync("""{"type":"subscribe","pipelineId":"*","tags":{"k":"\udc00"}}"""), "invalid_string"),
             (() => ws.SendTextAsync("""{"type":"\ud800"}"""), "invalid_string"),
             (() => ws.SendTextAsync($$"""{"type":"subscribe","pipelineId":"{{Guid.NewGuid()}}","after":5}"""), "after_out_of_range"),

@@ -278,7 +278,8 @@ internal static partial class PipelinesApi
             return;
         }
 
-        var subscription = new Subscription(state.CorrelationId.ToString(), state.CorrelationId, new PipelineEventFilter { EventTypes = eventTypes }, connection, after);
+        // Several events waiting at once go out with one flush; the stream's format is the same.
+        var subscription = new Subscription(state.CorrelationId.ToString(), state.CorrelationId, new PipelineEventFilter { EventTypes = eventTypes }, connection, after) { Batch = true };
         try
         {
             hub.Add(subscription);

@@ -59,12 +59,27 @@ internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal prin
 
     protected override async ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken)
     {
+        await AppendAsync(e, cancellationToken);
+        await response.Body.FlushAsync(cancellationToken);
+    }
+
+    protected override async ValueTask WriteEventsAsync(IReadOnlyList<EdgeEvent> events, CancellationToken cancellationToken)
+    {
+        foreach (var e in events)
+        {
+            await AppendAsync(e, cancellationToken);
+        }
+
+        await response.Body.FlushAsync(cancellationToken);
+    }
+
+    private async ValueTask AppendAsync(EdgeEvent e, CancellationToken cancellationToken)
+    {
         var header = Encoding.UTF8.GetBytes($"id: {e.Seq}\nevent: {e.EventType}\n");
         await response.Body.WriteAsync(header, cancellationToken);
         await response.Body.WriteAsync(DataPrefix, cancellationToken);
         await response.Body.WriteAsync(e.Json, cancellationToken);
         await response.Body.WriteAsync(EventEnd, cancellationToken);
-        await response.Body.FlushAsync(cancellationToken);
         if (e.EventType is nameof(PipelineCompleted) or nameof(PipelineFailed) or nameof(PipelineCancelled))
         {
             RequestClose(1000, "pipeline finished", drain: true);

@@ -4,8 +4,11 @@ using BusFlow.Edge.Auth;
 
 namespace BusFlow.Edge.Live;
 
-/// <summary>An item in a connection's outbound buffer: an event, or a control message's JSON.</summary>
-internal readonly record struct Outbound(EdgeEvent? Event, byte[]? Control);
+/// <summary>
+/// An item in a connection's outbound buffer: an event, or a control message's JSON. An event of a
+/// subscription that takes batches may go out in one write with the batched events next to it.
+/// </summary>
+internal readonly record struct Outbound(EdgeEvent? Event, byte[]? Control, bool Batch = false);
 
 /// <summary>
 /// One subscriber connection (a WebSocket or an event stream) with its bounded outbound buffer. Live
@@ -47,8 +50,12 @@ internal abstract class EdgeConnection
     /// <summary>Whether events still buffered are written before closing.</summary>
     protected bool DrainOnClose { get; private set; } = true;
 
+    /// <summary>The most events, and about the most bytes, one batched write carries.</summary>
+    internal const int MaxBatchEvents = 512;
+    internal const int MaxBatchBytes = 64 * 1024;
+
     /// <summary>Offers a live event; false when the buffer is full (the subscriber falls behind).</summary>
-    public bool TryEnqueue(EdgeEvent e) => _outbound.Writer.TryWrite(new Outbound(e, null));
+    public bool TryEnqueue(EdgeEvent e, bool batch = false) => _outbound.Writer.TryWrite(new Outbound(e, null, batch));
 
     /// <summary>Queues a control message only if there is room now (heartbeats).</summary>
     protected bool TryEnqueueControl(byte[] bytes) => _outbound.Writer.TryWrite(new Outbound(null, bytes));
@@ -62,17 +69,17 @@ internal abstract class EdgeConnection
     /// instead of one wake-up per item the writer takes: each wake-up is a thread hand-off, and one
     /// per event bounded replay more than the store or the socket did.
     /// </summary>
-    public async ValueTask EnqueueCatchUpAsync(EdgeEvent e, CancellationToken cancellationToken)
+    public async ValueTask EnqueueCatchUpAsync(EdgeEvent e, bool batch, CancellationToken cancellationToken)
     {
-        if (TryEnqueue(e))
+        if (TryEnqueue(e, batch))
         {
             return;
         }
 
         await WaitForRoomAsync(cancellationToken);
-        if (!TryEnqueue(e))
+        if (!TryEnqueue(e, batch))
         {
-            await EnqueueAsync(new Outbound(e, null), cancellationToken);
+            await EnqueueAsync(new Outbound(e, null, batch), cancellationToken);
         }
     }
 
@@ -122,10 +129,16 @@ internal abstract class EdgeConnection
 
     public bool CloseRequested => Volatile.Read(ref _closeRequested) != 0;
 
-    /// <summary>Writes buffered items until the connection closes.</summary>
+    /// <summary>
+    /// Writes buffered items until the connection closes. Batched events waiting next to each other
+    /// go out in one write (<see cref="WriteEventsAsync"/>), up to <see cref="MaxBatchEvents"/> and
+    /// about <see cref="MaxBatchBytes"/>: a catch-up pays the per-write cost once per batch, not per event.
+    /// </summary>
     protected async Task RunWriterAsync(CancellationToken cancellationToken)
     {
         var reader = _outbound.Reader;
+        var batch = new List<EdgeEvent>();
+        var release = new List<byte[]>();
         while (await reader.WaitToReadAsync(cancellationToken))
         {
             Interlocked.Exchange(ref _lastProgress, Environment.TickCount64);
@@ -136,15 +149,47 @@ internal abstract class EdgeConnection
                     return;
                 }
 
-                if (item.Event is { } e)
+                if (item.Event is { } e && item.Batch)
                 {
-                    if (e.ReleaseBefore is { } written)
+                    var bytes = 0;
+                    while (true)
+                    {
+                        batch.Add(e);
+                        bytes += e.Json.Length;
+                        if (e.ReleaseBefore is { } earlier)
+                        {
+                            // The chunk's frames are in this batch or written before it: return it once the batch is out.
+                            release.Add(earlier);
+                        }
+
+                        if (batch.Count >= MaxBatchEvents || bytes >= MaxBatchBytes
+                            || !reader.TryPeek(out var next) || !next.Batch || next.Event is null || !reader.TryRead(out next))
+                        {
+                            break;
+                        }
+
+                        e = next.Event!;
+                    }
+
+                    await WriteEventsAsync(batch, cancellationToken);
+                    Metrics.EventsWritten(batch.Count, bytes);
+                    foreach (var chunk in release)
+                    {
+                        ArrayPool<byte>.Shared.Return(chunk);
+                    }
+
+                    batch.Clear();
+                    release.Clear();
+                }
+                else if (item.Event is { } single)
+                {
+                    if (single.ReleaseBefore is { } written)
                     {
                         ArrayPool<byte>.Shared.Return(written);
                     }
 
-                    await WriteEventAsync(e, cancellationToken);
-                    Metrics.EventWritten(e.Json.Length);
+                    await WriteEventAsync(single, cancellationToken);
+                    Metrics.EventWritten(single.Json.Length);
                 }
                 else if (item.Control is { } control)
                 {
@@ -161,6 +206,9 @@ internal abstract class EdgeConnection
     }
 
     protected abstract ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken);
+
+    /// <summary>Writes events of subscriptions that take batches, in order, in one write where the transport allows.</summary>
+    protected abstract ValueTask WriteEventsAsync(IReadOnlyList<EdgeEvent> events, CancellationToken cancellationToken);
 
     protected abstract ValueTask WriteControlAsync(byte[] json, CancellationToken cancellationToken);
 }

@@ -22,6 +22,9 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
 
     public CancellationTokenSource Cancellation { get; } = CancellationTokenSource.CreateLinkedTokenSource(connection.Closing.Token);
 
+    /// <summary>Whether the subscriber takes several events in one write (a WebSocket <c>events</c> frame, SSE events flushed together).</summary>
+    public bool Batch { get; init; }
+
     /// <summary>The last seq (pipeline) or position (<c>*</c>) passed on or filtered out; null for live-only before the first event.</summary>
     public long? Cursor { get; set; } = after;
 

@@ -180,7 +180,7 @@ internal sealed partial class SubscriptionHub(
                 return false;
             }
 
-            if (subscription.Connection.TryEnqueue(e))
+            if (subscription.Connection.TryEnqueue(e, subscription.Batch))
             {
                 subscription.Cursor = order;
                 return true;
@@ -230,7 +230,7 @@ internal sealed partial class SubscriptionHub(
                 {
                     if (Replayed(subscription, stored, frames) is { } e)
                     {
-                        await subscription.Connection.EnqueueCatchUpAsync(e, token);
+                        await subscription.Connection.EnqueueCatchUpAsync(e, subscription.Batch, token);
                     }
                 }
 

@@ -4,7 +4,7 @@ using BusFlow.Contracts;
 namespace BusFlow.Edge.WebSockets;
 
 /// <summary>A parsed <c>subscribe</c> message, or the error that explains why it is not one.</summary>
-internal sealed record SubscribeRequest(string Key, Guid? PipelineId, IReadOnlySet<string>? EventTypes, IReadOnlyDictionary<string, string>? Tags, long? After)
+internal sealed record SubscribeRequest(string Key, Guid? PipelineId, IReadOnlySet<string>? EventTypes, IReadOnlyDictionary<string, string>? Tags, long? After, bool Batch = false)
 {
     /// <summary>The event type names a filter may use.</summary>
     public static readonly IReadOnlySet<string> KnownEventTypes = new HashSet<string>(StringComparer.Ordinal)
@@ -77,7 +77,18 @@ internal sealed record SubscribeRequest(string Key, Guid? PipelineId, IReadOnlyS
             after = value;
         }
 
-        return (new SubscribeRequest(key, pipelineId, types, tags, after), null, null);
+        var batch = false;
+        if (message.TryGetProperty("batch", out var batchElement) && batchElement.ValueKind != JsonValueKind.Null)
+        {
+            if (batchElement.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                return (null, ClientErrors.InvalidMessage, "batch must be true or false");
+            }
+
+            batch = batchElement.GetBoolean();
+        }
+
+        return (new SubscribeRequest(key, pipelineId, types, tags, after, batch), null, null);
     }
 
     /// <summary>Reads <c>pipelineId</c>: a pipeline's uuid, or <c>*</c>.</summary>

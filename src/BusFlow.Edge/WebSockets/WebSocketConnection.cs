@@ -293,9 +293,11 @@ internal sealed partial class WebSocketConnection(
         }
 
         var filter = new PipelineEventFilter { EventTypes = request.EventTypes, Tags = request.Tags };
-        var subscription = new Subscription(request.Key, request.PipelineId, filter, this, request.After);
+        var subscription = new Subscription(request.Key, request.PipelineId, filter, this, request.After) { Batch = request.Batch };
         _subscriptions[request.Key] = subscription;
-        await SendAsync(JsonSerializer.SerializeToUtf8Bytes(new { type = "subscribed", pipelineId = request.Key }, PipelineEventJson.Options));
+        await SendAsync(request.Batch
+            ? JsonSerializer.SerializeToUtf8Bytes(new { type = "subscribed", pipelineId = request.Key, batch = true }, PipelineEventJson.Options)
+            : JsonSerializer.SerializeToUtf8Bytes(new { type = "subscribed", pipelineId = request.Key }, PipelineEventJson.Options));
         hub.Add(subscription);
     }
 
@@ -356,6 +358,46 @@ internal sealed partial class WebSocketConnection(
     // StallTimeout, or shutdown): AbortIfStuckAsync aborts the socket, which fails the pending send.
     protected override ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken) =>
         socket.SendAsync(e.Json, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+
+    private static readonly byte[] EventsStart = """{"type":"events","events":["""u8.ToArray();
+    private static readonly byte[] EventsEnd = "]}"u8.ToArray();
+
+    /// <summary>
+    /// Events of subscriptions with <c>batch</c> go out as one <c>{"type":"events","events":[...]}</c>
+    /// frame, each element the event's own JSON as a single frame would carry it.
+    /// </summary>
+    protected override async ValueTask WriteEventsAsync(IReadOnlyList<EdgeEvent> events, CancellationToken cancellationToken)
+    {
+        var length = EventsStart.Length + EventsEnd.Length + events.Count - 1;
+        foreach (var e in events)
+        {
+            length += e.Json.Length;
+        }
+
+        var frame = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            EventsStart.CopyTo(frame, 0);
+            var at = EventsStart.Length;
+            for (var i = 0; i < events.Count; i++)
+            {
+                if (i > 0)
+                {
+                    frame[at++] = (byte)',';
+                }
+
+                events[i].Json.Span.CopyTo(frame.AsSpan(at));
+                at += events[i].Json.Length;
+            }
+
+            EventsEnd.CopyTo(frame, at);
+            await socket.SendAsync(frame.AsMemory(0, length), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(frame);
+        }
+    }
 
     protected override ValueTask WriteControlAsync(byte[] json, CancellationToken cancellationToken) =>
         socket.SendAsync(json.AsMemory(), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);

@@ -76,9 +76,9 @@ public sealed class WsClient : IAsyncDisposable
     }
 
     /// <summary>Subscribes and waits for <c>subscribed</c>.</summary>
-    public async Task SubscribeAsync(string pipelineId, long? after = null, string[]? eventTypes = null, Dictionary<string, string>? tags = null)
+    public async Task SubscribeAsync(string pipelineId, long? after = null, string[]? eventTypes = null, Dictionary<string, string>? tags = null, bool? batch = null)
     {
-        await SendAsync(new { type = "subscribe", pipelineId, after, eventTypes, tags });
+        await SendAsync(new { type = "subscribe", pipelineId, after, eventTypes, tags, batch });
         var reply = await ReceiveAsync();
         if (reply?.GetProperty("type").GetString() != "subscribed")
         {
@@ -126,4 +126,8 @@ public static class EventFrames
     public static bool IsTerminal(this JsonElement e) => e.Type() is "PipelineCompleted" or "PipelineFailed" or "PipelineCancelled";
 
     public static bool IsEvent(this JsonElement e) => e.TryGetProperty("seq", out _);
+
+    /// <summary>The events a frame carries: one, the elements of an <c>events</c> frame, or none.</summary>
+    public static IEnumerable<JsonElement> Events(this JsonElement frame) =>
+        frame.Type() == "events" ? frame.GetProperty("events").EnumerateArray() : frame.IsEvent() ? [frame] : [];
 }
