@@ -9,23 +9,25 @@ public sealed class When_a_subscriber_cannot_keep_up
 {
     private static readonly object BigTicks = new { ticks = 1200, delayMs = 0, padding = new string('p', 8 * 1024) };
 
-    [Fact]
-    public async Task Should_keep_others_at_full_rate_and_serve_it_every_event_from_the_store_when_it_reads_again()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Should_keep_others_at_full_rate_and_serve_it_every_event_from_the_store_when_it_reads_again(bool batch)
     {
         await using var server = await EdgeServer.StartAsync(o => o.OutboundBuffer = 16);
         await using var slow = await WsClient.ConnectAsync(server.WebSocketUri(), o => o.SetBuffer(4096, 4096));
         await using var fast = await WsClient.ConnectAsync(server.WebSocketUri());
         var id = await server.Http.StartAsync("ticker", BigTicks);
-        await slow.SubscribeAsync(id.ToString(), after: 0);
-        await fast.SubscribeAsync(id.ToString(), after: 0);
+        await slow.SubscribeAsync(id.ToString(), after: 0, batch: batch);
+        await fast.SubscribeAsync(id.ToString(), after: 0, batch: batch);
 
         // The slow client reads nothing while the fast one takes the whole run.
         var catchingUpSeen = false;
         var fastEvents = new List<JsonElement>();
-        while (fastEvents.Count == 0 || !fastEvents[^1].IsTerminal())
+        for (var frames = 1; fastEvents.Count == 0 || !fastEvents[^1].IsTerminal(); frames++)
         {
-            fastEvents.Add((await fast.ReceiveAsync(TimeSpan.FromSeconds(60)))!.Value);
-            if (fastEvents.Count % 100 == 0)
+            fastEvents.AddRange((await fast.ReceiveAsync(TimeSpan.FromSeconds(60)))!.Value.Events());
+            if (frames % 20 == 0)
             {
                 catchingUpSeen |= (await server.Http.GetJsonAsync("/api/metrics")).GetProperty("subscribersCatchingUp").GetInt64() > 0;
             }
@@ -38,8 +40,10 @@ public sealed class When_a_subscriber_cannot_keep_up
         Assert.Equal(fastEvents.Select(e => e.Seq()), slowEvents.Select(e => e.Seq()));
     }
 
-    [Fact]
-    public async Task Should_close_a_stalled_connection_with_4000_and_let_it_resume_where_it_stopped()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Should_close_a_stalled_connection_with_4000_and_let_it_resume_where_it_stopped(bool batch)
     {
         await using var server = await EdgeServer.StartAsync(o =>
         {
@@ -48,7 +52,7 @@ public sealed class When_a_subscriber_cannot_keep_up
         });
         await using var stalled = await WsClient.ConnectAsync(server.WebSocketUri(), o => o.SetBuffer(4096, 4096));
         var id = await server.Http.StartAsync("ticker", BigTicks);
-        await stalled.SubscribeAsync(id.ToString(), after: 0);
+        await stalled.SubscribeAsync(id.ToString(), after: 0, batch: batch);
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while ((await server.Http.GetJsonAsync("/api/metrics")).GetProperty("connectionsClosedStalled").GetInt64() == 0)
         {
@@ -59,12 +63,12 @@ public sealed class When_a_subscriber_cannot_keep_up
         var before = new List<JsonElement>();
         while (await stalled.ReceiveAsync(TimeSpan.FromSeconds(30)) is { } message)
         {
-            before.Add(message);
+            before.AddRange(message.Events());
         }
 
         Assert.Equal((WebSocketCloseStatus)4000, stalled.CloseStatus);
         await using var resumed = await WsClient.ConnectAsync(server.WebSocketUri());
-        await resumed.SubscribeAsync(id.ToString(), after: before.Count == 0 ? 0 : before[^1].Seq());
+        await resumed.SubscribeAsync(id.ToString(), after: before.Count == 0 ? 0 : before[^1].Seq(), batch: batch);
         var after = await resumed.ReceiveUntilAsync(e => e.IsTerminal(), TimeSpan.FromSeconds(60));
         var seqs = before.Concat(after).Select(e => e.Seq()).ToList();
         Assert.Equal(Enumerable.Range(1, seqs.Count).Select(i => (long)i), seqs);

@@ -59,11 +59,11 @@ internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal prin
 
     protected override async ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken)
     {
-        await AppendAsync(e, cancellationToken);
+        await AppendAsync(new WireEvent(e.Seq, e.EventType, e.Json), cancellationToken);
         await response.Body.FlushAsync(cancellationToken);
     }
 
-    protected override async ValueTask WriteEventsAsync(IReadOnlyList<EdgeEvent> events, CancellationToken cancellationToken)
+    protected override async ValueTask WriteEventsAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken)
     {
         foreach (var e in events)
         {
@@ -73,7 +73,7 @@ internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal prin
         await response.Body.FlushAsync(cancellationToken);
     }
 
-    private async ValueTask AppendAsync(EdgeEvent e, CancellationToken cancellationToken)
+    private async ValueTask AppendAsync(WireEvent e, CancellationToken cancellationToken)
     {
         var header = Encoding.UTF8.GetBytes($"id: {e.Seq}\nevent: {e.EventType}\n");
         await response.Body.WriteAsync(header, cancellationToken);

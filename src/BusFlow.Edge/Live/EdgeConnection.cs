@@ -5,10 +5,11 @@ using BusFlow.Edge.Auth;
 namespace BusFlow.Edge.Live;
 
 /// <summary>
-/// An item in a connection's outbound buffer: an event, or a control message's JSON. An event of a
-/// subscription that takes batches may go out in one write with the batched events next to it.
+/// An item in a connection's outbound buffer: an event, a control message's JSON, or a run of
+/// replayed events of a subscription that takes batches. An event of such a subscription may go
+/// out in one write with the batched events next to it.
 /// </summary>
-internal readonly record struct Outbound(EdgeEvent? Event, byte[]? Control, bool Batch = false);
+internal readonly record struct Outbound(EdgeEvent? Event, byte[]? Control, bool Batch = false, EventRun? Run = null);
 
 /// <summary>
 /// One subscriber connection (a WebSocket or an event stream) with its bounded outbound buffer. Live
@@ -20,6 +21,11 @@ internal abstract class EdgeConnection
     private readonly Channel<Outbound> _outbound;
     private readonly int _capacity;
     private long _lastProgress = Environment.TickCount64;
+
+    // Replay runs in the buffer or being written: a run stands for up to MaxBatchEvents events, so
+    // the buffer's item count alone would let a catch-up hold thousands of them.
+    // One item per run held; writing waits while the connection holds its most.
+    private readonly Channel<byte> _replayRuns = Channel.CreateBounded<byte>(MaxReplayRuns);
     private TaskCompletionSource? _room;
     private int _closeRequested;
 
@@ -54,6 +60,9 @@ internal abstract class EdgeConnection
     internal const int MaxBatchEvents = 512;
     internal const int MaxBatchBytes = 64 * 1024;
 
+    /// <summary>The most replay runs one connection holds at once (about 256 KiB of events).</summary>
+    internal const int MaxReplayRuns = 4;
+
     /// <summary>Offers a live event; false when the buffer is full (the subscriber falls behind).</summary>
     public bool TryEnqueue(EdgeEvent e, bool batch = false) => _outbound.Writer.TryWrite(new Outbound(e, null, batch));
 
@@ -83,6 +92,25 @@ internal abstract class EdgeConnection
         }
     }
 
+    /// <summary>Buffers a run of replayed events, waiting while the connection holds its most runs or the buffer is full.</summary>
+    public async ValueTask EnqueueReplayAsync(EventRun run, CancellationToken cancellationToken)
+    {
+        await _replayRuns.Writer.WriteAsync(0, cancellationToken);
+        try
+        {
+            if (!_outbound.Writer.TryWrite(new Outbound(null, null, true, run)))
+            {
+                await WaitForRoomAsync(cancellationToken);
+                await EnqueueAsync(new Outbound(null, null, true, run), cancellationToken);
+            }
+        }
+        catch
+        {
+            _replayRuns.Reader.TryRead(out _);
+            throw;
+        }
+    }
+
     /// <summary>Waits until at most half the buffer is taken (or the connection closes).</summary>
     private Task WaitForRoomAsync(CancellationToken cancellationToken)
     {
@@ -109,7 +137,8 @@ internal abstract class EdgeConnection
     /// between half and full.
     /// </summary>
     public bool IsStalled(TimeSpan timeout) =>
-        _outbound.Reader.Count >= Math.Max(1, _capacity / 2) && Environment.TickCount64 - Interlocked.Read(ref _lastProgress) > timeout.TotalMilliseconds;
+        (_outbound.Reader.Count >= Math.Max(1, _capacity / 2) || _replayRuns.Reader.Count == MaxReplayRuns)
+        && Environment.TickCount64 - Interlocked.Read(ref _lastProgress) > timeout.TotalMilliseconds;
 
     /// <summary>Asks the connection to close with a status; the first request wins.</summary>
     public void RequestClose(int code, string reason, bool drain)
@@ -137,8 +166,6 @@ internal abstract class EdgeConnection
     protected async Task RunWriterAsync(CancellationToken cancellationToken)
     {
         var reader = _outbound.Reader;
-        var batch = new List<EdgeEvent>();
-        var release = new List<byte[]>();
         while (await reader.WaitToReadAsync(cancellationToken))
         {
             Interlocked.Exchange(ref _lastProgress, Environment.TickCount64);
@@ -149,21 +176,27 @@ internal abstract class EdgeConnection
                     return;
                 }
 
-                if (item.Event is { } e && item.Batch)
+                if (item.Run is { } run)
                 {
-                    var bytes = 0;
+                    try
+                    {
+                        await WriteEventsAsync(run.Events, cancellationToken);
+                        Metrics.EventsWritten(run.Count, run.Bytes);
+                    }
+                    finally
+                    {
+                        run.Return();
+                        _replayRuns.Reader.TryRead(out _);
+                    }
+                }
+                else if (item.Event is { } e && item.Batch)
+                {
+                    // Live events of batched subscriptions waiting next to each other go out together.
+                    var live = new EventRun();
                     while (true)
                     {
-                        batch.Add(e);
-                        bytes += e.Json.Length;
-                        if (e.ReleaseBefore is { } earlier)
-                        {
-                            // The chunk's frames are in this batch or written before it: return it once the batch is out.
-                            release.Add(earlier);
-                        }
-
-                        if (batch.Count >= MaxBatchEvents || bytes >= MaxBatchBytes
-                            || !reader.TryPeek(out var next) || !next.Batch || next.Event is null || !reader.TryRead(out next))
+                        live.Add(new WireEvent(e.Seq, e.EventType, e.Json), e.ReleaseBefore);
+                        if (live.Full || !reader.TryPeek(out var next) || !next.Batch || next.Event is null || !reader.TryRead(out next))
                         {
                             break;
                         }
@@ -171,15 +204,15 @@ internal abstract class EdgeConnection
                         e = next.Event!;
                     }
 
-                    await WriteEventsAsync(batch, cancellationToken);
-                    Metrics.EventsWritten(batch.Count, bytes);
-                    foreach (var chunk in release)
+                    try
                     {
-                        ArrayPool<byte>.Shared.Return(chunk);
+                        await WriteEventsAsync(live.Events, cancellationToken);
+                        Metrics.EventsWritten(live.Count, live.Bytes);
                     }
-
-                    batch.Clear();
-                    release.Clear();
+                    finally
+                    {
+                        live.Return();
+                    }
                 }
                 else if (item.Event is { } single)
                 {
@@ -208,7 +241,7 @@ internal abstract class EdgeConnection
     protected abstract ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken);
 
     /// <summary>Writes events of subscriptions that take batches, in order, in one write where the transport allows.</summary>
-    protected abstract ValueTask WriteEventsAsync(IReadOnlyList<EdgeEvent> events, CancellationToken cancellationToken);
+    protected abstract ValueTask WriteEventsAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken);
 
     protected abstract ValueTask WriteControlAsync(byte[] json, CancellationToken cancellationToken);
 }

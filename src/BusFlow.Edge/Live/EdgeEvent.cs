@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
 using BusFlow.Contracts;
-using BusFlow.Store;
 
 namespace BusFlow.Edge.Live;
 
@@ -21,11 +20,11 @@ internal sealed class EdgeEvent
     }
 
     /// <summary>A replayed event whose stored JSON goes out as it is (<see cref="StoredEventJson"/>).</summary>
-    public EdgeEvent(StoredEvent stored, ReadOnlyMemory<byte> json, byte[]? releaseBefore)
+    public EdgeEvent(WireEvent replayed, byte[]? releaseBefore)
     {
-        Seq = stored.Seq;
-        EventType = stored.Type;
-        Json = json;
+        Seq = replayed.Seq;
+        EventType = replayed.EventType;
+        Json = replayed.Json;
         ReleaseBefore = releaseBefore;
     }
 

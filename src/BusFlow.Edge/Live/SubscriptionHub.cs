@@ -226,12 +226,35 @@ internal sealed partial class SubscriptionHub(
                 size = full ? NextPageSize(size, page) : FirstPageSize;
                 next = full ? ReadStoredAsync(subscription, page.Last, size, token) : null;
                 // The cursor moves once per page (below): while catching up only this loop reads it.
+                // A batched subscription's events go to the connection in runs, each run one buffer
+                // item; a page's last run is handed over before the page ends, so that the switch to
+                // live below finds every replayed event already in the buffer.
+                EventRun? run = null;
                 foreach (var stored in page.Events)
                 {
-                    if (Replayed(subscription, stored, frames) is { } e)
+                    if (Replayed(subscription, stored, frames) is not { } e)
                     {
-                        await subscription.Connection.EnqueueCatchUpAsync(e, subscription.Batch, token);
+                        continue;
                     }
+
+                    if (!subscription.Batch)
+                    {
+                        await subscription.Connection.EnqueueCatchUpAsync(new EdgeEvent(e.Event, e.ReleaseBefore), batch: false, token);
+                        continue;
+                    }
+
+                    run ??= new EventRun();
+                    run.Add(e.Event, e.ReleaseBefore);
+                    if (run.Full)
+                    {
+                        await subscription.Connection.EnqueueReplayAsync(run, token);
+                        run = null;
+                    }
+                }
+
+                if (run is not null)
+                {
+                    await subscription.Connection.EnqueueReplayAsync(run, token);
                 }
 
                 // Every payload was copied into a frame or read into an event above.
@@ -285,7 +308,7 @@ internal sealed partial class SubscriptionHub(
     /// spliced in when the columns decide the match (no tenant, no tag filter); otherwise the event is
     /// read and matched as a live one is. Null when it does not match or this version cannot read it.
     /// </summary>
-    private EdgeEvent? Replayed(Subscription subscription, StoredEvent stored, ReplayFrames frames)
+    private (WireEvent Event, byte[]? ReleaseBefore)? Replayed(Subscription subscription, StoredEvent stored, ReplayFrames frames)
     {
         var matches = subscription.MatchesColumns(stored);
         if (matches == false)
@@ -296,7 +319,7 @@ internal sealed partial class SubscriptionHub(
         if (matches == true && StoredEventJson.TryFindPosition(stored, out var start, out var end))
         {
             var (frame, releaseBefore) = frames.Splice(stored.Payload.Span, start, end, stored.Position);
-            return new EdgeEvent(stored, frame, releaseBefore);
+            return (new WireEvent(stored.Seq, stored.Type, frame), releaseBefore);
         }
 
         if (stored.Read() is not { } e)
@@ -305,7 +328,7 @@ internal sealed partial class SubscriptionHub(
             return null;
         }
 
-        return subscription.Matches(e) ? new EdgeEvent(e) : null;
+        return subscription.Matches(e) ? (new WireEvent(e.Seq, e.EventType, PipelineEventJson.SerializeToUtf8Bytes(e)), null) : null;
     }
 
     /// <summary>Closes connections that stopped reading, with 4000: resume from the last seq or position seen.</summary>

@@ -366,7 +366,7 @@ internal sealed partial class WebSocketConnection(
     /// Events of subscriptions with <c>batch</c> go out as one <c>{"type":"events","events":[...]}</c>
     /// frame, each element the event's own JSON as a single frame would carry it.
     /// </summary>
-    protected override async ValueTask WriteEventsAsync(IReadOnlyList<EdgeEvent> events, CancellationToken cancellationToken)
+    protected override async ValueTask WriteEventsAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken)
     {
         var length = EventsStart.Length + EventsEnd.Length + events.Count - 1;
         foreach (var e in events)

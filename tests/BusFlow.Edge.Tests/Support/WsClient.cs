@@ -67,10 +67,15 @@ public sealed class WsClient : IAsyncDisposable
             }
 
             var message = await ReceiveAsync(left) ?? throw new InvalidOperationException($"socket closed ({_socket.CloseStatus} {_socket.CloseStatusDescription}) after {received.Count} messages");
-            received.Add(message);
-            if (done(message))
+
+            // The events of an "events" frame count one by one.
+            foreach (var item in message.Type() == "events" ? message.Events() : [message])
             {
-                return received;
+                received.Add(item);
+                if (done(item))
+                {
+                    return received;
+                }
             }
         }
     }
