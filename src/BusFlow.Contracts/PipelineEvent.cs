@@ -18,13 +18,19 @@ namespace BusFlow.Contracts;
 [JsonDerivedType(typeof(PipelineCancelled), nameof(PipelineCancelled))]
 public abstract record PipelineEvent
 {
+    // The JSON opens with these three, right after the type: readers see first which event it is,
+    // and replay finds the position to splice in without reading the rest (StoredEventJson).
+
     /// <summary>The pipeline instance the event belongs to.</summary>
+    [JsonPropertyOrder(-3)]
     public required Guid PipelineId { get; init; }
 
     /// <summary>Per-pipeline sequence number: 1, 2, 3, ... without gaps, in the order the saga decided them.</summary>
+    [JsonPropertyOrder(-2)]
     public required long Seq { get; init; }
 
     /// <summary>Store-wide position that only grows; resume point for wildcard subscribers. 0 when not yet recorded.</summary>
+    [JsonPropertyOrder(-1)]
     public long Position { get; init; }
 
     /// <summary>When the saga decided the event.</summary>

@@ -81,7 +81,7 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
             }
 
             var rows = new List<StoredEvent>(limit);
-            var typeChars = new char[64];
+            var typeBytes = new byte[64];
             await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
             {
                 // Npgsql copies a text column's bytes and characters straight from its row buffer;
@@ -91,7 +91,7 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
                 while (await reader.ReadAsync(cancellationToken))
                 {
                     rows.Add(inPlace
-                        ? new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeChars), payloads.Read(reader, 4))
+                        ? new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeBytes), payloads.Read(reader, 4))
                         : new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4)));
                 }
             }

@@ -47,6 +47,12 @@ public static class E2e
                 case "--history":
                     settings = settings with { ReplayEvents = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture) };
                     break;
+                case "--replay-stores":
+                    settings = settings with { ReplayStores = Next().Split(',') };
+                    break;
+                case "--replay-readers":
+                    settings = settings with { ReplayReaders = Next().Split(',') };
+                    break;
                 case "--fanout":
                     settings = settings with { FanoutClients = E2eSettings.ParseInts(Next()) };
                     break;

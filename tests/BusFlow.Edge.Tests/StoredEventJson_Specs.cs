@@ -50,6 +50,36 @@ public sealed class When_a_stored_event_gets_its_position
     }
 
     [Fact]
+    public void Should_open_with_the_envelope_so_the_position_is_found_first()
+    {
+        var json = Encoding.UTF8.GetString(PipelineEventJson.SerializeToUtf8Bytes(new PipelineCompleted { PipelineId = PipelineId, Seq = 2, Timestamp = At, Definition = "demo" }));
+
+        Assert.StartsWith("""{"type":"PipelineCompleted","pipelineId":"0b5e7a52-7f57-4f4e-9a43-6d1d6d9e8b21","seq":2,"position":0,""", json, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Should_find_the_position_in_the_layout_of_earlier_versions_past_user_data()
+    {
+        // Stored before the envelope came first: the event's own properties, user data with positions of its own, then the envelope.
+        const string Json = """{"type":"StepFailed","error":{"kind":"X","message":"\"position\":3"},"retryAt":null,"stepName":"s","output":{"position":4,"list":[{"position":5}]},"pipelineId":"0b5e7a52-7f57-4f4e-9a43-6d1d6d9e8b21","seq":13,"position":0,"timestamp":"2026-11-23T09:24:25.5511336+00:00","definition":"demo","tags":{"position":"6"},"parentPipelineId":null}""";
+
+        var spliced = Spliced(Stored("StepFailed", Encoding.UTF8.GetBytes(Json), 77));
+
+        Assert.Equal(Json.Replace("\"position\":0,", "\"position\":77,", StringComparison.Ordinal), Encoding.UTF8.GetString(spliced));
+    }
+
+    [Fact]
+    public void Should_not_take_the_leading_layout_from_a_row_of_another_type()
+    {
+        // The column says PipelineCompleted, the JSON opens as a StepProgress: the prefix is not trusted, the search decides.
+        const string Json = """{"type":"StepProgress","pipelineId":"0b5e7a52-7f57-4f4e-9a43-6d1d6d9e8b21","seq":2,"position":0,"timestamp":"2026-11-23T22:00:00+00:00","definition":"demo"}""";
+
+        var spliced = Spliced(Stored("PipelineCompleted", Encoding.UTF8.GetBytes(Json), 5));
+
+        Assert.Equal(Json.Replace("\"position\":0,", "\"position\":5,", StringComparison.Ordinal), Encoding.UTF8.GetString(spliced));
+    }
+
+    [Fact]
     public void Should_leave_an_object_after_the_top_level_position_untouched()
     {
         // A later version may write a property after the envelope's; its own "position" is not the event's.

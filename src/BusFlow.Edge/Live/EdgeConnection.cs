@@ -60,8 +60,8 @@ internal abstract class EdgeConnection
     internal const int MaxBatchEvents = 512;
     internal const int MaxBatchBytes = 64 * 1024;
 
-    /// <summary>The most replay runs one connection holds at once (about 256 KiB of events).</summary>
-    internal const int MaxReplayRuns = 4;
+    /// <summary>The most replay runs one connection holds at once (about 1 MiB of events).</summary>
+    internal const int MaxReplayRuns = 16;
 
     /// <summary>Offers a live event; false when the buffer is full (the subscriber falls behind).</summary>
     public bool TryEnqueue(EdgeEvent e, bool batch = false) => _outbound.Writer.TryWrite(new Outbound(e, null, batch));

@@ -26,6 +26,11 @@ internal static class StoredEventJson
         }
 
         var json = e.Payload.Span;
+        if (TryFindLeadingPosition(json, e.Type, out start, out end))
+        {
+            return true;
+        }
+
         try
         {
             return TryFindTopLevelPosition(json, out start, out end) || TryWalkToPosition(json, out start, out end);
@@ -37,6 +42,65 @@ internal static class StoredEventJson
     }
 
     private static ReadOnlySpan<byte> PositionProperty => ",\"position\":"u8;
+
+    /// <summary>
+    /// The layout this version writes: <c>{"type":"&lt;type&gt;","pipelineId":"&lt;uuid&gt;","seq":&lt;n&gt;,"position":&lt;n&gt;,</c>
+    /// (the envelope's first properties, <see cref="Contracts.PipelineEvent"/>), checked byte by byte, so
+    /// the number found is the top level's without reading further. Events stored by earlier versions
+    /// (the envelope after the event's own properties) take the searches below.
+    /// </summary>
+    private static bool TryFindLeadingPosition(ReadOnlySpan<byte> json, string type, out int start, out int end)
+    {
+        start = end = 0;
+        ReadOnlySpan<byte> open = "{\"type\":\""u8;
+        ReadOnlySpan<byte> pipeline = "\",\"pipelineId\":\""u8;
+        ReadOnlySpan<byte> seq = "\",\"seq\":"u8;
+        var i = open.Length + type.Length;
+        if (!json.StartsWith(open) || json.Length < i + pipeline.Length + 36 + seq.Length + 1 + PositionProperty.Length + 2)
+        {
+            return false;
+        }
+
+        for (var c = 0; c < type.Length; c++)
+        {
+            if (json[open.Length + c] != type[c])
+            {
+                return false;
+            }
+        }
+
+        if (!json[i..].StartsWith(pipeline))
+        {
+            return false;
+        }
+
+        i += pipeline.Length + 36;
+        if (!json[i..].StartsWith(seq))
+        {
+            return false;
+        }
+
+        i += seq.Length;
+        var digits = i;
+        while (i < json.Length && char.IsAsciiDigit((char)json[i]))
+        {
+            i++;
+        }
+
+        if (i == digits || !json[i..].StartsWith(PositionProperty))
+        {
+            return false;
+        }
+
+        start = i + PositionProperty.Length;
+        end = start;
+        while (end < json.Length && char.IsAsciiDigit((char)json[end]))
+        {
+            end++;
+        }
+
+        return end > start && end < json.Length && json[end] is (byte)',' or (byte)'}';
+    }
 
     private static readonly SearchValues<byte> Structure = SearchValues.Create("\"{}[]"u8);
 
