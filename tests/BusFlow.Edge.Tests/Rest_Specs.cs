@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json;
 using BusFlow.Edge.Tests.Support;
 
@@ -290,6 +291,16 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
         })
         {
             using var refused = await Http.PostJsonAsync("/api/pipelines", body);
+            Assert.Equal((HttpStatusCode.BadRequest, "invalid_string"), await CodeOf(refused));
+        }
+
+        // Bytes that are not UTF-8 inside a string: refused, not stored with the bytes replaced.
+        var bytes = Encoding.UTF8.GetBytes("""{"definition":"demo","input":{"note":"a?b"}}""");
+        bytes[Array.IndexOf(bytes, (byte)'?')] = 0xFF;
+        using (var content = new ByteArrayContent(bytes))
+        {
+            content.Headers.ContentType = new("application/json");
+            using var refused = await Http.PostAsync("/api/pipelines", content);
             Assert.Equal((HttpStatusCode.BadRequest, "invalid_string"), await CodeOf(refused));
         }
 

@@ -1,4 +1,5 @@
 using System.Net.WebSockets;
+using System.Text;
 using System.Text.Json;
 using BusFlow.Edge.Tests.Support;
 
@@ -236,6 +237,23 @@ public sealed class When_subscribing_over_WebSocket(EdgeServerFixture fixture) :
         var id = await Server.Http.StartAsync("wordcount", new { texts = new[] { "ok" } });
         await ws.SubscribeAsync(id.ToString(), after: 0);
         await ws.ReceiveUntilAsync(e => e.IsTerminal());
+    }
+
+    [Fact]
+    public async Task Should_fail_a_text_frame_that_is_not_UTF8_with_1007_and_keep_serving_others()
+    {
+        // RFC 6455 section 8.1: an endpoint that finds a text message not to be UTF-8 must fail the
+        // connection; 1007 (invalid payload data) tells the client why. Nothing of it is read further.
+        await using var bad = await WsClient.ConnectAsync(Server.WebSocketUri());
+        await using var other = await WsClient.ConnectAsync(Server.WebSocketUri());
+        var bytes = Encoding.UTF8.GetBytes("""{"type":"subscribe","pipelineId":"*","tags":{"k":"a?b"}}""");
+        bytes[Array.IndexOf(bytes, (byte)'?')] = 0xC3;
+        await bad.SendTextBytesAsync(bytes);
+
+        Assert.Null(await bad.ReceiveAsync());
+        Assert.Equal(WebSocketCloseStatus.InvalidPayloadData, bad.CloseStatus);
+        await other.SendAsync(new { type = "ping" });
+        Assert.Equal("pong", (await other.ReceiveAsync())!.Value.Type());
     }
 
     [Fact]

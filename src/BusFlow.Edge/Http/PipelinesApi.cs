@@ -425,6 +425,12 @@ internal static partial class PipelinesApi
             return (default, null);
         }
 
+        // JSON is UTF-8: a body that is not would reach the store with its bad bytes replaced.
+        if (!System.Text.Unicode.Utf8.IsValid(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)))
+        {
+            return (default, Problems.Invalid("invalid_string", "The body is not valid UTF-8."));
+        }
+
         try
         {
             using var document = JsonDocument.Parse(buffer.ToArray());
