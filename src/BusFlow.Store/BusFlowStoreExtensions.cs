@@ -39,6 +39,7 @@ public static class BusFlowStoreExtensions
         services.AddScoped<IPipelineDecisionRecorder, StoreDecisionRecorder>();
         services.AddSingleton<DecisionOutbox>();
         services.AddSingleton<StoreWriteGate>();
+        services.AddSingleton<PipelineStateCache>();
         services.AddSingleton<GroupCommit>();
         services.AddHostedService(sp => sp.GetRequiredService<GroupCommit>());
         services.AddSingleton<ColocatedStepFold>();

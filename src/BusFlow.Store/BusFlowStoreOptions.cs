@@ -71,6 +71,14 @@ public sealed class BusFlowStoreOptions
     /// </summary>
     public bool ColocateSteps { get; set; } = true;
 
+    /// <summary>
+    /// Keep the state of each running pipeline as this process last committed it, so that its next
+    /// transition here does not read the row back (default on). Correct with several saga processes
+    /// on one store: a state another process changed since fails its write on the version check and
+    /// is read again. Off reads every transition's state from the store.
+    /// </summary>
+    public bool CachePipelineStates { get; set; } = true;
+
     /// <summary>The most events one <see cref="Contracts.PipelineEventBatch"/> carries.</summary>
     public int MaxEventsPerBatch { get; set; } = 256;
 

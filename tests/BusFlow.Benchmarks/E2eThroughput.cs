@@ -58,8 +58,11 @@ public sealed record ThroughputSettings
     /// <summary>How BusFlow publishes events (<see cref="BusFlowStoreOptions.EventPublishing"/>), its default unless said.</summary>
     public EventPublishMode EventPublishing { get; init; } = new BusFlowStoreOptions().EventPublishing;
 
+    /// <summary>Whether BusFlow keeps the states it committed (<see cref="BusFlowStoreOptions.CachePipelineStates"/>).</summary>
+    public bool CacheStates { get; init; } = new BusFlowStoreOptions().CachePipelineStates;
+
     /// <summary>What the BusFlow options of a run were, for its output.</summary>
-    public string BusFlowVariant => $"co-located steps {(Colocate ? "on" : "off")}, events {EventPublishing.ToString().ToLowerInvariant()}";
+    public string BusFlowVariant => $"co-located steps {(Colocate ? "on" : "off")}, events {EventPublishing.ToString().ToLowerInvariant()}, state cache {(CacheStates ? "on" : "off")}";
 
     /// <summary>Write the table into docs/performance.md between the scenario's markers.</summary>
     public bool WriteDocs { get; init; } = true;
@@ -69,7 +72,7 @@ public sealed record ThroughputSettings
     /// <summary>
     /// Reads <c>--reps N --pipelines N --inmem-pipelines N --rabbit-pipelines N --scaling-pipelines N
     /// --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency N --colocate on|off
-    /// --event-publishing individual|batched --no-docs</c>.
+    /// --event-publishing individual|batched --cache-states on|off --no-docs</c>.
     /// Unknown options are an error unless <paramref name="lenient"/> (the <c>e2e</c> verb passes every
     /// scenario the same arguments).
     /// </summary>
@@ -106,11 +109,12 @@ public sealed record ThroughputSettings
                 case "--no-docs": s = s with { WriteDocs = false }; break;
                 case "--combined": s = s with { Combined = true }; break;
                 case "--colocate": s = s with { Colocate = Word("on", "off") == "on" }; break;
+                case "--cache-states": s = s with { CacheStates = Word("on", "off") == "on" }; break;
                 case "--event-publishing": s = s with { EventPublishing = Enum.Parse<EventPublishMode>(Word("individual", "batched"), ignoreCase: true) }; break;
                 default:
                     if (!lenient)
                     {
-                        throw new ArgumentException($"Unknown argument '{args[i]}'. Options: --reps --max-warm-ups --warm-jit-methods --pipelines --inmem-pipelines --rabbit-pipelines --scaling-pipelines --courier-factor --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency --timeout --colocate on|off --event-publishing individual|batched --no-docs");
+                        throw new ArgumentException($"Unknown argument '{args[i]}'. Options: --reps --max-warm-ups --warm-jit-methods --pipelines --inmem-pipelines --rabbit-pipelines --scaling-pipelines --courier-factor --setups inmem,rabbit --shapes seq3,demo --workers 1,2,4 --edges 1,2 --concurrency --timeout --colocate on|off --event-publishing individual|batched --cache-states on|off --no-docs");
                     }
 
                     // Another scenario's option: skip its value too.
@@ -178,6 +182,7 @@ public static class E2eThroughput
             var started = Stopwatch.StartNew();
             resources.Store.ColocateSteps = settings.Colocate;
             resources.Store.EventPublishing = settings.EventPublishing;
+            resources.Store.CachePipelineStates = settings.CacheStates;
             await using var busflow = await BusFlowE2eHost.Start(resources.BusFlowVirtualHost, resources.Store);
             await using var courier = await CourierHost.Start(resources.CourierVirtualHost, settings.Concurrency);
             Console.WriteLine(BenchMachine.Invariant($"    hosts started in {started.Elapsed.TotalSeconds:0.0} s"));

@@ -643,9 +643,19 @@ public sealed class When_events_are_published_in_batches
             {
                 bus.AddSingleton(messages);
                 bus.AddConsumer<BatchCounter>();
-                bus.AddConsumer<SingleEvents>();
-                bus.AddConsumer<SharedEvents>().Endpoint(e => e.Name = "shared-events");
-                bus.AddConsumer<SharedSingleEvents>().Endpoint(e => e.Name = "shared-events");
+                // One message at a time, so the order across batches holds too (a consumer that takes
+                // several at once sees them in any order).
+                bus.AddConsumer<SingleEvents>().Endpoint(e => e.ConcurrentMessageLimit = 1);
+                bus.AddConsumer<SharedEvents>().Endpoint(e =>
+                {
+                    e.Name = "shared-events";
+                    e.ConcurrentMessageLimit = 1;
+                });
+                bus.AddConsumer<SharedSingleEvents>().Endpoint(e =>
+                {
+                    e.Name = "shared-events";
+                    e.ConcurrentMessageLimit = 1;
+                });
             });
 
         // A pipeline run by the saga: its events arrive through batches, in order.

@@ -23,6 +23,7 @@ internal sealed partial class GroupCommit(
     IDbContextFactory<BusFlowDbContext> databases,
     StoreWriteGate writes,
     OutboxSignal signal,
+    PipelineStateCache states,
     BusFlowStoreOptions options,
     ILogger<GroupCommit> logger) : BackgroundService
 {
@@ -36,6 +37,9 @@ internal sealed partial class GroupCommit(
     private readonly ConcurrentDictionary<Guid, Task> _afterCommitTails = new();
 
     private volatile bool _stopped;
+
+    /// <summary>The states this process committed last, for transitions outside a group's read too.</summary>
+    public PipelineStateCache States => states;
 
     /// <summary>
     /// Commits <paramref name="member"/> in the next group of its pipeline's writer: true once
@@ -149,7 +153,20 @@ internal sealed partial class GroupCommit(
                 await member.AddToAsync(group, cancellationToken);
             }
 
-            var ids = members.Where(m => m.ReadsState).Select(m => m.PipelineId).Distinct().ToList();
+            // A pipeline this process committed last is not read back (PipelineStateCache); the rest are read at once.
+            var ids = new List<Guid>();
+            foreach (var id in members.Where(m => m.ReadsState).Select(m => m.PipelineId).Distinct())
+            {
+                if (states.Attach(db, id) is { } known)
+                {
+                    group.States[id] = known;
+                }
+                else
+                {
+                    ids.Add(id);
+                }
+            }
+
             if (ids.Count > 0)
             {
                 await foreach (var state in StoreQueries.For(db).Pipelines(db, ids).WithCancellation(cancellationToken))
@@ -174,6 +191,7 @@ internal sealed partial class GroupCommit(
             // The tracked rows first (GroupRows, then SaveChanges for any other kind): a concurrent
             // transition of a pipeline fails there, on its Version, before its rows could collide
             // on (PipelineId, Seq).
+            var written = states.Writing(db);
             await GroupRows.WriteAsync(db, transaction.GetDbTransaction(), options.Provider, cancellationToken);
             if (db.ChangeTracker.HasChanges())
             {
@@ -189,7 +207,14 @@ internal sealed partial class GroupCommit(
             // until this commit, and every other group's positions wait for it.
             await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, events, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
+            states.Committed(written);
             signal.Committed(events);
+        }
+        catch
+        {
+            // A version conflict may mean a remembered state is stale; whatever failed, read them again.
+            states.Forget(members.Select(m => m.PipelineId));
+            throw;
         }
         finally
         {

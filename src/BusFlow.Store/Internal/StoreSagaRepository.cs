@@ -133,7 +133,7 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
 
     public async Task<SagaConsumeContext<PipelineState, TMessage>> Load(Guid correlationId)
     {
-        var instance = await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken);
+        var instance = groups.States.Attach(db, correlationId) ?? await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken);
         return instance is null ? default! : await factory.CreateSagaConsumeContext(session, context, instance, SagaConsumeContextMode.Load);
     }
 
@@ -187,6 +187,7 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     {
         db.Pipelines.Remove(context.Saga);
         await db.SaveChangesAsync(CancellationToken);
+        groups.States.Forget([context.Saga.CorrelationId]);
     }
 
     public Task Discard(SagaConsumeContext<PipelineState> context) => Task.CompletedTask;

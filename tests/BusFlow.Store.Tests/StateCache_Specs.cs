@@ -1,0 +1,139 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using BusFlow.Contracts;
+using BusFlow.Store.Tests.Support;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Npgsql;
+using static BusFlow.Tests.Support.EventAssertions;
+
+namespace BusFlow.Store.Tests;
+
+/// <summary>
+/// A process does not read back the pipeline rows it just committed (issue 12 item 2), and a
+/// remembered state that another process changed since is caught by the version check and read again.
+/// </summary>
+public sealed class When_a_process_transitions_pipelines_it_committed_last
+{
+    private static void ThreeSteps(BusFlowBuilder b) => b
+        .AddWorker("w", ctx => Task.FromResult(StepResult.Success(ctx.StepName)))
+        .AddPipeline("three", p => p.Then("a", s => s.Worker("w")).Then("b", s => s.Worker("w")).Then("c", s => s.Worker("w")));
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_not_read_their_rows_back(StoreProviderKind provider)
+    {
+        var reads = new Dictionary<bool, int>();
+        foreach (var cache in new[] { false, true })
+        {
+            await using var db = await TestDatabase.Create(provider);
+            // Listening from before the start (EF Core decides per context whether anyone listens), counting from after it.
+            using var counter = new PipelineReads(db);
+            await using var host = await StoreHost.Start(db.Options(o => o.CachePipelineStates = cache), ThreeSteps);
+            var atStart = counter.Count;
+            await host.RunPipeline("three");
+            reads[cache] = counter.Count - atStart;
+        }
+
+        // Without the cache each of the three steps' outcomes reads the pipeline back; with it only
+        // the start looks for a pipeline it has not seen.
+        Assert.True(reads[false] >= 3, $"{reads[false]} reads without the cache");
+        Assert.True(reads[true] <= 1, $"{reads[true]} reads with the cache");
+    }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_catch_a_state_another_process_changed_on_its_version_and_lose_nothing(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("ask", ctx => Task.FromResult(ctx.Resume is null ? StepResult.Suspend("approve?") : StepResult.Success(new { approved = true })))
+            .AddWorker("after", ctx => Task.FromResult(StepResult.Success()))
+            .AddPipeline("approval", p => p.Then("ask").Then("after")));
+        var id = await host.StartPipeline("approval");
+        var suspended = await host.Events.WaitFor<StepSuspended>(id);
+
+        // Another process commits a transition of this pipeline: the row's version moves on, and the
+        // state this process remembers is stale.
+        int bumped;
+        await using (var context = await host.Databases.CreateDbContextAsync())
+        {
+            var row = await context.Pipelines.SingleAsync(p => p.CorrelationId == id);
+            bumped = row.Version + 10;
+            await context.Pipelines.Where(p => p.CorrelationId == id).ExecuteUpdateAsync(u => u.SetProperty(p => p.Version, bumped));
+        }
+
+        await host.Bus.Publish(new SubmitStepAction { PipelineId = id, SuspendId = suspended.SuspendId, Payload = JsonSerializer.SerializeToElement(new { ok = true }) });
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id, TimeSpan.FromSeconds(30)));
+
+        // The answer was applied on top of the other process's commit, not over it.
+        await using (var context = await host.Databases.CreateDbContextAsync())
+        {
+            var row = await context.Pipelines.AsNoTracking().SingleAsync(p => p.CorrelationId == id);
+            Assert.True(row.Version > bumped, $"version {row.Version}, the other process left {bumped}");
+        }
+
+        var logged = await host.Reader.ReadPipelineAsync(id, 0, 100);
+        AssertGaplessSeq(logged);
+        Assert.Single(logged.OfType<PipelineCompleted>());
+    }
+
+    /// <summary>Counts the queries that read <c>busflow_pipelines</c> in one test database, from EF Core's diagnostics.</summary>
+    private sealed class PipelineReads : IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>, IDisposable
+    {
+        private readonly string _database;
+        private readonly IDisposable _all;
+        private readonly ConcurrentBag<IDisposable> _subscriptions = [];
+        private int _count;
+
+        public PipelineReads(TestDatabase db)
+        {
+            _database = db.Provider == StoreProviderKind.Sqlite
+                ? new SqliteConnectionStringBuilder(db.ConnectionString).DataSource
+                : new NpgsqlConnectionStringBuilder(db.ConnectionString).Database!;
+            _all = DiagnosticListener.AllListeners.Subscribe(this);
+        }
+
+        public int Count => Volatile.Read(ref _count);
+
+        public void OnNext(DiagnosticListener listener)
+        {
+            if (listener.Name == DbLoggerCategory.Name)
+            {
+                _subscriptions.Add(listener.Subscribe(this));
+            }
+        }
+
+        public void OnNext(KeyValuePair<string, object?> value)
+        {
+            if (value.Key == RelationalEventId.CommandExecuting.Name && value.Value is CommandEventData data
+                && data.Command.CommandText.Contains("\"Steps\"", StringComparison.Ordinal)
+                && data.Command.CommandText.Contains("busflow_pipelines", StringComparison.Ordinal)
+                && (data.Command.Connection?.DataSource == _database || data.Command.Connection?.Database == _database))
+            {
+                Interlocked.Increment(ref _count);
+            }
+        }
+
+        public void OnCompleted()
+        {
+        }
+
+        public void OnError(Exception error)
+        {
+        }
+
+        public void Dispose()
+        {
+            _all.Dispose();
+            foreach (var subscription in _subscriptions)
+            {
+                subscription.Dispose();
+            }
+        }
+    }
+}
