@@ -1,3 +1,4 @@
+using BusFlow.Store;
 using static BusFlow.Benchmarks.E2eReport;
 
 namespace BusFlow.Benchmarks;
@@ -46,6 +47,9 @@ public static class E2e
                     break;
                 case "--history":
                     settings = settings with { ReplayEvents = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture) };
+                    break;
+                case "--latency-event-publishing":
+                    settings = settings with { EventPublishing = Enum.Parse<EventPublishMode>(Next(), ignoreCase: true) };
                     break;
                 case "--replay-stores":
                     settings = settings with { ReplayStores = Next().Split(',') };

@@ -246,6 +246,11 @@ public static class E2eLatency
                 store = new BusFlowStoreOptions { Provider = StoreProviderKind.Sqlite, ConnectionString = $"Data Source={sqlite}", ApplyMigrations = true };
             }
 
+            if (settings.EventPublishing is { } publishing)
+            {
+                store.EventPublishing = publishing;
+            }
+
             var probe = new LatencyProbe();
             await using var app = await StartHost(configuration, store, probe);
             var baseUri = new Uri(app.Urls.First());

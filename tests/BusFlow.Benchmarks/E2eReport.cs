@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
+using BusFlow.Store;
 
 namespace BusFlow.Benchmarks;
 
@@ -21,6 +22,9 @@ public sealed record E2eSettings
 
     /// <summary>Replay: events in the seeded history.</summary>
     public int ReplayEvents { get; init; } = 1_000_000;
+
+    /// <summary>Latency: how BusFlow publishes events; null for its default.</summary>
+    public EventPublishMode? EventPublishing { get; init; }
 
     /// <summary>Replay: stores to replay from, <c>postgres</c> and <c>sqlite</c>.</summary>
     public IReadOnlyList<string> ReplayStores { get; init; } = ["postgres", "sqlite"];
