@@ -11,6 +11,15 @@ public sealed class EdgeOptions
     [Range(1, 1_000_000)]
     public int MaxConnections { get; set; } = 10_000;
 
+    /// <summary>
+    /// Open WebSocket and SSE connections and waiting long-polls one tenant may hold at once on this
+    /// node (its fair share); the next is refused (WebSocket close 1013, HTTP 503 with Retry-After)
+    /// while other tenants keep connecting. Callers without a tenant (no auth, an all-tenants role)
+    /// have no share of their own. 0: no per-tenant limit.
+    /// </summary>
+    [Range(0, 1_000_000)]
+    public int MaxConnectionsPerTenant { get; set; } = 1_000;
+
     /// <summary>Subscriptions one WebSocket may hold at once.</summary>
     [Range(1, 100_000)]
     public int MaxSubscriptionsPerConnection { get; set; } = 100;

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.WebSockets;
 using System.Text.Json;
 using BusFlow.Edge.Tests.Support;
@@ -119,5 +120,76 @@ public sealed class When_a_subscriber_cannot_keep_up
         {
             await server.DisposeAsync();
         }
+    }
+}
+
+/// <summary>Fair use: one tenant at its share of connections is refused while the others keep connecting.</summary>
+public sealed class When_a_tenant_holds_its_share_of_connections
+{
+    [Fact]
+    public async Task Should_refuse_it_more_with_1013_and_503_and_keep_serving_other_tenants()
+    {
+        await using var server = await EdgeServer.StartAsync(o =>
+        {
+            o.Auth.ApiKeys["key-a"] = "tenant-a";
+            o.Auth.ApiKeys["key-b"] = "tenant-b";
+            o.MaxConnectionsPerTenant = 2;
+        });
+        using var a = Client(server, "key-a");
+        using var b = Client(server, "key-b");
+        var pipelineA = await a.StartAsync("hold");
+        var pipelineB = await b.StartAsync("hold");
+
+        // Tenant a's share: one WebSocket and one long-poll waiting for an event that does not come.
+        await using var socket = await WsClient.ConnectAsync(server.WebSocketUri(), o => o.SetRequestHeader("X-Api-Key", "key-a"));
+        await socket.SendAsync(new { type = "ping" });
+        Assert.Equal("pong", (await socket.ReceiveAsync())!.Value.Type());
+        // PipelineStarted and StepStarted: nothing more comes while the step holds.
+        long after;
+        while ((after = (await a.GetJsonAsync($"/api/pipelines/{pipelineA}")).GetProperty("lastSeq").GetInt64()) < 2)
+        {
+            await Task.Delay(50);
+        }
+
+        var waiting = a.GetAsync($"/api/pipelines/{pipelineA}/events?after={after}&waitMs=20000");
+        await Task.Delay(500);
+
+        // Its third: refused everywhere, with a reason and a time to come back.
+        await using var third = await WsClient.ConnectAsync(server.WebSocketUri(), o => o.SetRequestHeader("X-Api-Key", "key-a"));
+        Assert.Null(await third.ReceiveAsync());
+        Assert.Equal((WebSocketCloseStatus)1013, third.CloseStatus);
+        foreach (var path in new[] { $"/api/pipelines/{pipelineA}/stream", $"/api/pipelines/{pipelineA}/events?after={after}&waitMs=1000" })
+        {
+            using var refused = await a.GetAsync(path);
+            var (status, code, body) = await refused.ProblemAsync();
+            Assert.Equal((HttpStatusCode.ServiceUnavailable, "too_many_connections"), (status, code));
+            Assert.Contains("MaxConnectionsPerTenant", body.GetProperty("detail").GetString(), StringComparison.Ordinal);
+            Assert.NotNull(refused.Headers.RetryAfter);
+        }
+
+        // Requests that hold nothing still work, and another tenant connects as before.
+        Assert.Equal(HttpStatusCode.OK, (await a.GetAsync($"/api/pipelines/{pipelineA}")).StatusCode);
+        await using var other = await WsClient.ConnectAsync(server.WebSocketUri(), o => o.SetRequestHeader("X-Api-Key", "key-b"));
+        await other.SubscribeAsync(pipelineB.ToString(), after: 0);
+        Assert.Equal("PipelineStarted", (await other.ReceiveAsync())!.Value.Type());
+        using (var stream = await b.GetAsync($"/api/pipelines/{pipelineB}/stream", HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
+        }
+
+        // A connection given back frees its place in the share.
+        await socket.CloseAsync();
+        await Task.Delay(300);
+        await using var again = await WsClient.ConnectAsync(server.WebSocketUri(), o => o.SetRequestHeader("X-Api-Key", "key-a"));
+        await again.SendAsync(new { type = "ping" });
+        Assert.Equal("pong", (await again.ReceiveAsync())!.Value.Type());
+        Assert.False(waiting.IsCompleted);
+    }
+
+    private static HttpClient Client(EdgeServer server, string apiKey)
+    {
+        var http = new HttpClient { BaseAddress = server.BaseUri };
+        http.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
+        return http;
     }
 }

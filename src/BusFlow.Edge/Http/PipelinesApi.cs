@@ -202,7 +202,7 @@ internal static partial class PipelinesApi
         return Results.Accepted($"/api/pipelines/{state.CorrelationId}", new { pipelineId = state.CorrelationId });
     }
 
-    private static async Task<IResult> EventsAsync(HttpContext http, string id, PipelineStore store, PipelineEventReader reader, PipelineSignals signals)
+    private static async Task<IResult> EventsAsync(HttpContext http, string id, PipelineStore store, PipelineEventReader reader, PipelineSignals signals, SubscriptionHub hub)
     {
         if (!TryQuery(http.Request, "after", 0, 0, long.MaxValue, out var after)
             || !TryQuery(http.Request, "limit", 100, 1, 1000, out var limit)
@@ -230,8 +230,25 @@ internal static partial class PipelinesApi
                 return new EventPageResult(page);
             }
 
-            await registration.WaitAsync(left, http.RequestAborted);
+            // A waiting long-poll holds a connection of the node and of its tenant's share.
+            var (wait, refused) = hub.TryWait(http.Principal());
+            if (refused is not null)
+            {
+                return TooManyConnections(http, refused);
+            }
+
+            using (wait)
+            {
+                await registration.WaitAsync(left, http.RequestAborted);
+            }
         }
+    }
+
+    /// <summary>503 with Retry-After: the node is full, or the caller's tenant holds its share.</summary>
+    private static IResult TooManyConnections(HttpContext http, string detail)
+    {
+        http.Response.Headers.RetryAfter = "5";
+        return Problems.Of(StatusCodes.Status503ServiceUnavailable, "too_many_connections", "Too many connections", char.ToUpperInvariant(detail[0]) + detail[1..] + ".");
     }
 
     private static async Task StreamAsync(HttpContext http, string id, PipelineStore store, SubscriptionHub hub, EdgeMetrics metrics)
@@ -272,9 +289,9 @@ internal static partial class PipelinesApi
         }
 
         var connection = new SseConnection(http.Response, principal, hub.Options, metrics);
-        if (!hub.TryOpen(connection))
+        if (hub.TryOpen(connection) is { } refused)
         {
-            await Problems.Of(StatusCodes.Status503ServiceUnavailable, "too_many_connections", "Too many connections", "This edge node is full or shutting down; try again later or another node.").ExecuteAsync(http);
+            await TooManyConnections(http, refused).ExecuteAsync(http);
             return;
         }
 

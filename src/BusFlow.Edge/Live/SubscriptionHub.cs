@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using BusFlow.Edge.Auth;
 using BusFlow.Store;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -33,6 +34,9 @@ internal sealed partial class SubscriptionHub(
 
     private readonly ConcurrentDictionary<Guid, Subscription[]> _byPipeline = new();
     private readonly ConcurrentDictionary<EdgeConnection, byte> _connections = new();
+    // Connections and waiting long-polls held per tenant (their fair share), and long-polls waiting.
+    private readonly Dictionary<string, int> _tenantHolds = new(StringComparer.Ordinal);
+    private int _waiting;
     private readonly Lock _gate = new();
     // Immutable: dispatch reads it without a lock; adding one of 10,000 subscribers does not copy the rest.
     private System.Collections.Immutable.ImmutableList<Subscription> _wildcards = [];
@@ -44,24 +48,123 @@ internal sealed partial class SubscriptionHub(
 
     public bool Accepting => Volatile.Read(ref _accepting) == 1;
 
-    /// <summary>Registers a connection unless the node is full or shutting down.</summary>
-    public bool TryOpen(EdgeConnection connection)
+    /// <summary>
+    /// Registers a connection unless the node is full or shutting down (null) or its tenant holds
+    /// its whole share; the refusal says which, for the client.
+    /// </summary>
+    public string? TryOpen(EdgeConnection connection)
     {
-        if (!Accepting || _connections.Count >= Options.MaxConnections || !_connections.TryAdd(connection, 0))
+        if (!Accepting || _connections.Count + Volatile.Read(ref _waiting) >= Options.MaxConnections)
         {
             metrics.ConnectionRefused();
-            return false;
+            return "this edge node is full or shutting down; try again later or another node";
+        }
+
+        if (!TryHold(connection.Principal))
+        {
+            metrics.ConnectionRefused();
+            return TenantShareTaken(connection.Principal);
+        }
+
+        if (!_connections.TryAdd(connection, 0))
+        {
+            Release(connection.Principal);
+            metrics.ConnectionRefused();
+            return "this connection is already open";
         }
 
         metrics.ConnectionOpened();
-        return true;
+        return null;
     }
 
     public void Closed(EdgeConnection connection)
     {
         if (_connections.TryRemove(connection, out _))
         {
+            Release(connection.Principal);
             metrics.ConnectionClosed();
+        }
+    }
+
+    /// <summary>
+    /// A long-poll about to wait: it counts against the node's connections and its tenant's share
+    /// while it waits. Null when it may (dispose the result when it stops waiting); otherwise why not.
+    /// </summary>
+    public (IDisposable? Wait, string? Refused) TryWait(BusFlowPrincipal principal)
+    {
+        if (!Accepting || _connections.Count + Volatile.Read(ref _waiting) >= Options.MaxConnections)
+        {
+            metrics.ConnectionRefused();
+            return (null, "this edge node is full or shutting down; try again later or another node");
+        }
+
+        if (!TryHold(principal))
+        {
+            metrics.ConnectionRefused();
+            return (null, TenantShareTaken(principal));
+        }
+
+        Interlocked.Increment(ref _waiting);
+        return (new WaitHold(this, principal), null);
+    }
+
+    private string TenantShareTaken(BusFlowPrincipal principal) =>
+        $"tenant '{principal.Tenant}' holds its share of {Options.MaxConnectionsPerTenant} connections and waiting long-polls on this node (BusFlow:Edge:MaxConnectionsPerTenant); try again later";
+
+    private bool TryHold(BusFlowPrincipal principal)
+    {
+        if (principal.Tenant is not { } tenant || Options.MaxConnectionsPerTenant <= 0)
+        {
+            return true;
+        }
+
+        lock (_tenantHolds)
+        {
+            var held = _tenantHolds.GetValueOrDefault(tenant);
+            if (held >= Options.MaxConnectionsPerTenant)
+            {
+                return false;
+            }
+
+            _tenantHolds[tenant] = held + 1;
+            return true;
+        }
+    }
+
+    private void Release(BusFlowPrincipal principal)
+    {
+        if (principal.Tenant is not { } tenant || Options.MaxConnectionsPerTenant <= 0)
+        {
+            return;
+        }
+
+        lock (_tenantHolds)
+        {
+            if (_tenantHolds.TryGetValue(tenant, out var held))
+            {
+                if (held <= 1)
+                {
+                    _tenantHolds.Remove(tenant);
+                }
+                else
+                {
+                    _tenantHolds[tenant] = held - 1;
+                }
+            }
+        }
+    }
+
+    private sealed class WaitHold(SubscriptionHub hub, BusFlowPrincipal principal) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                Interlocked.Decrement(ref hub._waiting);
+                hub.Release(principal);
+            }
         }
     }
 

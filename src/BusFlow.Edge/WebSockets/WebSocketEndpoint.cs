@@ -34,9 +34,11 @@ internal static class WebSocketEndpoint
         await feed.Ready.WaitAsync(http.RequestAborted);
         using var socket = await http.WebSockets.AcceptWebSocketAsync();
         var connection = new WebSocketConnection(socket, http.Principal(), hub, pipelines, reader, metrics, loggers.CreateLogger<WebSocketConnection>());
-        if (!hub.TryOpen(connection))
+        if (hub.TryOpen(connection) is { } refused)
         {
-            await socket.CloseOutputAsync((System.Net.WebSockets.WebSocketCloseStatus)CloseCodes.TryAgainLater, "too many connections; try again later", http.RequestAborted);
+            // A close reason holds at most 123 bytes.
+            var reason = refused.StartsWith("tenant", StringComparison.Ordinal) ? "this tenant's share of connections is taken; try again later" : "too many connections; try again later";
+            await socket.CloseOutputAsync((System.Net.WebSockets.WebSocketCloseStatus)CloseCodes.TryAgainLater, reason, http.RequestAborted);
             return;
         }
 
