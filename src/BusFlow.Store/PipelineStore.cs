@@ -1,9 +1,10 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
 
 namespace BusFlow.Store;
 
 /// <summary>Read access to pipeline state for status queries (the saga alone writes it).</summary>
-public sealed class PipelineStore(IDbContextFactory<BusFlowDbContext> databases)
+public sealed partial class PipelineStore(IDbContextFactory<BusFlowDbContext> databases, ILogger<PipelineStore> logger)
 {
     public async Task<PipelineState?> FindAsync(Guid pipelineId, CancellationToken cancellationToken = default)
     {
@@ -39,6 +40,16 @@ public sealed class PipelineStore(IDbContextFactory<BusFlowDbContext> databases)
     public async Task<IdempotencyKeyRecord> ClaimKeyAsync(string scope, string key, string requestHash, Guid pipelineId, CancellationToken cancellationToken = default)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
+
+        // A repeat (the usual case of a used key) finds its record without a failed insert, which
+        // EF Core would log as an error; only two requests racing with one new key still meet the
+        // unique index below.
+        if (await db.IdempotencyKeys.AsNoTracking().FirstOrDefaultAsync(k => k.Scope == scope && k.Key == key, cancellationToken) is { } existing)
+        {
+            LogRepeat(logger, scope, existing.PipelineId);
+            return existing;
+        }
+
         var record = new IdempotencyKeyRecord { Scope = scope, Key = key, RequestHash = requestHash, PipelineId = pipelineId, CreatedAt = DateTimeOffset.UtcNow };
         db.IdempotencyKeys.Add(record);
         try
@@ -52,4 +63,7 @@ public sealed class PipelineStore(IDbContextFactory<BusFlowDbContext> databases)
             return await db.IdempotencyKeys.AsNoTracking().SingleAsync(k => k.Scope == scope && k.Key == key, cancellationToken);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Idempotency key of scope {Scope} used again; answering with pipeline {PipelineId}")]
+    private static partial void LogRepeat(ILogger logger, string scope, Guid pipelineId);
 }

@@ -193,3 +193,35 @@ public sealed class When_tenants_share_an_edge : IAsyncLifetime
         SigningCredentials = new SigningCredentials(new SymmetricSecurityKey(Encoding.UTF8.GetBytes(SigningKey)), SecurityAlgorithms.HmacSha256),
     });
 }
+
+/// <summary>Idempotency keys belong to their tenant, whatever characters the tenant's name holds.</summary>
+public sealed class When_tenants_use_the_same_idempotency_key
+{
+    [Fact]
+    public async Task Should_start_one_pipeline_per_tenant_and_answer_a_repeat_with_its_own()
+    {
+        await using var server = await EdgeServer.StartAsync(o =>
+        {
+            o.Auth.ApiKeys["key-colon"] = "x:y";
+            o.Auth.ApiKeys["key-x"] = "x";
+        });
+        using var colon = Client(server, "key-colon");
+        using var plain = Client(server, "key-x");
+        var input = new { delayMs = 0 };
+
+        // Tenant "x:y" with key "z" and tenant "x" with key "y:z" once read as the same "x:y:z".
+        var first = await colon.StartAsync("demo", input, idempotencyKey: "z");
+        var second = await plain.StartAsync("demo", input, idempotencyKey: "y:z");
+        Assert.NotEqual(first, second);
+
+        Assert.Equal(first, await colon.StartAsync("demo", input, idempotencyKey: "z"));
+        Assert.Equal(second, await plain.StartAsync("demo", input, idempotencyKey: "y:z"));
+    }
+
+    private static HttpClient Client(EdgeServer server, string apiKey)
+    {
+        var http = new HttpClient { BaseAddress = server.BaseUri };
+        http.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
+        return http;
+    }
+}

@@ -127,7 +127,7 @@ internal static partial class PipelinesApi
             }
 
             var hash = Hash($"{name}\n{(input is { } i ? JsonSerializer.Serialize(i) : "null")}\n{string.Join('\n', tags.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => $"{t.Key}={t.Value}"))}");
-            var claim = await store.ClaimKeyAsync("start", $"{principal.Tenant}:{key}", hash, pipelineId, http.RequestAborted);
+            var claim = await store.ClaimKeyAsync("start", ScopedKey(principal.Tenant, key), hash, pipelineId, http.RequestAborted);
             if (claim.RequestHash != hash)
             {
                 return Problems.Of(StatusCodes.Status409Conflict, "idempotency_key_reused", "Idempotency key reused", "This Idempotency-Key was used with a different request body.");
@@ -479,6 +479,14 @@ internal static partial class PipelinesApi
         request.Query.TryGetValue("eventTypes", out var types) && types.Count > 0
             ? types.SelectMany(t => (t ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToHashSet(StringComparer.Ordinal)
             : null;
+
+    /// <summary>
+    /// An idempotency key within its tenant: <c>tenant:key</c>, with <c>\</c> and <c>:</c> in the tenant
+    /// escaped, so that tenant <c>a:b</c> with key <c>c</c> and tenant <c>a</c> with key <c>b:c</c> stay
+    /// apart. Keys of tenants without either character are stored as before.
+    /// </summary>
+    internal static string ScopedKey(string? tenant, string key) =>
+        $"{tenant?.Replace("\\", "\\\\", StringComparison.Ordinal).Replace(":", "\\:", StringComparison.Ordinal)}:{key}";
 
     private static string Hash(string value) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
 }
