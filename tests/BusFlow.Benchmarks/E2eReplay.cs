@@ -1,4 +1,5 @@
 using System.Buffers.Text;
+using System.Data.Common;
 using System.Diagnostics;
 using System.Net.WebSockets;
 using System.Text;
@@ -37,71 +38,68 @@ public static class EventHistory
     /// <summary>Seeds <paramref name="count"/> StepProgress events of one pipeline, seq = position = 1..count, in one server-side INSERT ... SELECT.</summary>
     public static async Task SeedPostgresAsync(NpgsqlDataSource data, Guid pipelineId, int count)
     {
-        var timestamp = DateTimeOffset.UtcNow;
-        var template = Template(pipelineId, timestamp);
         await using var connection = await data.OpenConnectionAsync();
-        await using var transaction = await connection.BeginTransactionAsync();
-        await using (var insert = new NpgsqlCommand(
+        await SeedAsync(
+            connection,
             """
             INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload")
             SELECT g, @pipeline, g, 'StepProgress', @timestamp, replace(@template, @marker, '"seq":' || g)
             FROM generate_series(1, @count) AS g
-            """, connection, transaction))
-        {
-            insert.CommandTimeout = 600;
-            insert.Parameters.AddWithValue("pipeline", pipelineId);
-            insert.Parameters.AddWithValue("timestamp", timestamp);
-            insert.Parameters.AddWithValue("template", template);
-            insert.Parameters.AddWithValue("marker", $"\"seq\":{SeqMarker}");
-            insert.Parameters.AddWithValue("count", count);
-            await insert.ExecuteNonQueryAsync();
-        }
-
-        await using (var lease = new NpgsqlCommand("""UPDATE busflow_leases SET "LastPosition" = @count, "DeliveredUpTo" = @count WHERE "Name" = 'outbox'""", connection, transaction))
-        {
-            lease.Parameters.AddWithValue("count", (long)count);
-            await lease.ExecuteNonQueryAsync();
-        }
-
-        await transaction.CommitAsync();
-        await using var analyze = new NpgsqlCommand("VACUUM ANALYZE busflow_events", connection);
-        analyze.CommandTimeout = 600;
-        await analyze.ExecuteNonQueryAsync();
+            """,
+            pipelineId,
+            pipelineId,
+            count,
+            "VACUUM ANALYZE busflow_events");
     }
 
-    /// <summary>The same history in a SQLite store, in one INSERT ... SELECT over a counting CTE.</summary>
+    /// <summary>The same history in a SQLite store, over a counting CTE.</summary>
     public static async Task SeedSqliteAsync(string connectionString, Guid pipelineId, int count)
     {
-        var timestamp = DateTimeOffset.UtcNow;
         await using var connection = new SqliteConnection(connectionString);
         await connection.OpenAsync();
-        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync();
-        await using (var insert = new SqliteCommand(
+        await SeedAsync(
+            connection,
             """
             WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < @count)
             INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload")
             SELECT x, @pipeline, x, 'StepProgress', @timestamp, replace(@template, @marker, '"seq":' || x) FROM g
-            """, connection, transaction))
-        {
-            insert.CommandTimeout = 600;
+            """,
+            pipelineId,
             // As EF Core's SQLite provider stores them: a Guid as upper-case text.
-            insert.Parameters.AddWithValue("@pipeline", pipelineId.ToString().ToUpperInvariant());
-            insert.Parameters.AddWithValue("@timestamp", timestamp);
-            insert.Parameters.AddWithValue("@template", Template(pipelineId, timestamp));
-            insert.Parameters.AddWithValue("@marker", $"\"seq\":{SeqMarker}");
-            insert.Parameters.AddWithValue("@count", count);
-            await insert.ExecuteNonQueryAsync();
-        }
+            pipelineId.ToString().ToUpperInvariant(),
+            count,
+            "ANALYZE");
+    }
 
-        await using (var lease = new SqliteCommand("""UPDATE busflow_leases SET "LastPosition" = @count, "DeliveredUpTo" = @count WHERE "Name" = 'outbox'""", connection, transaction))
-        {
-            lease.Parameters.AddWithValue("@count", (long)count);
-            await lease.ExecuteNonQueryAsync();
-        }
-
+    /// <summary>
+    /// Runs the store's <paramref name="insert"/> of the history and moves the outbox lease past it in
+    /// one transaction, as the delivery leaves delivered rows, then refreshes the planner's statistics.
+    /// </summary>
+    private static async Task SeedAsync(DbConnection connection, string insert, Guid pipelineId, object storedPipelineId, int count, string analyze)
+    {
+        var timestamp = DateTimeOffset.UtcNow;
+        await using var transaction = await connection.BeginTransactionAsync();
+        await Execute(connection, transaction, insert, ("pipeline", storedPipelineId), ("timestamp", timestamp), ("template", Template(pipelineId, timestamp)), ("marker", $"\"seq\":{SeqMarker}"), ("count", count));
+        await Execute(connection, transaction, """UPDATE busflow_leases SET "LastPosition" = @count, "DeliveredUpTo" = @count WHERE "Name" = 'outbox'""", ("count", (long)count));
         await transaction.CommitAsync();
-        await using var analyze = new SqliteCommand("ANALYZE", connection);
-        await analyze.ExecuteNonQueryAsync();
+        await Execute(connection, null, analyze);
+    }
+
+    private static async Task Execute(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object Value)[] parameters)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = transaction;
+        command.CommandTimeout = 600;
+        foreach (var (name, value) in parameters)
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = "@" + name;
+            parameter.Value = value;
+            command.Parameters.Add(parameter);
+        }
+
+        await command.ExecuteNonQueryAsync();
     }
 
     private static string Template(Guid pipelineId, DateTimeOffset timestamp) => PipelineEventJson.Serialize(new StepProgress

@@ -28,12 +28,7 @@ public sealed class When_tenants_share_an_edge : IAsyncLifetime
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
-    private HttpClient Client(string apiKey)
-    {
-        var http = new HttpClient { BaseAddress = _server.BaseUri };
-        http.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
-        return http;
-    }
+    private HttpClient Client(string apiKey) => _server.Client(apiKey);
 
     [Fact]
     public async Task Should_refuse_callers_without_credentials()
@@ -205,8 +200,8 @@ public sealed class When_tenants_use_the_same_idempotency_key
             o.Auth.ApiKeys["key-colon"] = "x:y";
             o.Auth.ApiKeys["key-x"] = "x";
         });
-        using var colon = Client(server, "key-colon");
-        using var plain = Client(server, "key-x");
+        using var colon = server.Client("key-colon");
+        using var plain = server.Client("key-x");
         var input = new { delayMs = 0 };
 
         // Tenant "x:y" with key "z" and tenant "x" with key "y:z" once read as the same "x:y:z".
@@ -216,12 +211,5 @@ public sealed class When_tenants_use_the_same_idempotency_key
 
         Assert.Equal(first, await colon.StartAsync("demo", input, idempotencyKey: "z"));
         Assert.Equal(second, await plain.StartAsync("demo", input, idempotencyKey: "y:z"));
-    }
-
-    private static HttpClient Client(EdgeServer server, string apiKey)
-    {
-        var http = new HttpClient { BaseAddress = server.BaseUri };
-        http.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
-        return http;
     }
 }

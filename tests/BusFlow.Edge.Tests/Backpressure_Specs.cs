@@ -135,8 +135,8 @@ public sealed class When_a_tenant_holds_its_share_of_connections
             o.Auth.ApiKeys["key-b"] = "tenant-b";
             o.MaxConnectionsPerTenant = 2;
         });
-        using var a = Client(server, "key-a");
-        using var b = Client(server, "key-b");
+        using var a = server.Client("key-a");
+        using var b = server.Client("key-b");
         var pipelineA = await a.StartAsync("hold");
         var pipelineB = await b.StartAsync("hold");
 
@@ -184,12 +184,5 @@ public sealed class When_a_tenant_holds_its_share_of_connections
         await again.SendAsync(new { type = "ping" });
         Assert.Equal("pong", (await again.ReceiveAsync())!.Value.Type());
         Assert.False(waiting.IsCompleted);
-    }
-
-    private static HttpClient Client(EdgeServer server, string apiKey)
-    {
-        var http = new HttpClient { BaseAddress = server.BaseUri };
-        http.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
-        return http;
     }
 }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
 using BusFlow.Contracts;
+using BusFlow.Store.Internal;
 using BusFlow.Store.Tests.Support;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
@@ -80,6 +81,55 @@ public sealed class When_a_process_transitions_pipelines_it_committed_last
         var logged = await host.Reader.ReadPipelineAsync(id, 0, 100);
         AssertGaplessSeq(logged);
         Assert.Single(logged.OfType<PipelineCompleted>());
+    }
+
+    [Fact]
+    public async Task Should_remember_running_pipelines_only_as_copies_and_never_grow_past_its_capacity()
+    {
+        var cache = new PipelineStateCache(new BusFlowStoreOptions());
+        static PipelineState State(PipelineStatus status) => new()
+        {
+            CorrelationId = Guid.NewGuid(),
+            Status = status,
+            Version = 3,
+            Steps = [new StepRun { Name = "a", Items = [new WorkItem { Attempt = 1 }] }],
+        };
+
+        var running = State(PipelineStatus.Running);
+        var finished = State(PipelineStatus.Completed);
+        cache.Committed([(running, false), (finished, false)]);
+        Assert.Equal(1, cache.Count);
+
+        // A transition gets a copy: changing it leaves the remembered state as committed.
+        await using var db = await TestDatabase.Create(StoreProviderKind.Sqlite);
+        await db.MigrateAsync();
+        await using (var context = new BusFlowDbContext(db.ContextOptions()))
+        {
+            var copy = cache.Attach(context, running.CorrelationId)!;
+            Assert.NotSame(running, copy);
+            Assert.Equal(EntityState.Unchanged, context.Entry(copy).State);
+            copy.Steps[0].Items[0].Attempt = 2;
+            Assert.Same(copy, cache.Attach(context, running.CorrelationId));
+        }
+
+        await using (var context = new BusFlowDbContext(db.ContextOptions()))
+        {
+            Assert.Equal(1, cache.Attach(context, running.CorrelationId)!.Steps[0].Items[0].Attempt);
+            Assert.Null(cache.Attach(context, finished.CorrelationId));
+        }
+
+        // Deleted, forgotten, or past the capacity: gone.
+        cache.Committed([(running, true)]);
+        Assert.Equal(0, cache.Count);
+        cache.Committed([.. Enumerable.Range(0, PipelineStateCache.Capacity + 10).Select(_ => (State(PipelineStatus.Running), false))]);
+        Assert.InRange(cache.Count, 1, PipelineStateCache.Capacity);
+        var last = State(PipelineStatus.Running);
+        cache.Committed([(last, false)]);
+        cache.Forget([last.CorrelationId]);
+        await using (var context = new BusFlowDbContext(db.ContextOptions()))
+        {
+            Assert.Null(cache.Attach(context, last.CorrelationId));
+        }
     }
 
     /// <summary>Counts the queries that read <c>busflow_pipelines</c> in one test database, from EF Core's diagnostics.</summary>

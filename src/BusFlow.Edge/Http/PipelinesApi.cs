@@ -245,10 +245,10 @@ internal static partial class PipelinesApi
     }
 
     /// <summary>503 with Retry-After: the node is full, or the caller's tenant holds its share.</summary>
-    private static IResult TooManyConnections(HttpContext http, string detail)
+    private static IResult TooManyConnections(HttpContext http, Refusal refused)
     {
         http.Response.Headers.RetryAfter = "5";
-        return Problems.Of(StatusCodes.Status503ServiceUnavailable, "too_many_connections", "Too many connections", char.ToUpperInvariant(detail[0]) + detail[1..] + ".");
+        return Problems.Of(StatusCodes.Status503ServiceUnavailable, "too_many_connections", "Too many connections", refused.Detail);
     }
 
     private static async Task StreamAsync(HttpContext http, string id, PipelineStore store, SubscriptionHub hub, EdgeMetrics metrics)

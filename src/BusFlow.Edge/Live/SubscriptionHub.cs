@@ -48,31 +48,15 @@ internal sealed partial class SubscriptionHub(
 
     public bool Accepting => Volatile.Read(ref _accepting) == 1;
 
-    /// <summary>
-    /// Registers a connection unless the node is full or shutting down (null) or its tenant holds
-    /// its whole share; the refusal says which, for the client.
-    /// </summary>
-    public string? TryOpen(EdgeConnection connection)
+    /// <summary>Registers a connection; null when it may open, otherwise why not.</summary>
+    public Refusal? TryOpen(EdgeConnection connection)
     {
-        if (!Accepting || _connections.Count + Volatile.Read(ref _waiting) >= Options.MaxConnections)
+        if (Refuse(connection.Principal) is { } refused)
         {
-            metrics.ConnectionRefused();
-            return "this edge node is full or shutting down; try again later or another node";
+            return refused;
         }
 
-        if (!TryHold(connection.Principal))
-        {
-            metrics.ConnectionRefused();
-            return TenantShareTaken(connection.Principal);
-        }
-
-        if (!_connections.TryAdd(connection, 0))
-        {
-            Release(connection.Principal);
-            metrics.ConnectionRefused();
-            return "this connection is already open";
-        }
-
+        _connections.TryAdd(connection, 0);
         metrics.ConnectionOpened();
         return null;
     }
@@ -88,28 +72,41 @@ internal sealed partial class SubscriptionHub(
 
     /// <summary>
     /// A long-poll about to wait: it counts against the node's connections and its tenant's share
-    /// while it waits. Null when it may (dispose the result when it stops waiting); otherwise why not.
+    /// while it waits. Dispose the hold when it stops waiting; null with the refusal when it may not.
     /// </summary>
-    public (IDisposable? Wait, string? Refused) TryWait(BusFlowPrincipal principal)
+    public (IDisposable? Wait, Refusal? Refused) TryWait(BusFlowPrincipal principal)
     {
-        if (!Accepting || _connections.Count + Volatile.Read(ref _waiting) >= Options.MaxConnections)
+        if (Refuse(principal) is { } refused)
         {
-            metrics.ConnectionRefused();
-            return (null, "this edge node is full or shutting down; try again later or another node");
-        }
-
-        if (!TryHold(principal))
-        {
-            metrics.ConnectionRefused();
-            return (null, TenantShareTaken(principal));
+            return (null, refused);
         }
 
         Interlocked.Increment(ref _waiting);
         return (new WaitHold(this, principal), null);
     }
 
-    private string TenantShareTaken(BusFlowPrincipal principal) =>
-        $"tenant '{principal.Tenant}' holds its share of {Options.MaxConnectionsPerTenant} connections and waiting long-polls on this node (BusFlow:Edge:MaxConnectionsPerTenant); try again later";
+    /// <summary>Takes a place in the node and in the principal's tenant share, or says why not.</summary>
+    private Refusal? Refuse(BusFlowPrincipal principal)
+    {
+        Refusal? refused = null;
+        if (!Accepting || _connections.Count + Volatile.Read(ref _waiting) >= Options.MaxConnections)
+        {
+            refused = new("too many connections; try again later", "This edge node is full or shutting down; try again later or another node.");
+        }
+        else if (!TryHold(principal))
+        {
+            refused = new(
+                "this tenant's share of connections is taken; try again later",
+                $"Tenant '{principal.Tenant}' holds its share of {Options.MaxConnectionsPerTenant} connections and waiting long-polls on this node (BusFlow:Edge:MaxConnectionsPerTenant); try again later.");
+        }
+
+        if (refused is not null)
+        {
+            metrics.ConnectionRefused();
+        }
+
+        return refused;
+    }
 
     private bool TryHold(BusFlowPrincipal principal)
     {
@@ -467,6 +464,9 @@ internal sealed partial class SubscriptionHub(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Replay for subscription {Key} failed; the connection is closed so the client resumes")]
     private static partial void LogCatchUpFailed(ILogger logger, Exception exception, string key);
 }
+
+/// <summary>Why a connection or a waiting long-poll was refused: a WebSocket close reason (at most 123 bytes) and a problem's detail.</summary>
+internal sealed record Refusal(string CloseReason, string Detail);
 
 /// <summary>WebSocket close codes the edge uses (docs/protocol.md).</summary>
 internal static class CloseCodes

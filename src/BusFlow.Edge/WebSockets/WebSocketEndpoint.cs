@@ -36,9 +36,7 @@ internal static class WebSocketEndpoint
         var connection = new WebSocketConnection(socket, http.Principal(), hub, pipelines, reader, metrics, loggers.CreateLogger<WebSocketConnection>());
         if (hub.TryOpen(connection) is { } refused)
         {
-            // A close reason holds at most 123 bytes.
-            var reason = refused.StartsWith("tenant", StringComparison.Ordinal) ? "this tenant's share of connections is taken; try again later" : "too many connections; try again later";
-            await socket.CloseOutputAsync((System.Net.WebSockets.WebSocketCloseStatus)CloseCodes.TryAgainLater, reason, http.RequestAborted);
+            await socket.CloseOutputAsync((System.Net.WebSockets.WebSocketCloseStatus)CloseCodes.TryAgainLater, refused.CloseReason, http.RequestAborted);
             return;
         }
 

@@ -34,6 +34,14 @@ public sealed class EdgeServer : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
+    /// <summary>A client of this node that sends <paramref name="apiKey"/> with every request.</summary>
+    public HttpClient Client(string apiKey)
+    {
+        var http = new HttpClient { BaseAddress = BaseUri };
+        http.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
+        return http;
+    }
+
     public Uri WebSocketUri(string? query = null) => new($"ws://{BaseUri.Authority}/ws{(query is null ? "" : "?" + query)}");
 
     public static async Task<EdgeServer> StartAsync(
