@@ -107,7 +107,9 @@ public sealed class When_a_process_transitions_pipelines_it_committed_last
         {
             var copy = cache.Attach(context, running.CorrelationId)!;
             Assert.NotSame(running, copy);
-            Assert.Equal(EntityState.Unchanged, context.Entry(copy).State);
+            // Tracked like a row just read: its write is checked on the version it was committed with.
+            Assert.NotEqual(EntityState.Added, context.Entry(copy).State);
+            Assert.Equal(3, context.Entry(copy).Property(p => p.Version).OriginalValue);
             copy.Steps[0].Items[0].Attempt = 2;
             Assert.Same(copy, cache.Attach(context, running.CorrelationId));
         }
