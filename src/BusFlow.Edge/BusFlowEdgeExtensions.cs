@@ -44,6 +44,10 @@ public static partial class BusFlowEdgeExtensions
         services.AddSingleton<SubscriptionHub>();
         services.AddSingleton<LiveFeed>();
         services.AddHostedService(sp => sp.GetRequiredService<LiveFeed>());
+        if (options.TakeCommittedEventsInProcess)
+        {
+            services.AddSingleton<ICommittedEventsListener>(sp => sp.GetRequiredService<LiveFeed>());
+        }
         services.AddHostedService<EdgeHousekeeping>();
         services.TryAddSingleton<IBusFlowPrincipalResolver, DefaultPrincipalResolver>();
         if (options.Auth.Jwt.Enabled)

@@ -19,6 +19,7 @@ public sealed class EdgeMetrics : IDisposable
     private long _subscriptions;
     private long _catchingUp;
     private long _eventsIn;
+    private long _eventsInProcess;
     private long _eventsOut;
     private long _bytesOut;
     private long _refused;
@@ -32,6 +33,7 @@ public sealed class EdgeMetrics : IDisposable
         _meter.CreateObservableUpDownCounter("busflow.edge.subscriptions", () => Interlocked.Read(ref _subscriptions), description: "Active subscriptions");
         _meter.CreateObservableUpDownCounter("busflow.edge.catching_up", () => Interlocked.Read(ref _catchingUp), description: "Subscriptions being served from the store");
         _meter.CreateObservableCounter("busflow.edge.events_in", () => Interlocked.Read(ref _eventsIn), description: "Events received from the bus");
+        _meter.CreateObservableCounter("busflow.edge.events_in_process", () => Interlocked.Read(ref _eventsInProcess), description: "Events taken from a store committing in this process (their bus copies are dropped as repeats)");
         _meter.CreateObservableCounter("busflow.edge.events_out", () => Interlocked.Read(ref _eventsOut), description: "Events written to subscribers");
         _meter.CreateObservableCounter("busflow.edge.bytes_out", () => Interlocked.Read(ref _bytesOut), unit: "By", description: "Event bytes written to subscribers");
         _broadcastLatency = _meter.CreateHistogram<double>("busflow.edge.broadcast_latency", unit: "ms", description: "Per event: from its arrival at the edge to its hand-off to the last live subscriber's buffer");
@@ -54,6 +56,8 @@ public sealed class EdgeMetrics : IDisposable
     public void CatchUpEnded() => Interlocked.Decrement(ref _catchingUp);
 
     public void EventReceived() => Interlocked.Increment(ref _eventsIn);
+
+    public void EventsTakenInProcess(int events) => Interlocked.Add(ref _eventsInProcess, events);
 
     public void ClientError() => Interlocked.Increment(ref _clientErrors);
 
@@ -87,6 +91,7 @@ public sealed class EdgeMetrics : IDisposable
             subscriptions = Interlocked.Read(ref _subscriptions),
             subscribersCatchingUp = Interlocked.Read(ref _catchingUp),
             eventsIn = Interlocked.Read(ref _eventsIn),
+            eventsInProcess = Interlocked.Read(ref _eventsInProcess),
             eventsOut = Interlocked.Read(ref _eventsOut),
             bytesOut = Interlocked.Read(ref _bytesOut),
             clientErrors = Interlocked.Read(ref _clientErrors),

@@ -46,6 +46,14 @@ public sealed class EdgeOptions
     /// <summary>How often idle connections are pinged (WebSocket keep-alive, SSE comment).</summary>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// When the saga's store commits in this process, take its events from it as they commit instead
+    /// of waiting for the bus's copy (which still comes and is dropped as a repeat): one broker round
+    /// trip less between a step and its subscribers. Events committed by other processes come by the
+    /// bus as ever.
+    /// </summary>
+    public bool TakeCommittedEventsInProcess { get; set; } = true;
+
     /// <summary>How long live events may wait for an earlier position before the gap is read from the store.</summary>
     public TimeSpan GapTimeout { get; set; } = TimeSpan.FromMilliseconds(100);
 

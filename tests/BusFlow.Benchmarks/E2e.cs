@@ -51,6 +51,9 @@ public static class E2e
                 case "--latency-event-publishing":
                     settings = settings with { EventPublishing = Enum.Parse<EventPublishMode>(Next(), ignoreCase: true) };
                     break;
+                case "--latency-in-process-events":
+                    settings = settings with { InProcessEvents = Next() switch { "on" => true, "off" => false, var v => throw new ArgumentException($"--latency-in-process-events takes on or off, not '{v}'") } };
+                    break;
                 case "--replay-stores":
                     settings = settings with { ReplayStores = Next().Split(',') };
                     break;

@@ -251,6 +251,11 @@ public static class E2eLatency
                 store.EventPublishing = publishing;
             }
 
+            if (settings.InProcessEvents is { } inProcess)
+            {
+                configuration["BusFlow:Edge:TakeCommittedEventsInProcess"] = inProcess ? "true" : "false";
+            }
+
             var probe = new LatencyProbe();
             await using var app = await StartHost(configuration, store, probe);
             var baseUri = new Uri(app.Urls.First());

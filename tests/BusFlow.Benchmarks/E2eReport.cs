@@ -26,6 +26,9 @@ public sealed record E2eSettings
     /// <summary>Latency: how BusFlow publishes events; null for its default.</summary>
     public EventPublishMode? EventPublishing { get; init; }
 
+    /// <summary>Latency: whether the edge takes events from the store committing in its process (<c>EdgeOptions.TakeCommittedEventsInProcess</c>); null for its default.</summary>
+    public bool? InProcessEvents { get; init; }
+
     /// <summary>Replay: stores to replay from, <c>postgres</c> and <c>sqlite</c>.</summary>
     public IReadOnlyList<string> ReplayStores { get; init; } = ["postgres", "sqlite"];
 

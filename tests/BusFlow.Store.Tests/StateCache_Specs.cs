@@ -189,3 +189,60 @@ public sealed class When_a_process_transitions_pipelines_it_committed_last
         }
     }
 }
+
+/// <summary>
+/// A transition writes the pipeline row's columns that changed, not the input and tags it left as
+/// they were (issue 12: a pipeline with a large input does not write it again at every step).
+/// </summary>
+public sealed class When_transitions_leave_the_input_and_tags_as_they_were
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite, true)]
+    [InlineData(StoreProviderKind.Postgres, true)]
+    [InlineData(StoreProviderKind.Postgres, false)]
+    public async Task Should_not_write_them_again(StoreProviderKind provider, bool cache)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await db.MigrateAsync();
+        // A trigger on UPDATE OF a column fires whenever an UPDATE sets it, whether or not the value differs.
+        await ExecuteAsync(db, provider == StoreProviderKind.Postgres
+            ? [
+                """CREATE TABLE input_writes (n int)""",
+                """CREATE FUNCTION count_input_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO input_writes VALUES (1); RETURN NEW; END $$""",
+                """CREATE TRIGGER input_written AFTER UPDATE OF "Input", "Tags" ON busflow_pipelines FOR EACH ROW EXECUTE FUNCTION count_input_writes()""",
+            ]
+            : [
+                """CREATE TABLE input_writes (n int)""",
+                """CREATE TRIGGER input_written AFTER UPDATE OF "Input", "Tags" ON busflow_pipelines BEGIN INSERT INTO input_writes VALUES (1); END""",
+            ]);
+
+        var input = new { text = new string('x', 100_000) };
+        var tags = new Dictionary<string, string> { ["customer"] = "c-1", ["region"] = "eu" };
+        await using (var host = await StoreHost.Start(db.Options(o => o.CachePipelineStates = cache), b => b
+            .AddWorker("w", ctx => Task.FromResult(StepResult.Success(ctx.StepName)))
+            .AddPipeline("three", p => p.Then("a", s => s.Worker("w")).Then("b", s => s.Worker("w")).Then("c", s => s.Worker("w")))))
+        {
+            var id = await host.StartPipeline("three", input, tags);
+            Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(id));
+
+            await using var context = await host.Databases.CreateDbContextAsync();
+            var row = await context.Pipelines.AsNoTracking().SingleAsync(p => p.CorrelationId == id);
+            Assert.Equal(JsonSerializer.Serialize(input, JsonSerializerOptions.Web), row.Input!.Value.GetRawText());
+            Assert.Equal(tags, row.Tags);
+            Assert.Equal(PipelineStatus.Completed, row.Status);
+            Assert.All(row.Steps, s => Assert.Equal(StepStatus.Completed, s.Status));
+        }
+
+        await using var check = new BusFlowDbContext(db.ContextOptions());
+        Assert.Equal(0, await check.Database.SqlQueryRaw<int>("SELECT count(*) AS \"Value\" FROM input_writes").SingleAsync());
+    }
+
+    private static async Task ExecuteAsync(TestDatabase db, string[] statements)
+    {
+        await using var context = new BusFlowDbContext(db.ContextOptions());
+        foreach (var sql in statements)
+        {
+            await context.Database.ExecuteSqlRawAsync(sql);
+        }
+    }
+}

@@ -11,14 +11,16 @@ namespace BusFlow.Edge.Live;
 /// Turns the bus's event deliveries (at least once, in any order across pipelines) into one gapless
 /// stream in position order, and hands it to the hub. Positions are given without gaps, so a
 /// missing one is either still in flight on the bus or only in the store: after
-/// <see cref="EdgeOptions.GapTimeout"/> the gap is read from the store. Repeats are dropped.
+/// <see cref="EdgeOptions.GapTimeout"/> the gap is read from the store. Repeats are dropped, which
+/// is what lets a store committing in this process hand its events over at once
+/// (<see cref="ICommittedEventsListener"/>) while their bus copies still come.
 /// </summary>
 internal sealed partial class LiveFeed(
     SubscriptionHub hub,
     PipelineEventReader reader,
     EdgeMetrics metrics,
     IOptions<EdgeOptions> options,
-    ILogger<LiveFeed> logger) : BackgroundService
+    ILogger<LiveFeed> logger) : BackgroundService, ICommittedEventsListener
 {
     private readonly Channel<PipelineEvent> _incoming = Channel.CreateBounded<PipelineEvent>(new BoundedChannelOptions(10_000) { SingleReader = true });
     private readonly SortedDictionary<long, PipelineEvent> _pending = [];
@@ -37,6 +39,26 @@ internal sealed partial class LiveFeed(
     {
         metrics.EventReceived();
         return _incoming.Writer.WriteAsync(e, cancellationToken);
+    }
+
+    /// <summary>
+    /// Takes events a store in this process just committed. Never waits: what does not fit now is
+    /// left to the bus's copy, or to the store when that is lost.
+    /// </summary>
+    public void OnCommitted(IReadOnlyList<PipelineEvent> events)
+    {
+        var taken = 0;
+        foreach (var e in events)
+        {
+            if (!_incoming.Writer.TryWrite(e))
+            {
+                break;
+            }
+
+            taken++;
+        }
+
+        metrics.EventsTakenInProcess(taken);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

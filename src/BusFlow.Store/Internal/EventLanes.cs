@@ -89,7 +89,7 @@ internal sealed partial class EventLanes : IAsyncDisposable
                 while (taken.Count < most && lane.TryRead(out var item))
                 {
                     taken.Add(item);
-                    if ((item.Row.Decided is { } decided ? decided with { Position = item.Row.Position!.Value } : PipelineStateMap.Read(item.Row)) is { } e)
+                    if (PipelineStateMap.Positioned(item.Row) is { } e)
                     {
                         events.Add(e);
                     }

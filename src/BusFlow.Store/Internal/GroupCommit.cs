@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
+using BusFlow.Contracts;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Hosting;
@@ -24,9 +25,12 @@ internal sealed partial class GroupCommit(
     StoreWriteGate writes,
     OutboxSignal signal,
     PipelineStateCache states,
+    IEnumerable<ICommittedEventsListener> listeners,
     BusFlowStoreOptions options,
     ILogger<GroupCommit> logger) : BackgroundService
 {
+    private readonly ICommittedEventsListener[] _listeners = [.. listeners];
+
     /// <summary>The most members one group commits together.</summary>
     internal const int MaxGroup = 64;
 
@@ -209,6 +213,7 @@ internal sealed partial class GroupCommit(
             await transaction.CommitAsync(cancellationToken);
             states.Committed(written);
             signal.Committed(events);
+            HandToListeners(events);
         }
         catch
         {
@@ -219,6 +224,40 @@ internal sealed partial class GroupCommit(
         finally
         {
             await db.Database.CloseConnectionAsync();
+        }
+    }
+
+    /// <summary>
+    /// Hands a committed group's events to this process's listeners (an edge beside the saga), each
+    /// kept on its row so that the delivery publishes the same object.
+    /// </summary>
+    private void HandToListeners(List<PipelineEventRecord> rows)
+    {
+        if (_listeners.Length == 0 || rows.Count == 0)
+        {
+            return;
+        }
+
+        var events = new List<PipelineEvent>(rows.Count);
+        foreach (var row in rows)
+        {
+            if (PipelineStateMap.Positioned(row) is { } e)
+            {
+                row.Decided = e;
+                events.Add(e);
+            }
+        }
+
+        foreach (var listener in _listeners)
+        {
+            try
+            {
+                listener.OnCommitted(events);
+            }
+            catch (Exception ex)
+            {
+                LogListenerFailed(logger, ex, listener.GetType().Name);
+            }
         }
     }
 
@@ -241,6 +280,9 @@ internal sealed partial class GroupCommit(
             await work();
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The committed-events listener {Listener} failed; its events still go out on the bus")]
+    private static partial void LogListenerFailed(ILogger logger, Exception exception, string listener);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "A group of {Count} transitions failed to commit; each is tried again alone")]
     private static partial void LogGroupFailed(ILogger logger, Exception exception, int count);

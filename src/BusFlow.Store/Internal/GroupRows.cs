@@ -22,7 +22,8 @@ namespace BusFlow.Store.Internal;
 /// </summary>
 internal static class GroupRows
 {
-    private static readonly ConcurrentDictionary<(IEntityType Type, bool Update), Shape> Shapes = new();
+    /// <summary>Statements by entity type, insert or update, and (updates) which columns they set: one bit per <see cref="Shape.Updatable"/> column.</summary>
+    private static readonly ConcurrentDictionary<(IEntityType Type, bool Update, ulong Columns), Shape> Shapes = new();
 
     public static async Task WriteAsync(BusFlowDbContext db, DbTransaction transaction, StoreProviderKind provider, CancellationToken cancellationToken)
     {
@@ -83,14 +84,25 @@ internal static class GroupRows
 
     private static Statement Insert(EntityEntry entry, StoreProviderKind provider)
     {
-        var shape = Shapes.GetOrAdd((entry.Metadata, false), key => Shape.Of(key.Type, update: false));
+        var shape = Shapes.GetOrAdd((entry.Metadata, false, 0), key => Shape.Of(key.Type, update: false, 0));
         var values = shape.Columns.Select(p => Value(p, entry.Property(p.Name).CurrentValue, provider)).ToArray();
         return new Statement(shape.Sql, values, shape.Generated is { } generated ? entry.Property(generated.Name) : null, Versioned: false);
     }
 
     private static Statement Update(EntityEntry entry, StoreProviderKind provider)
     {
-        var shape = Shapes.GetOrAdd((entry.Metadata, true), key => Shape.Of(key.Type, update: true));
+        // Only the columns that changed (a large input or the tags are not written again by every transition).
+        var updatable = Shape.Updatable(entry.Metadata);
+        var changed = 0UL;
+        for (var i = 0; i < updatable.Length; i++)
+        {
+            if (i >= 64 || entry.Property(updatable[i].Name).IsModified)
+            {
+                changed |= 1UL << Math.Min(i, 63);
+            }
+        }
+
+        var shape = Shapes.GetOrAdd((entry.Metadata, true, changed == 0 ? ulong.MaxValue : changed), key => Shape.Of(key.Type, update: true, key.Columns));
         var values = shape.Columns.Select(p => Value(p, entry.Property(p.Name).CurrentValue, provider))
             .Concat(shape.Keys.Select(p => Value(p, entry.Property(p.Name).OriginalValue, provider)))
             .ToArray();
@@ -213,7 +225,7 @@ internal static class GroupRows
     /// <summary>One row's statement: its SQL, its parameter values in order, the generated key it returns (if any), and whether it must change exactly one row.</summary>
     private sealed record Statement(string Sql, object[] Values, PropertyEntry? Returns, bool Versioned);
 
-    /// <summary>An entity type's INSERT (generated key returned) or UPDATE (every column, checked on key and concurrency token) and its parameter order.</summary>
+    /// <summary>An entity type's INSERT (generated key returned) or UPDATE (the columns chosen, checked on key and concurrency token) and its parameter order.</summary>
     private sealed class Shape
     {
         public required string Sql { get; init; }
@@ -224,7 +236,12 @@ internal static class GroupRows
 
         public IProperty? Generated { get; init; }
 
-        public static Shape Of(IEntityType type, bool update)
+        /// <summary>The columns an UPDATE may set, in the order of the bits that choose them.</summary>
+        public static IProperty[] Updatable(IEntityType type) => UpdatableColumns.GetOrAdd(type, t => [.. t.GetProperties().Where(p => !p.IsPrimaryKey())]);
+
+        private static readonly ConcurrentDictionary<IEntityType, IProperty[]> UpdatableColumns = new();
+
+        public static Shape Of(IEntityType type, bool update, ulong chosen)
         {
             var table = type.GetTableName()!;
             // An identity column (the outbox's Id); a Guid key is the caller's own.
@@ -239,7 +256,8 @@ internal static class GroupRows
             }
 
             var keys = type.FindPrimaryKey()!.Properties.Concat(properties.Where(p => p.IsConcurrencyToken)).ToArray();
-            var columns = properties.Where(p => !p.IsPrimaryKey()).ToArray();
+            // Columns past the 64th are always set (their bit is the last one).
+            var columns = Updatable(type).Where((_, i) => (chosen & (1UL << Math.Min(i, 63))) != 0).ToArray();
             var set = string.Join(", ", columns.Select((p, i) => $"{Column(p)} = @p{i}"));
             var where = string.Join(" AND ", keys.Select((p, i) => $"{Column(p)} = @p{columns.Length + i}"));
             return new Shape { Sql = $"UPDATE {table} SET {set} WHERE {where}", Columns = columns, Keys = keys };

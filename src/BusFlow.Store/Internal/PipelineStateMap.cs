@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using BusFlow.Contracts;
 using Microsoft.EntityFrameworkCore;
@@ -25,23 +26,51 @@ internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
         e.HasIndex(x => x.NextDeadline);
         e.HasIndex(x => x.FinishedAt);
         e.HasIndex(x => x.ParentPipelineId);
-        Json(e.Property(x => x.Steps));
-        Json(e.Property(x => x.Tags));
-        Json(e.Property(x => x.Input));
-        Json(e.Property(x => x.Error));
+        // The step tree changes in nearly every transition: called changed whenever loaded, which
+        // spares EF a deep copy when the row is loaded and two serialisations to compare at save.
+        Json(e.Property(x => x.Steps), new ValueComparer<List<StepRun>>((a, b) => false, v => 0, v => v));
+        // The rest are set once (input and tags at the start) or replaced whole (the error), and
+        // compared for what they hold, so a transition writes them only when they changed: a
+        // pipeline with a large input does not write it again in every transition.
+        Json(e.Property(x => x.Tags), new ValueComparer<Dictionary<string, string>>((a, b) => SameTags(a, b), v => v.Count, v => new Dictionary<string, string>(v, StringComparer.Ordinal)));
+        Json(e.Property(x => x.Input), new ValueComparer<JsonElement?>((a, b) => SameJson(a, b), v => 0, v => v));
+        Json(e.Property(x => x.Error), new ValueComparer<StepError?>((a, b) => a == b, v => v == null ? 0 : v.GetHashCode(), v => v));
     }
 
-    /// <summary>
-    /// A JSON column. Its comparer calls every loaded value changed, so a transition writes the
-    /// column without EF taking a deep copy when the row is loaded (a serialise and deserialise of
-    /// the step tree) and comparing serialisations at save (two more): the step tree changes in
-    /// nearly every transition anyway, and the other JSON columns are small.
-    /// </summary>
-    private static void Json<T>(PropertyBuilder<T> property) =>
+    private static bool SameTags(Dictionary<string, string>? a, Dictionary<string, string>? b)
+    {
+        if (a is null || b is null)
+        {
+            return a == b;
+        }
+
+        if (a.Count != b.Count)
+        {
+            return false;
+        }
+
+        foreach (var (key, value) in a)
+        {
+            if (!b.TryGetValue(key, out var other) || !string.Equals(value, other, StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The same JSON text; a JSON value is immutable, so one loaded and kept compares equal at once (same bytes).</summary>
+    private static bool SameJson(JsonElement? a, JsonElement? b) =>
+        a is { } x && b is { } y
+            ? JsonMarshal.GetRawUtf8Value(x).SequenceEqual(JsonMarshal.GetRawUtf8Value(y))
+            : a.HasValue == b.HasValue;
+
+    private static void Json<T>(PropertyBuilder<T> property, ValueComparer<T> comparer) =>
         property.HasConversion(
             v => JsonSerializer.Serialize(v, JsonOptions),
             v => JsonSerializer.Deserialize<T>(v, JsonOptions)!,
-            new ValueComparer<T>((a, b) => false, v => 0, v => v));
+            comparer);
 
     /// <summary>Serialises an event as clients and the log see it: through its base type, with <c>type</c>.</summary>
     public static string Serialize(PipelineEvent e) => PipelineEventJson.Serialize(e);
@@ -49,4 +78,15 @@ internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
     /// <summary>Reads a log row back as its event with the row's position; null when this version cannot read it.</summary>
     public static PipelineEvent? Read(PipelineEventRecord row) =>
         PipelineEventJson.TryDeserialize(row.Payload) is { } e ? e with { Position = row.Position ?? 0 } : null;
+
+    /// <summary>
+    /// A positioned row's event: the one it was written from (<see cref="PipelineEventRecord.Decided"/>)
+    /// with the row's position, else read back from its payload; null when this version cannot read it.
+    /// </summary>
+    public static PipelineEvent? Positioned(PipelineEventRecord row) => row.Decided switch
+    {
+        { } decided when decided.Position == row.Position => decided,
+        { } decided => decided with { Position = row.Position!.Value },
+        null => Read(row),
+    };
 }

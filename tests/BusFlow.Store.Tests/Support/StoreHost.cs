@@ -62,7 +62,7 @@ public sealed class StoreHost : IAsyncDisposable
             .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
             .AddPipeline("one", p => p.Then("w")));
 
-    public async Task<Guid> StartPipeline(string definition, object? input = null)
+    public async Task<Guid> StartPipeline(string definition, object? input = null, Dictionary<string, string>? tags = null)
     {
         var id = NewId.NextGuid();
         await Bus.Publish(new StartPipeline
@@ -70,6 +70,7 @@ public sealed class StoreHost : IAsyncDisposable
             PipelineId = id,
             Definition = definition,
             Input = input is null ? null : JsonSerializer.SerializeToElement(input, JsonSerializerOptions.Web),
+            Tags = tags,
         });
         return id;
     }
