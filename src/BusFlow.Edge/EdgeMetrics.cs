@@ -20,6 +20,7 @@ public sealed class EdgeMetrics : IDisposable
     private long _catchingUp;
     private long _eventsIn;
     private long _eventsInProcess;
+    private long _replayRowsRead;
     private long _eventsOut;
     private long _bytesOut;
     private long _refused;
@@ -34,6 +35,7 @@ public sealed class EdgeMetrics : IDisposable
         _meter.CreateObservableUpDownCounter("busflow.edge.catching_up", () => Interlocked.Read(ref _catchingUp), description: "Subscriptions being served from the store");
         _meter.CreateObservableCounter("busflow.edge.events_in", () => Interlocked.Read(ref _eventsIn), description: "Events received from the bus");
         _meter.CreateObservableCounter("busflow.edge.events_in_process", () => Interlocked.Read(ref _eventsInProcess), description: "Events taken from a store committing in this process (their bus copies are dropped as repeats)");
+        _meter.CreateObservableCounter("busflow.edge.replay_rows_read", () => Interlocked.Read(ref _replayRowsRead), description: "Event rows read from the store for subscribers catching up");
         _meter.CreateObservableCounter("busflow.edge.events_out", () => Interlocked.Read(ref _eventsOut), description: "Events written to subscribers");
         _meter.CreateObservableCounter("busflow.edge.bytes_out", () => Interlocked.Read(ref _bytesOut), unit: "By", description: "Event bytes written to subscribers");
         _broadcastLatency = _meter.CreateHistogram<double>("busflow.edge.broadcast_latency", unit: "ms", description: "Per event: from its arrival at the edge to its hand-off to the last live subscriber's buffer");
@@ -58,6 +60,11 @@ public sealed class EdgeMetrics : IDisposable
     public void EventReceived() => Interlocked.Increment(ref _eventsIn);
 
     public void EventsTakenInProcess(int events) => Interlocked.Add(ref _eventsInProcess, events);
+
+    /// <summary>Event rows read from the store for catching-up subscribers so far.</summary>
+    public long RowsReadForReplay => Interlocked.Read(ref _replayRowsRead);
+
+    public void ReplayRowsRead(int rows) => Interlocked.Add(ref _replayRowsRead, rows);
 
     public void ClientError() => Interlocked.Increment(ref _clientErrors);
 
@@ -92,6 +99,7 @@ public sealed class EdgeMetrics : IDisposable
             subscribersCatchingUp = Interlocked.Read(ref _catchingUp),
             eventsIn = Interlocked.Read(ref _eventsIn),
             eventsInProcess = Interlocked.Read(ref _eventsInProcess),
+            replayRowsRead = Interlocked.Read(ref _replayRowsRead),
             eventsOut = Interlocked.Read(ref _eventsOut),
             bytesOut = Interlocked.Read(ref _bytesOut),
             clientErrors = Interlocked.Read(ref _clientErrors),

@@ -53,17 +53,26 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     public Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, CancellationToken cancellationToken = default) =>
         ReadStoredPageAsync(AllAfterPosition, afterPosition, limit, null, cancellationToken);
 
+    /// <summary>
+    /// One tenant's events (their <see cref="PipelineTags.Tenant"/> tag) after <paramref name="afterPosition"/>
+    /// in position order, as stored: filtered in SQL on an index, so a tenant's catch-up reads only its own rows.
+    /// </summary>
+    public Task<StoredEventPage> ReadTenantStoredAsync(string tenant, long afterPosition, int limit, CancellationToken cancellationToken = default) =>
+        ReadStoredPageAsync(TenantAfterPosition, afterPosition, limit, null, cancellationToken, tenant);
+
     // Plain SQL both providers accept, read with the provider's data reader: the payload column's UTF-8
     // bytes are taken as they are, where EF Core would decode each into a .NET string that replay then
     // encodes back to UTF-8 (replay of long histories is bound by per-row CPU; docs/performance.md).
-    private const string Columns = """SELECT "PipelineId", "Seq", "Position", "Type", "Payload" FROM busflow_events""";
+    private const string Columns = """SELECT "PipelineId", "Seq", "Position", "Type", "Payload", "Tenant" FROM busflow_events""";
 
     private const string PipelineAfterSeq = Columns + """ WHERE "PipelineId" = @pipeline AND "Seq" > @after AND "Position" IS NOT NULL ORDER BY "Seq" LIMIT @limit""";
 
     private const string AllAfterPosition = Columns + """ WHERE "Position" > @after ORDER BY "Position" LIMIT @limit""";
 
+    private const string TenantAfterPosition = Columns + """ WHERE "Tenant" = @tenant AND "Position" > @after ORDER BY "Position" LIMIT @limit""";
+
     /// <summary>A page after a seq (of <paramref name="pipelineId"/>) or after a position (of every pipeline, when null).</summary>
-    private async Task<StoredEventPage> ReadStoredPageAsync(string sql, long after, int limit, Guid? pipelineId, CancellationToken cancellationToken)
+    private async Task<StoredEventPage> ReadStoredPageAsync(string sql, long after, int limit, Guid? pipelineId, CancellationToken cancellationToken, string? tenant = null)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         // Opened through EF, so the connection interceptors run, and closed as soon as the page is read.
@@ -80,6 +89,11 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
                 StoreProvider.AddParameter(command, "pipeline", id);
             }
 
+            if (tenant is not null)
+            {
+                StoreProvider.AddParameter(command, "tenant", tenant);
+            }
+
             var rows = new List<StoredEvent>(limit);
             var typeBytes = new byte[64];
             await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
@@ -91,8 +105,8 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
                 while (await reader.ReadAsync(cancellationToken))
                 {
                     rows.Add(inPlace
-                        ? new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeBytes), payloads.Read(reader, 4))
-                        : new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4)));
+                        ? new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeBytes), payloads.Read(reader, 4), ReadTenant(reader, tenant))
+                        : new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4), ReadTenant(reader, tenant)));
                 }
             }
 
@@ -109,6 +123,10 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
             await db.Database.CloseConnectionAsync();
         }
     }
+
+    /// <summary>The row's tenant: the one asked for when the query named it (no string per row), else the column.</summary>
+    private static string? ReadTenant(System.Data.Common.DbDataReader reader, string? asked) =>
+        asked ?? (reader.IsDBNull(5) ? null : reader.GetString(5));
 
     /// <summary>Logs a stored event this version cannot read (it is skipped).</summary>
     public void Unreadable(StoredEvent e) => LogUnreadableStored(logger, e.Position, e.Type, e.PipelineId);
@@ -172,7 +190,7 @@ public sealed record ReplayPage(IReadOnlyList<PipelineEvent> Events, long Last, 
 /// An event as the log stores it: the columns it is routed by and its JSON as recorded, in UTF-8
 /// (position 0 inside; the row's <see cref="Position"/> is the real one).
 /// </summary>
-public sealed record StoredEvent(Guid PipelineId, long Seq, long Position, string Type, ReadOnlyMemory<byte> Payload)
+public sealed record StoredEvent(Guid PipelineId, long Seq, long Position, string Type, ReadOnlyMemory<byte> Payload, string? Tenant = null)
 {
     /// <summary>The event, deserialised, with its position; null when this version cannot read it.</summary>
     public PipelineEvent? Read() => PipelineEventJson.TryDeserialize(Payload.Span) is { } e ? e with { Position = Position } : null;

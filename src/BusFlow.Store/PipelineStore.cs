@@ -12,11 +12,39 @@ public sealed partial class PipelineStore(IDbContextFactory<BusFlowDbContext> da
         return await db.Pipelines.AsNoTracking().FirstOrDefaultAsync(p => p.CorrelationId == pipelineId, cancellationToken);
     }
 
-    /// <summary>The most recently started pipelines, newest first.</summary>
-    public async Task<IReadOnlyList<PipelineState>> ListRecentAsync(int take, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The most recently started pipelines, newest first, of one tenant (in SQL, on an index) or of
+    /// all when <paramref name="tenant"/> is null; without their inputs, which a list never shows and
+    /// which may be large.
+    /// </summary>
+    public async Task<IReadOnlyList<PipelineState>> ListRecentAsync(int take, string? tenant, CancellationToken cancellationToken = default)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        return await db.Pipelines.AsNoTracking().OrderByDescending(p => p.StartedAt).Take(take).ToListAsync(cancellationToken);
+        var pipelines = db.Pipelines.AsNoTracking();
+        if (tenant is not null)
+        {
+            pipelines = pipelines.Where(p => p.Tenant == tenant);
+        }
+
+        return await pipelines.OrderByDescending(p => p.StartedAt).Take(take).Select(p => new PipelineState
+        {
+            CorrelationId = p.CorrelationId,
+            CurrentState = p.CurrentState,
+            Version = p.Version,
+            Status = p.Status,
+            Definition = p.Definition,
+            Tags = p.Tags,
+            Tenant = p.Tenant,
+            ParentPipelineId = p.ParentPipelineId,
+            ParentStepName = p.ParentStepName,
+            LastSeq = p.LastSeq,
+            StartedAt = p.StartedAt,
+            FinishedAt = p.FinishedAt,
+            NextDeadline = p.NextDeadline,
+            Error = p.Error,
+            FailedStep = p.FailedStep,
+            Steps = p.Steps,
+        }).ToListAsync(cancellationToken);
     }
 
     /// <summary>A suspension of a pipeline, open or closed; null when there is none by that id.</summary>

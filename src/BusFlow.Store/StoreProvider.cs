@@ -177,7 +177,7 @@ public static class StoreProvider
             // single-row statement, executed per row, binds 6.
             await using var single = connection.CreateCommand();
             single.Transaction = transaction;
-            single.CommandText = """INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload") VALUES (@n, @g, @s, @t, @at, @p)""";
+            single.CommandText = """INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload", "Tenant") VALUES (@n, @g, @s, @t, @at, @p, @tn)""";
             var values = SingleEventParameters.Select(name =>
             {
                 var parameter = single.CreateParameter();
@@ -194,6 +194,7 @@ public static class StoreProvider
                 values[3].Value = row.Type;
                 values[4].Value = SqliteInstant(row.Timestamp);
                 values[5].Value = row.Payload;
+                values[6].Value = (object?)row.Tenant ?? DBNull.Value;
                 await single.ExecuteNonQueryAsync(cancellationToken);
             }
 
@@ -206,18 +207,19 @@ public static class StoreProvider
             var count = Math.Min(RowsPerStatement, rows.Count - from);
             await using var command = connection.CreateCommand();
             command.Transaction = transaction;
-            var text = new System.Text.StringBuilder("""INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload") VALUES """);
+            var text = new System.Text.StringBuilder("""INSERT INTO busflow_events ("Position", "PipelineId", "Seq", "Type", "Timestamp", "Payload", "Tenant") VALUES """);
             for (var i = 0; i < count; i++)
             {
                 var row = rows[from + i];
                 row.Position = ++position;
-                text.Append(i == 0 ? "(" : ", (").Append("@n").Append(i).Append(", @g").Append(i).Append(", @s").Append(i).Append(", @t").Append(i).Append(", @at").Append(i).Append(", @p").Append(i).Append(')');
+                text.Append(i == 0 ? "(" : ", (").Append("@n").Append(i).Append(", @g").Append(i).Append(", @s").Append(i).Append(", @t").Append(i).Append(", @at").Append(i).Append(", @p").Append(i).Append(", @tn").Append(i).Append(')');
                 AddParameter(command, "n" + i, position);
                 AddParameter(command, "g" + i, row.PipelineId);
                 AddParameter(command, "s" + i, row.Seq);
                 AddParameter(command, "t" + i, row.Type);
                 AddParameter(command, "at" + i, kind == StoreProviderKind.Sqlite ? SqliteInstant(row.Timestamp) : row.Timestamp.ToUniversalTime());
                 AddParameter(command, "p" + i, row.Payload);
+                AddParameter(command, "tn" + i, (object?)row.Tenant ?? DBNull.Value);
             }
 
             command.CommandText = text.ToString();
@@ -226,7 +228,7 @@ public static class StoreProvider
     }
 
     /// <summary>With their prefix: Microsoft.Data.Sqlite otherwise tries each prefix in turn on every bind.</summary>
-    private static readonly string[] SingleEventParameters = ["@n", "@g", "@s", "@t", "@at", "@p"];
+    private static readonly string[] SingleEventParameters = ["@n", "@g", "@s", "@t", "@at", "@p", "@tn"];
 
     private static readonly DateTimeOffsetToBinaryConverter SqliteInstants = new();
 

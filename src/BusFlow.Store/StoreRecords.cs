@@ -22,6 +22,9 @@ public sealed class PipelineEventRecord
 
     public string Type { get; set; } = "";
 
+    /// <summary>The event's <see cref="PipelineTags.Tenant"/> tag, so that a tenant's catch-up reads only its own rows.</summary>
+    public string? Tenant { get; set; }
+
     public DateTimeOffset Timestamp { get; set; }
 
     /// <summary>The event as JSON, serialised through its base type (with its <c>type</c>).</summary>

@@ -55,6 +55,9 @@ public sealed class PipelineState : SagaStateMachineInstance, ISagaVersion
 
     public Dictionary<string, string> Tags { get; set; } = [];
 
+    /// <summary>The <see cref="PipelineTags.Tenant"/> tag's value, set with the tags at the start (a column of its own in the store).</summary>
+    public string? Tenant { get; set; }
+
     public Guid? ParentPipelineId { get; set; }
 
     public string? ParentStepName { get; set; }

@@ -4,6 +4,7 @@ using System.Net.WebSockets;
 using System.Security.Claims;
 using System.Text;
 using BusFlow.Edge.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 
@@ -211,5 +212,56 @@ public sealed class When_tenants_use_the_same_idempotency_key
 
         Assert.Equal(first, await colon.StartAsync("demo", input, idempotencyKey: "z"));
         Assert.Equal(second, await plain.StartAsync("demo", input, idempotencyKey: "y:z"));
+    }
+}
+
+/// <summary>
+/// A tenant's list and catch-up cost what that tenant has, not what the store holds: both are
+/// filtered by the tenant in SQL (issue 13).
+/// </summary>
+public sealed class When_one_tenant_has_far_more_than_another
+{
+    [Fact]
+    public async Task Should_list_and_replay_the_small_tenants_pipelines_from_its_own_rows()
+    {
+        await using var server = await EdgeServer.StartAsync(o =>
+        {
+            o.Auth.ApiKeys["key-a"] = "tenant-a";
+            o.Auth.ApiKeys["key-b"] = "tenant-b";
+        });
+        using var a = server.Client("key-a");
+        using var b = server.Client("key-b");
+        var mine = new List<Guid>();
+        for (var i = 0; i < 3; i++)
+        {
+            mine.Add(await a.StartAsync("ticker", new { ticks = 1, delayMs = 0 }));
+            await a.WaitForEndAsync(mine[^1]);
+        }
+
+        // The other tenant's pipelines are newer and many times more.
+        var theirs = new List<Guid>();
+        for (var i = 0; i < 20; i++)
+        {
+            theirs.Add(await b.StartAsync("ticker", new { ticks = 10, delayMs = 0 }));
+        }
+
+        foreach (var id in theirs)
+        {
+            await b.WaitForEndAsync(id);
+        }
+
+        // The list pages by tenant in SQL: the newest three of its own, though 20 newer are another's.
+        var list = await a.GetJsonAsync("/api/pipelines?limit=3");
+        Assert.Equal(Enumerable.Reverse(mine), list.GetProperty("pipelines").EnumerateArray().Select(p => p.GetProperty("pipelineId").GetGuid()));
+
+        // Catch-up on * from the start reads the tenant's own rows and no others.
+        var metrics = server.Services.GetRequiredService<EdgeMetrics>();
+        var readBefore = metrics.RowsReadForReplay;
+        await using var ws = await WsClient.ConnectAsync(server.WebSocketUri("access_token=key-a"));
+        await ws.SubscribeAsync("*", after: 0);
+        var finished = 0;
+        var events = await ws.ReceiveUntilAsync(e => e.IsTerminal() && ++finished == mine.Count);
+        Assert.All(events, e => Assert.Contains(e.PipelineId(), mine));
+        Assert.Equal(events.Count, metrics.RowsReadForReplay - readBefore);
     }
 }

@@ -1185,3 +1185,77 @@ public sealed class When_the_answer_to_a_group_commit_is_lost
         }
     }
 }
+
+/// <summary>The tenant tag is kept in columns of its own, so one tenant's pipelines and events are read alone (issue 13).</summary>
+public sealed class When_pipelines_carry_a_tenant_tag
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_read_one_tenants_pipelines_and_events_alone_in_order(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
+            .AddPipeline("two", p => p.Then("a", s => s.Worker("w")).Then("b", s => s.Worker("w"))));
+        var byTenant = new Dictionary<string, List<Guid>> { ["a"] = [], ["b"] = [], [""] = [] };
+        for (var i = 0; i < 3; i++)
+        {
+            foreach (var (tenant, ids) in byTenant)
+            {
+                var id = await host.StartPipeline("two", new { large = new string('x', 10_000) }, tenant == "" ? null : new() { [PipelineTags.Tenant] = tenant, ["other"] = "x" });
+                await host.Events.WaitForEnd(id);
+                ids.Add(id);
+            }
+        }
+
+        var page = await host.Reader.ReadTenantStoredAsync("a", 0, 1000);
+        var all = await host.Reader.ReadAllStoredAsync(0, 1000);
+        var expected = all.Events.Where(e => byTenant["a"].Contains(e.PipelineId)).Select(e => e.Position).ToList();
+        Assert.Equal(expected, page.Events.Select(e => e.Position));
+        Assert.All(page.Events, e => Assert.Equal("a", e.Tenant));
+        Assert.All(all.Events, e => Assert.Equal(byTenant["a"].Contains(e.PipelineId) ? "a" : byTenant["b"].Contains(e.PipelineId) ? "b" : null, e.Tenant));
+        Assert.Equal(expected.Skip(4), (await host.Reader.ReadTenantStoredAsync("a", expected[3], 1000)).Events.Select(e => e.Position));
+
+        var store = host.Services.GetRequiredService<PipelineStore>();
+        var listed = await store.ListRecentAsync(2, "b");
+        Assert.Equal(Enumerable.Reverse(byTenant["b"]).Take(2), listed.Select(p => p.CorrelationId));
+        Assert.All(listed, p => Assert.Equal(("b", null, PipelineStatus.Completed, 2), (p.Tenant, p.Input, p.Status, p.Steps.Count)));
+        Assert.Equal(9, (await store.ListRecentAsync(50, null)).Count);
+    }
+
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_fill_the_tenant_of_rows_written_before_the_migration(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using var context = new BusFlowDbContext(db.ContextOptions());
+        var migrations = context.Database.GetMigrations().ToList();
+        var migrator = Microsoft.EntityFrameworkCore.Infrastructure.AccessorExtensions.GetService<Microsoft.EntityFrameworkCore.Migrations.IMigrator>(context);
+        await migrator.MigrateAsync(migrations[migrations.FindIndex(m => m.EndsWith("_TenantColumns", StringComparison.Ordinal)) - 1]);
+
+        var (tenanted, plain) = (Guid.NewGuid(), Guid.NewGuid());
+        foreach (var (id, tags, position) in new[] { (tenanted, "{\"tenant\":\"t-1\",\"x\":\"y\"}", 1L), (plain, "{\"x\":\"tenant\"}", 2L) })
+        {
+            var started = new PipelineStarted
+            {
+                PipelineId = id,
+                Seq = 1,
+                Timestamp = DateTimeOffset.UtcNow,
+                Definition = "d",
+                Tags = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(tags)!,
+            };
+            await context.Database.ExecuteSqlRawAsync(
+                """INSERT INTO busflow_pipelines ("PipelineId", "CurrentState", "Version", "Status", "Definition", "Tags", "LastSeq", "StartedAt", "Steps") VALUES ({0}, 'Running', 1, 'Running', 'd', {1}, 1, {2}, '[]')""",
+                id, tags, provider == StoreProviderKind.Postgres ? DateTimeOffset.UtcNow : 0L);
+            await context.Database.ExecuteSqlRawAsync(
+                """INSERT INTO busflow_events ("PipelineId", "Seq", "Type", "Timestamp", "Payload", "Position") VALUES ({0}, 1, 'PipelineStarted', {1}, {2}, {3})""",
+                id, provider == StoreProviderKind.Postgres ? DateTimeOffset.UtcNow : 0L, PipelineEventJson.Serialize(started), position);
+        }
+
+        await migrator.MigrateAsync();
+        Assert.Equal(["t-1", null], await context.Database.SqlQueryRaw<string?>("""SELECT "Tenant" AS "Value" FROM busflow_pipelines ORDER BY CASE WHEN "Tenant" IS NULL THEN 1 ELSE 0 END""").ToListAsync());
+        Assert.Equal(["t-1", null], await context.Database.SqlQueryRaw<string?>("""SELECT "Tenant" AS "Value" FROM busflow_events ORDER BY "Position" """).ToListAsync());
+    }
+}

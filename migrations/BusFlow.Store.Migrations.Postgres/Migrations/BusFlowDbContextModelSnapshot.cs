@@ -81,6 +81,10 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                         .IsRequired()
                         .HasColumnType("text");
 
+                    b.Property<string>("Tenant")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)");
+
                     b.Property<int>("Version")
                         .IsConcurrencyToken()
                         .HasColumnType("integer");
@@ -92,6 +96,8 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                     b.HasIndex("NextDeadline");
 
                     b.HasIndex("ParentPipelineId");
+
+                    b.HasIndex("Tenant", "StartedAt");
 
                     b.ToTable("busflow_pipelines", (string)null);
                 });
@@ -204,6 +210,10 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                     b.Property<long>("Seq")
                         .HasColumnType("bigint");
 
+                    b.Property<string>("Tenant")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)");
+
                     b.Property<DateTimeOffset>("Timestamp")
                         .HasColumnType("timestamp with time zone");
 
@@ -219,6 +229,8 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
 
                     b.HasIndex("PipelineId", "Seq")
                         .IsUnique();
+
+                    b.HasIndex("Tenant", "Position");
 
                     b.ToTable("busflow_events", (string)null);
                 });

@@ -76,6 +76,10 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                         .IsRequired()
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("Tenant")
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT");
+
                     b.Property<int>("Version")
                         .IsConcurrencyToken()
                         .HasColumnType("INTEGER");
@@ -87,6 +91,8 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                     b.HasIndex("NextDeadline");
 
                     b.HasIndex("ParentPipelineId");
+
+                    b.HasIndex("Tenant", "StartedAt");
 
                     b.ToTable("busflow_pipelines", (string)null);
                 });
@@ -195,6 +201,10 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                     b.Property<long>("Seq")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("Tenant")
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT");
+
                     b.Property<long>("Timestamp")
                         .HasColumnType("INTEGER");
 
@@ -210,6 +220,8 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
 
                     b.HasIndex("PipelineId", "Seq")
                         .IsUnique();
+
+                    b.HasIndex("Tenant", "Position");
 
                     b.ToTable("busflow_events", (string)null);
                 });

@@ -10,7 +10,7 @@ namespace BusFlow.Edge.Auth;
 public sealed record BusFlowPrincipal(string Name, string? Tenant)
 {
     /// <summary>The tag that carries a pipeline's tenant; set by the edge at start and inherited by child pipelines.</summary>
-    public const string TenantTag = "tenant";
+    public const string TenantTag = PipelineTags.Tenant;
 
     /// <summary>The caller when the edge runs without auth.</summary>
     public static readonly BusFlowPrincipal Anonymous = new("anonymous", null);

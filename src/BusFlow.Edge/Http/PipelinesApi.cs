@@ -170,7 +170,7 @@ internal static partial class PipelinesApi
 
         var principal = http.Principal();
         var position = await reader.LastPositionAsync(http.RequestAborted);
-        var recent = await store.ListRecentAsync(principal.Tenant is null ? (int)limit : (int)limit * 4, http.RequestAborted);
+        var recent = await store.ListRecentAsync((int)limit, principal.Tenant, http.RequestAborted);
         var visible = recent.Where(p => principal.Sees(p.Tags)).Take((int)limit).Select(p => PipelineSummaryView.From(p, registry.Find(p.Definition)));
         return Results.Ok(new { pipelines = visible, position });
     }

@@ -43,11 +43,13 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
     public bool Matches(PipelineEvent e) => Connection.Principal.Sees(e) && Filter.Matches(e);
 
     /// <summary>
-    /// Whether a stored event passes, from its columns alone; null when its tags must be read first
-    /// (the principal has a tenant, or the filter names tags).
+    /// Whether a stored event passes, from its columns alone (its tenant is a column); null when its
+    /// tags must be read first (the filter names tags).
     /// </summary>
     public bool? MatchesColumns(StoredEvent e) =>
-        Connection.Principal.Tenant is not null || Filter.Tags is { Count: > 0 }
+        Filter.Tags is { Count: > 0 }
             ? null
-            : (Filter.PipelineId is not { } id || id == e.PipelineId) && (Filter.EventTypes is not { Count: > 0 } types || types.Contains(e.Type));
+            : (Connection.Principal.Tenant is not { } tenant || string.Equals(tenant, e.Tenant, StringComparison.Ordinal))
+                && (Filter.PipelineId is not { } id || id == e.PipelineId)
+                && (Filter.EventTypes is not { Count: > 0 } types || types.Contains(e.Type));
 }

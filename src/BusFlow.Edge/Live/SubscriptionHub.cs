@@ -322,6 +322,7 @@ internal sealed partial class SubscriptionHub(
                 }
 
                 var page = await (next ?? ReadStoredAsync(subscription, cursor, size, token));
+                metrics.ReplayRowsRead(page.RowsRead);
                 var full = page.RowsRead == size;
                 size = full ? NextPageSize(size, page) : FirstPageSize;
                 next = full ? ReadStoredAsync(subscription, page.Last, size, token) : null;
@@ -401,11 +402,14 @@ internal sealed partial class SubscriptionHub(
     private Task<StoredEventPage> ReadStoredAsync(Subscription subscription, long after, int pageSize, CancellationToken token) =>
         subscription.PipelineId is { } id
             ? reader.ReadPipelineStoredAsync(id, after, pageSize, token)
-            : reader.ReadAllStoredAsync(after, pageSize, token);
+            : subscription.Connection.Principal.Tenant is { } tenant
+                // A tenant's catch-up on * reads its own rows only (an index on tenant and position).
+                ? reader.ReadTenantStoredAsync(tenant, after, pageSize, token)
+                : reader.ReadAllStoredAsync(after, pageSize, token);
 
     /// <summary>
     /// What a catching-up subscription gets for a stored event: its stored bytes with the position
-    /// spliced in when the columns decide the match (no tenant, no tag filter); otherwise the event is
+    /// spliced in when the columns decide the match (no tag filter); otherwise the event is
     /// read and matched as a live one is. Null when it does not match or this version cannot read it.
     /// </summary>
     private (WireEvent Event, byte[]? ReleaseBefore)? Replayed(Subscription subscription, StoredEvent stored, ReplayFrames frames)

@@ -28,6 +28,7 @@ internal sealed class DecisionOutbox(
             PipelineId = e.PipelineId,
             Seq = e.Seq,
             Type = e.EventType,
+            Tenant = e.Tags.GetValueOrDefault(PipelineTags.Tenant),
             Timestamp = e.Timestamp,
             Payload = PipelineStateMap.Serialize(e),
             Decided = e,

@@ -67,6 +67,7 @@ internal sealed partial class PipelineDecider(PipelineRegistry registry, TimePro
         var error = new StepError("unknown_definition", $"No pipeline named '{name}' is registered with this saga.");
         state.Definition = name;
         state.Tags = start.Tags is null ? [] : new(start.Tags, StringComparer.Ordinal);
+        state.Tenant = state.Tags.GetValueOrDefault(PipelineTags.Tenant);
         state.ParentPipelineId = start.ParentPipelineId;
         state.StartedAt = now;
         state.FinishedAt = now;

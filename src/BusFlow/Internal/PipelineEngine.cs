@@ -22,6 +22,7 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         state.Definition = definition.Name;
         state.Input = message.Input;
         state.Tags = message.Tags is null ? [] : new Dictionary<string, string>(message.Tags, StringComparer.Ordinal);
+        state.Tenant = state.Tags.GetValueOrDefault(PipelineTags.Tenant);
         state.ParentPipelineId = message.ParentPipelineId;
         state.ParentStepName = message.ParentStepName;
         state.Status = PipelineStatus.Running;

@@ -1,0 +1,63 @@
+﻿using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace BusFlow.Store.Migrations.Postgres.Migrations
+{
+    /// <inheritdoc />
+    public partial class TenantColumns : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<string>(
+                name: "Tenant",
+                table: "busflow_pipelines",
+                type: "character varying(200)",
+                maxLength: 200,
+                nullable: true);
+
+            migrationBuilder.AddColumn<string>(
+                name: "Tenant",
+                table: "busflow_events",
+                type: "character varying(200)",
+                maxLength: 200,
+                nullable: true);
+
+            // Rows written before this migration: the tenant from their tags (written by hand; EF Core
+            // generated the rest). Only rows whose JSON names a tenant are parsed.
+            migrationBuilder.Sql("""UPDATE busflow_pipelines SET "Tenant" = left(("Tags"::jsonb) ->> 'tenant', 200) WHERE "Tags" LIKE '%"tenant"%';""");
+            migrationBuilder.Sql("""UPDATE busflow_events SET "Tenant" = left(("Payload"::jsonb) -> 'tags' ->> 'tenant', 200) WHERE "Payload" LIKE '%"tenant"%';""");
+
+            migrationBuilder.CreateIndex(
+                name: "IX_busflow_pipelines_Tenant_StartedAt",
+                table: "busflow_pipelines",
+                columns: new[] { "Tenant", "StartedAt" });
+
+            migrationBuilder.CreateIndex(
+                name: "IX_busflow_events_Tenant_Position",
+                table: "busflow_events",
+                columns: new[] { "Tenant", "Position" });
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropIndex(
+                name: "IX_busflow_pipelines_Tenant_StartedAt",
+                table: "busflow_pipelines");
+
+            migrationBuilder.DropIndex(
+                name: "IX_busflow_events_Tenant_Position",
+                table: "busflow_events");
+
+            migrationBuilder.DropColumn(
+                name: "Tenant",
+                table: "busflow_pipelines");
+
+            migrationBuilder.DropColumn(
+                name: "Tenant",
+                table: "busflow_events");
+        }
+    }
+}
