@@ -61,6 +61,9 @@ public sealed class EdgeMetrics : IDisposable
 
     public void EventsTakenInProcess(int events) => Interlocked.Add(ref _eventsInProcess, events);
 
+    /// <summary>Subscriptions being served from the store now.</summary>
+    public long SubscribersCatchingUp => Interlocked.Read(ref _catchingUp);
+
     /// <summary>Event rows read from the store for catching-up subscribers so far.</summary>
     public long RowsReadForReplay => Interlocked.Read(ref _replayRowsRead);
 

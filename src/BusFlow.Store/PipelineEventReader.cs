@@ -58,7 +58,23 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     /// in position order, as stored: filtered in SQL on an index, so a tenant's catch-up reads only its own rows.
     /// </summary>
     public Task<StoredEventPage> ReadTenantStoredAsync(string tenant, long afterPosition, int limit, CancellationToken cancellationToken = default) =>
-        ReadStoredPageAsync(TenantAfterPosition, afterPosition, limit, null, cancellationToken, tenant);
+        ReadAllStoredAsync(afterPosition, limit, new StoredEventFilter(tenant), cancellationToken);
+
+    /// <summary>
+    /// The events after <paramref name="afterPosition"/> in position order, as stored, of the rows that
+    /// pass <paramref name="filter"/> in SQL: the tenant and the type from their columns, the tags
+    /// from the stored JSON inside the database, so rows that do not pass are never sent to this
+    /// process. <see cref="StoredEventPage.Last"/> is the last position returned.
+    /// </summary>
+    public Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, StoredEventFilter filter, CancellationToken cancellationToken = default)
+    {
+        if (filter.IsEmpty)
+        {
+            return ReadAllStoredAsync(afterPosition, limit, cancellationToken);
+        }
+
+        return ReadStoredPageAsync(string.Empty, afterPosition, limit, null, cancellationToken, filter);
+    }
 
     // Plain SQL both providers accept, read with the provider's data reader: the payload column's UTF-8
     // bytes are taken as they are, where EF Core would decode each into a .NET string that replay then
@@ -69,10 +85,51 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
 
     private const string AllAfterPosition = Columns + """ WHERE "Position" > @after ORDER BY "Position" LIMIT @limit""";
 
-    private const string TenantAfterPosition = Columns + """ WHERE "Tenant" = @tenant AND "Position" > @after ORDER BY "Position" LIMIT @limit""";
+    /// <summary>The SQL of a filtered page after a position, and its parameters besides @after and @limit.</summary>
+    private static (string Sql, List<(string Name, object Value)> Parameters) Filtered(StoredEventFilter filter, bool postgres)
+    {
+        var sql = new System.Text.StringBuilder(Columns).Append(" WHERE ");
+        var parameters = new List<(string, object)>();
+        if (filter.Tenant is { } tenant)
+        {
+            sql.Append("\"Tenant\" = @tenant AND ");
+            parameters.Add(("tenant", tenant));
+        }
+
+        sql.Append("\"Position\" > @after");
+        if (filter.Types is { Count: > 0 } types)
+        {
+            sql.Append(" AND \"Type\" IN (").AppendJoin(", ", types.Select((_, i) => "@ty" + i)).Append(')');
+            parameters.AddRange(types.Select((type, i) => ("ty" + i, (object)type)));
+        }
+
+        if (filter.Tags is { Count: > 0 } tags)
+        {
+            if (postgres)
+            {
+                // Containment: every given tag with its value (the stored JSON parsed by the database).
+                sql.Append(" AND (CAST(\"Payload\" AS jsonb) -> 'tags') @> CAST(@tags AS jsonb)");
+                parameters.Add(("tags", System.Text.Json.JsonSerializer.Serialize(tags)));
+            }
+            else
+            {
+                var i = 0;
+                foreach (var (key, value) in tags)
+                {
+                    sql.Append(" AND EXISTS (SELECT 1 FROM json_each(busflow_events.\"Payload\", '$.tags') WHERE key = @tk").Append(i).Append(" AND value = @tv").Append(i).Append(')');
+                    parameters.Add(("tk" + i, key));
+                    parameters.Add(("tv" + i, value));
+                    i++;
+                }
+            }
+        }
+
+        sql.Append(" ORDER BY \"Position\" LIMIT @limit");
+        return (sql.ToString(), parameters);
+    }
 
     /// <summary>A page after a seq (of <paramref name="pipelineId"/>) or after a position (of every pipeline, when null).</summary>
-    private async Task<StoredEventPage> ReadStoredPageAsync(string sql, long after, int limit, Guid? pipelineId, CancellationToken cancellationToken, string? tenant = null)
+    private async Task<StoredEventPage> ReadStoredPageAsync(string sql, long after, int limit, Guid? pipelineId, CancellationToken cancellationToken, StoredEventFilter? filter = null)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         // Opened through EF, so the connection interceptors run, and closed as soon as the page is read.
@@ -82,16 +139,21 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
         {
             await using var command = db.Database.GetDbConnection().CreateCommand();
             command.CommandText = sql;
+            if (filter is not null)
+            {
+                var (filtered, parameters) = Filtered(filter, db.Database.ProviderName == "Npgsql.EntityFrameworkCore.PostgreSQL");
+                command.CommandText = filtered;
+                foreach (var (name, value) in parameters)
+                {
+                    StoreProvider.AddParameter(command, name, value);
+                }
+            }
+
             StoreProvider.AddParameter(command, "after", after);
             StoreProvider.AddParameter(command, "limit", limit);
             if (pipelineId is { } id)
             {
                 StoreProvider.AddParameter(command, "pipeline", id);
-            }
-
-            if (tenant is not null)
-            {
-                StoreProvider.AddParameter(command, "tenant", tenant);
             }
 
             var rows = new List<StoredEvent>(limit);
@@ -105,8 +167,8 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
                 while (await reader.ReadAsync(cancellationToken))
                 {
                     rows.Add(inPlace
-                        ? new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeBytes), payloads.Read(reader, 4), ReadTenant(reader, tenant))
-                        : new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4), ReadTenant(reader, tenant)));
+                        ? new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeBytes), payloads.Read(reader, 4), ReadTenant(reader, filter?.Tenant))
+                        : new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4), ReadTenant(reader, filter?.Tenant)));
                 }
             }
 
@@ -181,6 +243,15 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Event row {RowId} ({Type}) of pipeline {PipelineId} cannot be read by this version; skipped on replay")]
     private static partial void LogUnreadable(ILogger logger, long rowId, string type, Guid pipelineId);
+}
+
+/// <summary>
+/// What a filtered read of the log passes (each given part must hold): the events of one tenant,
+/// of these types, carrying these tags with these values.
+/// </summary>
+public sealed record StoredEventFilter(string? Tenant = null, IReadOnlyCollection<string>? Types = null, IReadOnlyDictionary<string, string>? Tags = null)
+{
+    public bool IsEmpty => Tenant is null && Types is not { Count: > 0 } && Tags is not { Count: > 0 };
 }
 
 /// <summary>A page of replayed events and how far the read went (a seq or a position, unreadable rows included).</summary>

@@ -175,3 +175,53 @@ public sealed class When_a_subscriber_resumes_anywhere_in_a_mixed_history
         }
     }
 }
+
+/// <summary>
+/// A catch-up on <c>*</c> with filters reads only the rows that pass (issue 20: filters answered in
+/// the store), and ends although other events, which it never reads, keep coming.
+/// </summary>
+public sealed class When_a_subscriber_on_every_pipeline_catches_up_with_filters
+{
+    [Fact]
+    public async Task Should_read_only_the_matching_rows_and_go_live_while_others_flow()
+    {
+        await using var server = await EdgeServer.StartAsync();
+        var red = new List<Guid>();
+        for (var i = 0; i < 10; i++)
+        {
+            var id = await server.Http.StartAsync("ticker", new { ticks = 3, delayMs = 0 }, new() { ["color"] = i % 2 == 0 ? "red" : "blue" });
+            await server.Http.WaitForEndAsync(id);
+            if (i % 2 == 0)
+            {
+                red.Add(id);
+            }
+        }
+
+        // Another pipeline's events flow while the subscriber catches up.
+        var busy = await server.Http.StartAsync("ticker", new { ticks = 200, delayMs = 5 }, new() { ["color"] = "blue" });
+        var metrics = server.Services.GetRequiredService<EdgeMetrics>();
+        var readBefore = metrics.RowsReadForReplay;
+        await using var ws = await WsClient.ConnectAsync(server.WebSocketUri());
+        await ws.SubscribeAsync("*", after: 0, eventTypes: ["StepProgress"], tags: new() { ["color"] = "red" });
+        var received = 0;
+        var events = await ws.ReceiveUntilAsync(_ => ++received == red.Count * 3);
+        Assert.All(events, e => Assert.Equal("StepProgress", e.Type()));
+        Assert.Equal(red.SelectMany(id => Enumerable.Repeat(id, 3)), events.Select(e => e.PipelineId()));
+        Assert.Equal(events.Count, metrics.RowsReadForReplay - readBefore);
+
+        // Live again although every event since was another's: a new red pipeline comes from the feed.
+        await server.Http.WaitForEndAsync(busy);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (metrics.SubscribersCatchingUp > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(0, metrics.SubscribersCatchingUp);
+        var later = await server.Http.StartAsync("ticker", new { ticks = 2, delayMs = 0 }, new() { ["color"] = "red" });
+        var progress = 0;
+        var live = await ws.ReceiveUntilAsync(_ => ++progress == 2);
+        Assert.All(live, e => Assert.Equal(later, e.PipelineId()));
+        Assert.Equal(events.Count, metrics.RowsReadForReplay - readBefore);
+    }
+}

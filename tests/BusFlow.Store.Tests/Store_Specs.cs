@@ -1217,6 +1217,26 @@ public sealed class When_pipelines_carry_a_tenant_tag
         Assert.All(all.Events, e => Assert.Equal(byTenant["a"].Contains(e.PipelineId) ? "a" : byTenant["b"].Contains(e.PipelineId) ? "b" : null, e.Tenant));
         Assert.Equal(expected.Skip(4), (await host.Reader.ReadTenantStoredAsync("a", expected[3], 1000)).Events.Select(e => e.Position));
 
+        // Types and tags filtered in SQL, alone and with the tenant, as the events themselves say.
+        var events = all.Events.ToDictionary(e => e.Position, e => e.Read()!);
+        foreach (var filter in new StoredEventFilter[]
+        {
+            new(Types: ["StepCompleted", "PipelineCompleted"]),
+            new(Tags: new Dictionary<string, string> { ["other"] = "x" }),
+            new(Tags: new Dictionary<string, string> { ["other"] = "x", [PipelineTags.Tenant] = "b" }),
+            new(Tags: new Dictionary<string, string> { ["other"] = "y" }),
+            new("a", ["StepStarted"], new Dictionary<string, string> { ["other"] = "x" }),
+        })
+        {
+            var matching = events.Values.Where(e =>
+                (filter.Tenant is null || e.Tags.GetValueOrDefault(PipelineTags.Tenant) == filter.Tenant)
+                && (filter.Types is null || filter.Types.Contains(e.EventType))
+                && (filter.Tags is null || filter.Tags.All(t => e.Tags.GetValueOrDefault(t.Key) == t.Value))).Select(e => e.Position).ToList();
+            var read = await host.Reader.ReadAllStoredAsync(0, 1000, filter);
+            Assert.Equal(matching, read.Events.Select(e => e.Position));
+            Assert.Equal(filter.Tags is { } t && t["other"] == "y" ? 0 : 1, Math.Sign(matching.Count));
+        }
+
         var store = host.Services.GetRequiredService<PipelineStore>();
         var listed = await store.ListRecentAsync(2, "b");
         Assert.Equal(Enumerable.Reverse(byTenant["b"]).Take(2), listed.Select(p => p.CorrelationId));

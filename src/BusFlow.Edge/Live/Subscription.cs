@@ -42,12 +42,16 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
     /// <summary>Whether the subscriber gets the event: visible to its principal and passing its filter.</summary>
     public bool Matches(PipelineEvent e) => Connection.Principal.Sees(e) && Filter.Matches(e);
 
+    /// <summary>What a catch-up on <c>*</c> asks the store to filter in SQL: the principal's tenant, the types and the tags.</summary>
+    public StoredEventFilter StoreFilter => new(Connection.Principal.Tenant, Filter.EventTypes, Filter.Tags);
+
     /// <summary>
-    /// Whether a stored event passes, from its columns alone (its tenant is a column); null when its
-    /// tags must be read first (the filter names tags).
+    /// Whether a stored event passes, from its columns alone (its tenant is a column; on <c>*</c> the
+    /// store already matched the tags); null when its tags must be read first (a pipeline's
+    /// subscription that names tags).
     /// </summary>
     public bool? MatchesColumns(StoredEvent e) =>
-        Filter.Tags is { Count: > 0 }
+        Filter.Tags is { Count: > 0 } && PipelineId is not null
             ? null
             : (Connection.Principal.Tenant is not { } tenant || string.Equals(tenant, e.Tenant, StringComparison.Ordinal))
                 && (Filter.PipelineId is not { } id || id == e.PipelineId)

@@ -258,7 +258,13 @@ internal sealed partial class SubscriptionHub(
 
             if (subscription.CatchingUp)
             {
-                subscription.SkippedUpTo = Math.Max(subscription.SkippedUpTo, order);
+                // Only events the subscription gets: a catch-up on * reads the matching rows alone,
+                // so its cursor never passes the positions of the others.
+                if (subscription.PipelineId is not null || subscription.Matches(e.Event))
+                {
+                    subscription.SkippedUpTo = Math.Max(subscription.SkippedUpTo, order);
+                }
+
                 return false;
             }
 
@@ -401,11 +407,11 @@ internal sealed partial class SubscriptionHub(
 
     private Task<StoredEventPage> ReadStoredAsync(Subscription subscription, long after, int pageSize, CancellationToken token) =>
         subscription.PipelineId is { } id
+            // One pipeline's rows are few: read whole, so that the seq cursor passes every one of them.
             ? reader.ReadPipelineStoredAsync(id, after, pageSize, token)
-            : subscription.Connection.Principal.Tenant is { } tenant
-                // A tenant's catch-up on * reads its own rows only (an index on tenant and position).
-                ? reader.ReadTenantStoredAsync(tenant, after, pageSize, token)
-                : reader.ReadAllStoredAsync(after, pageSize, token);
+            // On *, the tenant, types and tags are filtered in SQL: the rows that do not pass never
+            // leave the database (a tenant's on an index on tenant and position).
+            : reader.ReadAllStoredAsync(after, pageSize, subscription.StoreFilter, token);
 
     /// <summary>
     /// What a catching-up subscription gets for a stored event: its stored bytes with the position
