@@ -276,6 +276,7 @@ public sealed record StoredEvent(Guid PipelineId, long Seq, long Position, strin
 public sealed class StoredEventPage(IReadOnlyList<StoredEvent> events, long last)
 {
     private PayloadBuffers? _payloads;
+    private int _holders = 1;
 
     /// <summary>The rows read, in order.</summary>
     public IReadOnlyList<StoredEvent> Events { get; } = events;
@@ -292,8 +293,21 @@ public sealed class StoredEventPage(IReadOnlyList<StoredEvent> events, long last
     internal PayloadBuffers? Payloads { init => _payloads = value; }
 
     /// <summary>
-    /// Returns the page's payload buffers to the pool: after this the events' <see cref="StoredEvent.Payload"/>
-    /// must not be read (the memory may hold other data). Safe to call more than once.
+    /// Hands the page to <paramref name="readers"/> readers (before any of them has it), each of which
+    /// calls <see cref="Release"/> once: the buffers go back to the pool after the last.
     /// </summary>
-    public void Release() => Interlocked.Exchange(ref _payloads, null)?.Return();
+    public void HoldFor(int readers) => Volatile.Write(ref _holders, readers);
+
+    /// <summary>
+    /// Gives up this reader's hold; the last one returns the page's payload buffers to the pool: after
+    /// this the events' <see cref="StoredEvent.Payload"/> must not be read (the memory may hold other
+    /// data). Calls past the last hold do nothing.
+    /// </summary>
+    public void Release()
+    {
+        if (Interlocked.Decrement(ref _holders) <= 0)
+        {
+            Interlocked.Exchange(ref _payloads, null)?.Return();
+        }
+    }
 }

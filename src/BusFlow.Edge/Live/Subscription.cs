@@ -45,6 +45,13 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
     /// <summary>What a catch-up on <c>*</c> asks the store to filter in SQL: the principal's tenant, the types and the tags.</summary>
     public StoredEventFilter StoreFilter => new(Connection.Principal.Tenant, Filter.EventTypes, Filter.Tags);
 
+    /// <summary>The same text for subscriptions whose <see cref="StoreFilter"/> reads the same rows (they may share page reads).</summary>
+    public string StoreFilterKey { get; } = string.Join(
+        '\u0001',
+        connection.Principal.Tenant ?? "",
+        string.Join('\u0002', (filter.EventTypes ?? new HashSet<string>()).Order(StringComparer.Ordinal)),
+        string.Join('\u0002', (filter.Tags ?? new Dictionary<string, string>()).OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => t.Key + '\u0003' + t.Value)));
+
     /// <summary>
     /// Whether a stored event passes, from its columns alone (its tenant is a column; on <c>*</c> the
     /// store already matched the tags); null when its tags must be read first (a pipeline's

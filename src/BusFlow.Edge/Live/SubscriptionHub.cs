@@ -28,6 +28,11 @@ internal sealed partial class SubscriptionHub(
     // rows' payloads fit PageBytes at the last page's average size, so a subscriber catching up holds
     // at most two pages of about that much (two pages of 8,000 at 334-byte payloads: about 6 MB).
     internal const int FirstPageSize = 1000;
+
+    private readonly SharedPageReads _sharedReads = new();
+
+    /// <summary>Catch-up page reads on <c>*</c>, shared between subscriptions that ask for the same page at once.</summary>
+    internal SharedPageReads SharedReads => _sharedReads;
     internal const int MaxPageSize = 8000;
     internal const int MinPageSize = 100;
     private const long PageBytes = 4 * 1024 * 1024;
@@ -328,7 +333,6 @@ internal sealed partial class SubscriptionHub(
                 }
 
                 var page = await (next ?? ReadStoredAsync(subscription, cursor, size, token));
-                metrics.ReplayRowsRead(page.RowsRead);
                 var full = page.RowsRead == size;
                 size = full ? NextPageSize(size, page) : FirstPageSize;
                 next = full ? ReadStoredAsync(subscription, page.Last, size, token) : null;
@@ -408,10 +412,19 @@ internal sealed partial class SubscriptionHub(
     private Task<StoredEventPage> ReadStoredAsync(Subscription subscription, long after, int pageSize, CancellationToken token) =>
         subscription.PipelineId is { } id
             // One pipeline's rows are few: read whole, so that the seq cursor passes every one of them.
-            ? reader.ReadPipelineStoredAsync(id, after, pageSize, token)
+            ? Counted(reader.ReadPipelineStoredAsync(id, after, pageSize, token))
             // On *, the tenant, types and tags are filtered in SQL: the rows that do not pass never
-            // leave the database (a tenant's on an index on tenant and position).
-            : reader.ReadAllStoredAsync(after, pageSize, subscription.StoreFilter, token);
+            // leave the database (a tenant's on an index on tenant and position); subscriptions
+            // asking for the same page at once share one read.
+            : _sharedReads.ReadAsync(subscription.StoreFilterKey, after, pageSize, () => Counted(reader.ReadAllStoredAsync(after, pageSize, subscription.StoreFilter, CancellationToken.None)), token);
+
+    /// <summary>The page, its rows counted as read from the store.</summary>
+    private async Task<StoredEventPage> Counted(Task<StoredEventPage> read)
+    {
+        var page = await read;
+        metrics.ReplayRowsRead(page.RowsRead);
+        return page;
+    }
 
     /// <summary>
     /// What a catching-up subscription gets for a stored event: its stored bytes with the position
