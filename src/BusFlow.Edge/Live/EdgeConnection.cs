@@ -24,8 +24,11 @@ internal abstract class EdgeConnection
 
     // Replay runs in the buffer or being written: a run stands for up to MaxBatchEvents events, so
     // the buffer's item count alone would let a catch-up hold thousands of them.
-    // One item per run held; writing waits while the connection holds its most.
-    private readonly Channel<byte> _replayRuns = Channel.CreateBounded<byte>(MaxReplayRuns);
+    // One item per run held; writing waits while the connection holds its most. Made on the first
+    // run: a connection that never catches up in runs (most of them, idle) does not carry it.
+    private Channel<byte>? _replayRuns;
+
+    private Channel<byte> ReplayRuns => LazyInitializer.EnsureInitialized(ref _replayRuns, () => Channel.CreateBounded<byte>(MaxReplayRuns));
     private TaskCompletionSource? _room;
     private int _closeRequested;
 
@@ -95,7 +98,7 @@ internal abstract class EdgeConnection
     /// <summary>Buffers a run of replayed events, waiting while the connection holds its most runs or the buffer is full.</summary>
     public async ValueTask EnqueueReplayAsync(EventRun run, CancellationToken cancellationToken)
     {
-        await _replayRuns.Writer.WriteAsync(0, cancellationToken);
+        await ReplayRuns.Writer.WriteAsync(0, cancellationToken);
         try
         {
             if (!_outbound.Writer.TryWrite(new Outbound(null, null, true, run)))
@@ -106,7 +109,7 @@ internal abstract class EdgeConnection
         }
         catch
         {
-            _replayRuns.Reader.TryRead(out _);
+            ReplayRuns.Reader.TryRead(out _);
             throw;
         }
     }
@@ -137,7 +140,7 @@ internal abstract class EdgeConnection
     /// between half and full.
     /// </summary>
     public bool IsStalled(TimeSpan timeout) =>
-        (_outbound.Reader.Count >= Math.Max(1, _capacity / 2) || _replayRuns.Reader.Count == MaxReplayRuns)
+        (_outbound.Reader.Count >= Math.Max(1, _capacity / 2) || Volatile.Read(ref _replayRuns)?.Reader.Count == MaxReplayRuns)
         && Environment.TickCount64 - Interlocked.Read(ref _lastProgress) > timeout.TotalMilliseconds;
 
     /// <summary>Asks the connection to close with a status; the first request wins.</summary>
@@ -154,6 +157,12 @@ internal abstract class EdgeConnection
         _outbound.Writer.TryComplete();
         Interlocked.Exchange(ref _room, null)?.TrySetResult();
         Closing.Cancel();
+        OnCloseRequested();
+    }
+
+    /// <summary>Called once, when the connection is first asked to close (no token registration per connection).</summary>
+    protected virtual void OnCloseRequested()
+    {
     }
 
     public bool CloseRequested => Volatile.Read(ref _closeRequested) != 0;
@@ -186,7 +195,7 @@ internal abstract class EdgeConnection
                     finally
                     {
                         run.Return();
-                        _replayRuns.Reader.TryRead(out _);
+                        ReplayRuns.Reader.TryRead(out _);
                     }
                 }
                 else if (item.Event is { } e && item.Batch)

@@ -20,7 +20,33 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
 
     public EdgeConnection Connection { get; } = connection;
 
-    public CancellationTokenSource Cancellation { get; } = CancellationTokenSource.CreateLinkedTokenSource(connection.Closing.Token);
+    private CancellationTokenSource? _cancellation;
+    private volatile bool _removed;
+
+    /// <summary>
+    /// Cancelled when the subscription is removed or its connection closes: made for the first
+    /// catch-up, so a live-only subscription (most idle ones) carries no linked token source.
+    /// </summary>
+    public CancellationToken Token
+    {
+        get
+        {
+            var source = LazyInitializer.EnsureInitialized(ref _cancellation, () => CancellationTokenSource.CreateLinkedTokenSource(Connection.Closing.Token));
+            if (_removed)
+            {
+                source.Cancel();
+            }
+
+            return source.Token;
+        }
+    }
+
+    /// <summary>Removes the subscription: its catch-up, if any, stops.</summary>
+    public void Cancel()
+    {
+        _removed = true;
+        Volatile.Read(ref _cancellation)?.Cancel();
+    }
 
     /// <summary>Whether the subscriber takes several events in one write (a WebSocket <c>events</c> frame, SSE events flushed together).</summary>
     public bool Batch { get; init; }
@@ -34,7 +60,7 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
     /// <summary>The highest seq or position the live feed offered while this subscription was catching up.</summary>
     public long SkippedUpTo { get; set; }
 
-    public bool Cancelled => Cancellation.IsCancellationRequested;
+    public bool Cancelled => _removed || Connection.Closing.IsCancellationRequested;
 
     /// <summary>The event's place in this subscription's order.</summary>
     public long Order(PipelineEvent e) => PipelineId is null ? e.Position : e.Seq;

@@ -197,7 +197,7 @@ internal sealed partial class SubscriptionHub(
 
     public void Remove(Subscription subscription)
     {
-        subscription.Cancellation.Cancel();
+        subscription.Cancel();
         lock (_gate)
         {
             if (subscription.PipelineId is { } id)
@@ -315,7 +315,7 @@ internal sealed partial class SubscriptionHub(
     private async Task CatchUpAsync(Subscription subscription)
     {
         metrics.CatchUpStarted();
-        var token = subscription.Cancellation.Token;
+        var token = subscription.Token;
         try
         {
             // The next page is read while this one is handed to the connection, so the writer does not

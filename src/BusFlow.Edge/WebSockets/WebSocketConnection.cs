@@ -35,7 +35,6 @@ internal sealed partial class WebSocketConnection(
 
     public async Task RunAsync()
     {
-        using var closing = Closing.Token.Register(() => _ = AbortIfStuckAsync());
         var writer = WriteLoopAsync();
         try
         {
@@ -83,6 +82,8 @@ internal sealed partial class WebSocketConnection(
         }
     }
 
+    protected override void OnCloseRequested() => _ = AbortIfStuckAsync();
+
     /// <summary>
     /// A connection asked to close gets time to get its close frame out (a stalled client that reads
     /// again within twice the stall timeout still learns to resume); then it is cut.
@@ -107,25 +108,51 @@ internal sealed partial class WebSocketConnection(
     }
 
     /// <summary>
-    /// Reads client messages. An idle connection holds only a small buffer; a larger message
-    /// borrows one from the shared pool (up to <see cref="EdgeOptions.MaxFrameBytes"/>) until it is handled.
+    /// Reads client messages. An idle connection holds no buffer: it waits with a zero-byte read (as
+    /// SignalR's transport does), then borrows a small buffer from the shared pool for the message,
+    /// and a larger one (up to <see cref="EdgeOptions.MaxFrameBytes"/>) for a larger message, until
+    /// it is handled.
     /// </summary>
     private async Task ReceiveLoopAsync()
     {
         var max = _options.MaxFrameBytes;
-        var small = new byte[Math.Min(512, max)];
-        var buffer = small;
+        byte[]? small = null;
+        var buffer = Array.Empty<byte>();
         var count = 0;
         try
         {
             while (socket.State == WebSocketState.Open && !CloseRequested)
             {
+                if (count == 0 && small is null)
+                {
+                    var waited = await socket.ReceiveAsync(Memory<byte>.Empty, Abort.Token);
+                    if (waited.MessageType == WebSocketMessageType.Close)
+                    {
+                        RequestClose(1000, "", drain: false);
+                        return;
+                    }
+
+                    if (waited.EndOfMessage)
+                    {
+                        // An empty message, taken whole by the wait.
+                        await HandleMessageAsync(waited.MessageType, ReadOnlyMemory<byte>.Empty);
+                        continue;
+                    }
+
+                    small = ArrayPool<byte>.Shared.Rent(Math.Min(512, max));
+                    buffer = small;
+                }
+
                 var limit = Math.Min(buffer.Length, max);
                 if (count == limit && limit < max)
                 {
                     var larger = ArrayPool<byte>.Shared.Rent(Math.Min(max, limit * 8));
                     buffer.AsSpan(0, count).CopyTo(larger);
-                    Release(buffer, small);
+                    if (!ReferenceEquals(buffer, small))
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                    }
+
                     buffer = larger;
                     limit = Math.Min(buffer.Length, max);
                 }
@@ -153,8 +180,7 @@ internal sealed partial class WebSocketConnection(
                     while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);
 
                     count = 0;
-                    Release(buffer, small);
-                    buffer = small;
+                    (buffer, small) = ReleaseAll(buffer, small);
                     if (result.MessageType == WebSocketMessageType.Close)
                     {
                         RequestClose(1000, "", drain: false);
@@ -167,35 +193,46 @@ internal sealed partial class WebSocketConnection(
 
                 var length = count;
                 count = 0;
-                if (!TakeToken())
-                {
-                    await ErrorAsync(ClientErrors.RateLimited, $"more than {_options.MaxMessagesPerSecond} messages per second; message ignored");
-                }
-                else if (result.MessageType == WebSocketMessageType.Binary)
-                {
-                    await ErrorAsync(ClientErrors.BinaryNotSupported, "send JSON text frames");
-                }
-                else
-                {
-                    await HandleAsync(buffer.AsMemory(0, length));
-                }
-
-                Release(buffer, small);
-                buffer = small;
+                await HandleMessageAsync(result.MessageType, buffer.AsMemory(0, length));
+                (buffer, small) = ReleaseAll(buffer, small);
             }
         }
         finally
         {
-            Release(buffer, small);
+            ReleaseAll(buffer, small);
         }
     }
 
-    private static void Release(byte[] buffer, byte[] small)
+    private async Task HandleMessageAsync(WebSocketMessageType type, ReadOnlyMemory<byte> message)
     {
-        if (!ReferenceEquals(buffer, small))
+        if (!TakeToken())
+        {
+            await ErrorAsync(ClientErrors.RateLimited, $"more than {_options.MaxMessagesPerSecond} messages per second; message ignored");
+        }
+        else if (type == WebSocketMessageType.Binary)
+        {
+            await ErrorAsync(ClientErrors.BinaryNotSupported, "send JSON text frames");
+        }
+        else
+        {
+            await HandleAsync(message);
+        }
+    }
+
+    /// <summary>Gives the message's buffers back to the pool; the connection waits without one again.</summary>
+    private static (byte[] Buffer, byte[]? Small) ReleaseAll(byte[] buffer, byte[]? small)
+    {
+        if (small is not null)
+        {
+            ArrayPool<byte>.Shared.Return(small);
+        }
+
+        if (buffer.Length > 0 && !ReferenceEquals(buffer, small))
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+
+        return ([], null);
     }
 
     private bool TakeToken()
