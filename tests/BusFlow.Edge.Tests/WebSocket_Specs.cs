@@ -203,6 +203,9 @@ public sealed class When_subscribing_over_WebSocket(EdgeServerFixture fixture) :
         var cases = new (Func<Task> Send, string Code)[]
         {
             (() => ws.SendTextAsync("{not json"), "invalid_json"),
+            // Empty frames: taken whole by the idle connection's zero-byte wait.
+            (() => ws.SendTextAsync(""), "invalid_json"),
+            (() => ws.SendBinaryAsync([]), "binary_not_supported"),
             (() => ws.SendTextAsync("[1,2]"), "invalid_message"),
             (() => ws.SendTextAsync("""{"pipelineId":"*"}"""), "invalid_message"),
             (() => ws.SendTextAsync("""{"type":"launch"}"""), "unknown_type"),
