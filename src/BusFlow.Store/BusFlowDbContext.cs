@@ -34,7 +34,6 @@ public sealed class BusFlowDbContext(DbContextOptions<BusFlowDbContext> options)
             e.HasIndex(x => new { x.PipelineId, x.Seq }).IsUnique();
             e.HasIndex(x => x.Position).IsUnique();
             e.Property(x => x.Type).HasMaxLength(64);
-            e.Property(x => x.Tenant).HasMaxLength(200);
             e.HasIndex(x => new { x.Tenant, x.Position });
         });
 

@@ -64,7 +64,9 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     /// The events after <paramref name="afterPosition"/> in position order, as stored, of the rows that
     /// pass <paramref name="filter"/> in SQL: the tenant and the type from their columns, the tags
     /// from the stored JSON inside the database, so rows that do not pass are never sent to this
-    /// process. <see cref="StoredEventPage.Last"/> is the last position returned.
+    /// process. <see cref="StoredEventPage.Last"/> is the last position returned, or, for a page that
+    /// is not full, the store's last position before the read: every row up to it was looked at, so
+    /// a reader's cursor moves past the rows that did not pass, whatever their columns say.
     /// </summary>
     public Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, StoredEventFilter filter, CancellationToken cancellationToken = default)
     {
@@ -105,22 +107,17 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
 
         if (filter.Tags is { Count: > 0 } tags)
         {
-            if (postgres)
+            var i = 0;
+            foreach (var (key, value) in tags)
             {
-                // Containment: every given tag with its value (the stored JSON parsed by the database).
-                sql.Append(" AND (CAST(\"Payload\" AS jsonb) -> 'tags') @> CAST(@tags AS jsonb)");
-                parameters.Add(("tags", System.Text.Json.JsonSerializer.Serialize(tags)));
-            }
-            else
-            {
-                var i = 0;
-                foreach (var (key, value) in tags)
-                {
-                    sql.Append(" AND EXISTS (SELECT 1 FROM json_each(busflow_events.\"Payload\", '$.tags') WHERE key = @tk").Append(i).Append(" AND value = @tv").Append(i).Append(')');
-                    parameters.Add(("tk" + i, key));
-                    parameters.Add(("tv" + i, value));
-                    i++;
-                }
+                // Every given tag with its value, from the stored JSON parsed by the database (as
+                // json on PostgreSQL: jsonb refuses an escaped NUL, which System.Text.Json writes).
+                sql.Append(postgres
+                    ? $" AND (CAST(\"Payload\" AS json) -> 'tags' ->> @tk{i}) = @tv{i}"
+                    : $" AND EXISTS (SELECT 1 FROM json_each(busflow_events.\"Payload\", '$.tags') WHERE key = @tk{i} AND value = @tv{i})");
+                parameters.Add(("tk" + i, key));
+                parameters.Add(("tv" + i, value));
+                i++;
             }
         }
 
@@ -139,8 +136,18 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
         {
             await using var command = db.Database.GetDbConnection().CreateCommand();
             command.CommandText = sql;
+            var lookedUpTo = 0L;
             if (filter is not null)
             {
+                // Read first: positions follow commit order, so every row up to it has committed and
+                // is seen by the query that follows.
+                await using (var head = db.Database.GetDbConnection().CreateCommand())
+                {
+                    head.CommandText = """SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @lease""";
+                    StoreProvider.AddParameter(head, "lease", Internal.OutboxDelivery.LeaseName);
+                    lookedUpTo = Convert.ToInt64(await head.ExecuteScalarAsync(cancellationToken) ?? 0L, System.Globalization.CultureInfo.InvariantCulture);
+                }
+
                 var (filtered, parameters) = Filtered(filter, db.Database.ProviderName == "Npgsql.EntityFrameworkCore.PostgreSQL");
                 command.CommandText = filtered;
                 foreach (var (name, value) in parameters)
@@ -173,6 +180,11 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
             }
 
             var last = rows.Count == 0 ? after : pipelineId is null ? rows[^1].Position : rows[^1].Seq;
+            if (filter is not null && rows.Count < limit)
+            {
+                last = Math.Max(last, lookedUpTo);
+            }
+
             return new StoredEventPage(rows, last) { Payloads = payloads };
         }
         catch

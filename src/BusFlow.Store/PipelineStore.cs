@@ -12,12 +12,19 @@ public sealed partial class PipelineStore(IDbContextFactory<BusFlowDbContext> da
         return await db.Pipelines.AsNoTracking().FirstOrDefaultAsync(p => p.CorrelationId == pipelineId, cancellationToken);
     }
 
+    /// <summary>The most recently started pipelines, newest first, whole (inputs included).</summary>
+    public async Task<IReadOnlyList<PipelineState>> ListRecentAsync(int take, CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        return await db.Pipelines.AsNoTracking().OrderByDescending(p => p.StartedAt).Take(take).ToListAsync(cancellationToken);
+    }
+
     /// <summary>
     /// The most recently started pipelines, newest first, of one tenant (in SQL, on an index) or of
     /// all when <paramref name="tenant"/> is null; without their inputs, which a list never shows and
     /// which may be large.
     /// </summary>
-    public async Task<IReadOnlyList<PipelineState>> ListRecentAsync(int take, string? tenant, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<PipelineState>> ListRecentAsync(int take, string? tenant, CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         var pipelines = db.Pipelines.AsNoTracking();

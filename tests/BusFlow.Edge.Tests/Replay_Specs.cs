@@ -236,10 +236,10 @@ public sealed class When_subscribers_ask_for_the_same_page_at_once
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var calls = 0;
         var page = new StoredEventPage([new StoredEvent(Guid.NewGuid(), 1, 7, "StepProgress", new byte[] { 1 })], 7);
-        async Task<StoredEventPage> Read()
+        async Task<StoredEventPage> Read(CancellationToken stop)
         {
             Interlocked.Increment(ref calls);
-            await gate.Task;
+            await gate.Task.WaitAsync(stop);
             return page;
         }
 
@@ -262,6 +262,19 @@ public sealed class When_subscribers_ask_for_the_same_page_at_once
         // Once in flight no more: a later ask reads again.
         _ = await shared.ReadAsync("f", 0, 1000, Read, CancellationToken.None);
         Assert.Equal(4, calls);
+
+        // A read whose only reader stops waiting is cancelled, and the next ask reads anew.
+        var stopped = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var alone = new CancellationTokenSource();
+        var lonely = shared.ReadAsync("h", 0, 1000, async stop =>
+        {
+            await Task.Delay(Timeout.Infinite, stop).ContinueWith(_ => stopped.TrySetResult(stop.IsCancellationRequested), TaskScheduler.Default);
+            throw new OperationCanceledException(stop);
+        }, alone.Token);
+        await alone.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => lonely);
+        Assert.True(await stopped.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Same(page, await shared.ReadAsync("h", 0, 1000, Read, CancellationToken.None));
     }
 
     [Theory]

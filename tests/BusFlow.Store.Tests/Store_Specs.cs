@@ -1217,6 +1217,10 @@ public sealed class When_pipelines_carry_a_tenant_tag
         Assert.All(all.Events, e => Assert.Equal(byTenant["a"].Contains(e.PipelineId) ? "a" : byTenant["b"].Contains(e.PipelineId) ? "b" : null, e.Tenant));
         Assert.Equal(expected.Skip(4), (await host.Reader.ReadTenantStoredAsync("a", expected[3], 1000)).Events.Select(e => e.Position));
 
+        // A filtered page that is not full looked at every row up to the store's last position.
+        Assert.Equal(all.Events[^1].Position, page.Last);
+        Assert.Equal(expected[1], (await host.Reader.ReadTenantStoredAsync("a", 0, 2)).Last);
+
         // Types and tags filtered in SQL, alone and with the tenant, as the events themselves say.
         var events = all.Events.ToDictionary(e => e.Position, e => e.Read()!);
         foreach (var filter in new StoredEventFilter[]
@@ -1238,10 +1242,10 @@ public sealed class When_pipelines_carry_a_tenant_tag
         }
 
         var store = host.Services.GetRequiredService<PipelineStore>();
-        var listed = await store.ListRecentAsync(2, "b");
+        var listed = await store.ListRecentAsync(2, "b", CancellationToken.None);
         Assert.Equal(Enumerable.Reverse(byTenant["b"]).Take(2), listed.Select(p => p.CorrelationId));
         Assert.All(listed, p => Assert.Equal(("b", null, PipelineStatus.Completed, 2), (p.Tenant, p.Input, p.Status, p.Steps.Count)));
-        Assert.Equal(9, (await store.ListRecentAsync(50, null)).Count);
+        Assert.Equal(9, (await store.ListRecentAsync(50, null, CancellationToken.None)).Count);
     }
 
     [Theory]

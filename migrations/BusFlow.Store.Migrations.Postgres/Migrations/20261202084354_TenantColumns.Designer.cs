@@ -85,8 +85,7 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                         .HasColumnType("text");
 
                     b.Property<string>("Tenant")
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)");
+                        .HasColumnType("text");
 
                     b.Property<int>("Version")
                         .IsConcurrencyToken()
@@ -214,8 +213,7 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                         .HasColumnType("bigint");
 
                     b.Property<string>("Tenant")
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)");
+                        .HasColumnType("text");
 
                     b.Property<DateTimeOffset>("Timestamp")
                         .HasColumnType("timestamp with time zone");

@@ -13,21 +13,20 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
             migrationBuilder.AddColumn<string>(
                 name: "Tenant",
                 table: "busflow_pipelines",
-                type: "character varying(200)",
-                maxLength: 200,
+                type: "text",
                 nullable: true);
 
             migrationBuilder.AddColumn<string>(
                 name: "Tenant",
                 table: "busflow_events",
-                type: "character varying(200)",
-                maxLength: 200,
+                type: "text",
                 nullable: true);
 
             // Rows written before this migration: the tenant from their tags (written by hand; EF Core
-            // generated the rest). Only rows whose JSON names a tenant are parsed.
-            migrationBuilder.Sql("""UPDATE busflow_pipelines SET "Tenant" = left(("Tags"::jsonb) ->> 'tenant', 200) WHERE "Tags" LIKE '%"tenant"%';""");
-            migrationBuilder.Sql("""UPDATE busflow_events SET "Tenant" = left(("Payload"::jsonb) -> 'tags' ->> 'tenant', 200) WHERE "Payload" LIKE '%"tenant"%';""");
+            // generated the rest). Only rows whose JSON names a tenant are parsed; as json, not
+            // jsonb, which refuses an escaped NUL that System.Text.Json may have written.
+            migrationBuilder.Sql("""UPDATE busflow_pipelines SET "Tenant" = CAST("Tags" AS json) ->> 'tenant' WHERE "Tags" LIKE '%"tenant"%';""");
+            migrationBuilder.Sql("""UPDATE busflow_events SET "Tenant" = CAST("Payload" AS json) -> 'tags' ->> 'tenant' WHERE "Payload" LIKE '%"tenant"%';""");
 
             migrationBuilder.CreateIndex(
                 name: "IX_busflow_pipelines_Tenant_StartedAt",

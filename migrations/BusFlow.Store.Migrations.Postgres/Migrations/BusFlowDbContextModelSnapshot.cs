@@ -82,8 +82,7 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                         .HasColumnType("text");
 
                     b.Property<string>("Tenant")
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)");
+                        .HasColumnType("text");
 
                     b.Property<int>("Version")
                         .IsConcurrencyToken()
@@ -211,8 +210,7 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                         .HasColumnType("bigint");
 
                     b.Property<string>("Tenant")
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)");
+                        .HasColumnType("text");
 
                     b.Property<DateTimeOffset>("Timestamp")
                         .HasColumnType("timestamp with time zone");

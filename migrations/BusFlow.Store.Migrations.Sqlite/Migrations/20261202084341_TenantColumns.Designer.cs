@@ -80,7 +80,6 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                         .HasColumnType("TEXT");
 
                     b.Property<string>("Tenant")
-                        .HasMaxLength(200)
                         .HasColumnType("TEXT");
 
                     b.Property<int>("Version")
@@ -205,7 +204,6 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                         .HasColumnType("INTEGER");
 
                     b.Property<string>("Tenant")
-                        .HasMaxLength(200)
                         .HasColumnType("TEXT");
 
                     b.Property<long>("Timestamp")

@@ -14,20 +14,19 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                 name: "Tenant",
                 table: "busflow_pipelines",
                 type: "TEXT",
-                maxLength: 200,
                 nullable: true);
 
             migrationBuilder.AddColumn<string>(
                 name: "Tenant",
                 table: "busflow_events",
                 type: "TEXT",
-                maxLength: 200,
                 nullable: true);
 
             // Rows written before this migration: the tenant from their tags (written by hand; EF Core
-            // generated the rest). Only rows whose JSON names a tenant are parsed.
-            migrationBuilder.Sql("""UPDATE busflow_pipelines SET "Tenant" = substr(json_extract("Tags", '$.tenant'), 1, 200) WHERE "Tags" LIKE '%"tenant"%';""");
-            migrationBuilder.Sql("""UPDATE busflow_events SET "Tenant" = substr(json_extract("Payload", '$.tags.tenant'), 1, 200) WHERE "Payload" LIKE '%"tenant"%';""");
+            // generated the rest). Only rows whose JSON names a tenant are parsed; as json, not
+            // jsonb, which refuses an escaped NUL that System.Text.Json may have written.
+            migrationBuilder.Sql("""UPDATE busflow_pipelines SET "Tenant" = json_extract("Tags", '$.tenant') WHERE "Tags" LIKE '%"tenant"%';""");
+            migrationBuilder.Sql("""UPDATE busflow_events SET "Tenant" = json_extract("Payload", '$.tags.tenant') WHERE "Payload" LIKE '%"tenant"%';""");
 
             migrationBuilder.CreateIndex(
                 name: "IX_busflow_pipelines_Tenant_StartedAt",

@@ -77,7 +77,6 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                         .HasColumnType("TEXT");
 
                     b.Property<string>("Tenant")
-                        .HasMaxLength(200)
                         .HasColumnType("TEXT");
 
                     b.Property<int>("Version")
@@ -202,7 +201,6 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                         .HasColumnType("INTEGER");
 
                     b.Property<string>("Tenant")
-                        .HasMaxLength(200)
                         .HasColumnType("TEXT");
 
                     b.Property<long>("Timestamp")

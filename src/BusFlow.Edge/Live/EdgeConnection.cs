@@ -156,8 +156,14 @@ internal abstract class EdgeConnection
         DrainOnClose = drain;
         _outbound.Writer.TryComplete();
         Interlocked.Exchange(ref _room, null)?.TrySetResult();
-        Closing.Cancel();
-        OnCloseRequested();
+        try
+        {
+            Closing.Cancel();
+        }
+        finally
+        {
+            OnCloseRequested();
+        }
     }
 
     /// <summary>Called once, when the connection is first asked to close (no token registration per connection).</summary>

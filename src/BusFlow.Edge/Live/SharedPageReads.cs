@@ -8,23 +8,23 @@ namespace BusFlow.Edge.Live;
 /// restarted node, say) join the read already in flight instead of each reading the page again.
 /// Joined readers stay in step, since each asks for its next page when this one arrives. Each
 /// reader gets the same page and releases it once; its buffers go back to the pool after the last.
+/// A read whose readers all stopped waiting is cancelled.
 /// </summary>
 internal sealed class SharedPageReads
 {
     private readonly Dictionary<(string Filter, long After, int Size), Flight> _inFlight = [];
     private readonly Lock _gate = new();
+    private long _reads;
 
     /// <summary>Store reads started (not joined) so far.</summary>
     public long Reads => Interlocked.Read(ref _reads);
 
-    private long _reads;
-
     /// <summary>
     /// The page after <paramref name="after"/> of <paramref name="size"/> rows under <paramref name="filter"/>:
-    /// read by <paramref name="read"/>, or joined when the same read is in flight. The read itself is
-    /// not cancelled by one reader's token; a reader that stops waiting still releases its hold.
+    /// read by <paramref name="read"/> (with a token cancelled once no reader waits for it), or
+    /// joined when the same read is in flight.
     /// </summary>
-    public async Task<StoredEventPage> ReadAsync(string filter, long after, int size, Func<Task<StoredEventPage>> read, CancellationToken cancellationToken)
+    public async Task<StoredEventPage> ReadAsync(string filter, long after, int size, Func<CancellationToken, Task<StoredEventPage>> read, CancellationToken cancellationToken)
     {
         var key = (filter, after, size);
         Flight flight;
@@ -50,40 +50,82 @@ internal sealed class SharedPageReads
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            _ = flight.Page.ContinueWith(t => t.Result.Release(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+            Leave(key, flight);
             throw;
         }
     }
 
-    private async Task<StoredEventPage> RunAsync((string, long, int) key, Flight flight, Func<Task<StoredEventPage>> read)
+    /// <summary>A reader stops waiting: before the page came, it no longer counts (the last one cancels the read); after, it releases its hold.</summary>
+    private void Leave((string, long, int) key, Flight flight)
+    {
+        lock (_gate)
+        {
+            if (!flight.Done)
+            {
+                if (--flight.Readers == 0)
+                {
+                    _inFlight.Remove(key);
+                    flight.Stop.Cancel();
+                }
+
+                return;
+            }
+        }
+
+        _ = flight.Page.ContinueWith(t => t.Result.Release(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+    }
+
+    private async Task<StoredEventPage> RunAsync((string, long, int) key, Flight flight, Func<CancellationToken, Task<StoredEventPage>> read)
     {
         await Task.Yield();
+        StoredEventPage page;
         try
         {
-            var page = await read();
-            lock (_gate)
-            {
-                // No one joins once the flight is gone, so its readers are counted.
-                _inFlight.Remove(key);
-                page.HoldFor(flight.Readers);
-            }
-
-            return page;
+            page = await read(flight.Stop.Token);
         }
         catch
         {
             lock (_gate)
             {
-                _inFlight.Remove(key);
+                Finish(key, flight);
             }
 
             throw;
         }
+
+        lock (_gate)
+        {
+            // No one joins once the flight is done, so its readers are counted.
+            Finish(key, flight);
+            page.HoldFor(Math.Max(1, flight.Readers));
+            if (flight.Readers == 0)
+            {
+                // Every reader left while the read finished anyway.
+                page.Release();
+            }
+        }
+
+        return page;
+    }
+
+    private void Finish((string, long, int) key, Flight flight)
+    {
+        if (_inFlight.TryGetValue(key, out var current) && ReferenceEquals(current, flight))
+        {
+            _inFlight.Remove(key);
+        }
+
+        flight.Done = true;
+        flight.Stop.Dispose();
     }
 
     private sealed class Flight
     {
         public int Readers { get; set; } = 1;
+
+        public bool Done { get; set; }
+
+        public CancellationTokenSource Stop { get; } = new();
 
         public Task<StoredEventPage> Page { get; set; } = null!;
     }

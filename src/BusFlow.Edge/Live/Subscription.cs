@@ -21,7 +21,7 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
     public EdgeConnection Connection { get; } = connection;
 
     private CancellationTokenSource? _cancellation;
-    private volatile bool _removed;
+    private int _removed;
 
     /// <summary>
     /// Cancelled when the subscription is removed or its connection closes: made for the first
@@ -31,8 +31,10 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
     {
         get
         {
+            // Made with a full fence (CompareExchange) before _removed is read; Cancel writes _removed
+            // with one before it reads _cancellation: one of the two always sees the other.
             var source = LazyInitializer.EnsureInitialized(ref _cancellation, () => CancellationTokenSource.CreateLinkedTokenSource(Connection.Closing.Token));
-            if (_removed)
+            if (Volatile.Read(ref _removed) != 0)
             {
                 source.Cancel();
             }
@@ -44,7 +46,7 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
     /// <summary>Removes the subscription: its catch-up, if any, stops.</summary>
     public void Cancel()
     {
-        _removed = true;
+        Interlocked.Exchange(ref _removed, 1);
         Volatile.Read(ref _cancellation)?.Cancel();
     }
 
@@ -60,7 +62,7 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
     /// <summary>The highest seq or position the live feed offered while this subscription was catching up.</summary>
     public long SkippedUpTo { get; set; }
 
-    public bool Cancelled => _removed || Connection.Closing.IsCancellationRequested;
+    public bool Cancelled => Volatile.Read(ref _removed) != 0 || Connection.Closing.IsCancellationRequested;
 
     /// <summary>The event's place in this subscription's order.</summary>
     public long Order(PipelineEvent e) => PipelineId is null ? e.Position : e.Seq;
@@ -72,11 +74,12 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
     public StoredEventFilter StoreFilter => new(Connection.Principal.Tenant, Filter.EventTypes, Filter.Tags);
 
     /// <summary>The same text for subscriptions whose <see cref="StoreFilter"/> reads the same rows (they may share page reads).</summary>
-    public string StoreFilterKey { get; } = string.Join(
-        '\u0001',
-        connection.Principal.Tenant ?? "",
-        string.Join('\u0002', (filter.EventTypes ?? new HashSet<string>()).Order(StringComparer.Ordinal)),
-        string.Join('\u0002', (filter.Tags ?? new Dictionary<string, string>()).OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => t.Key + '\u0003' + t.Value)));
+    public string StoreFilterKey { get; } = System.Text.Json.JsonSerializer.Serialize(new object?[]
+    {
+        connection.Principal.Tenant,
+        filter.EventTypes?.Order(StringComparer.Ordinal).ToArray(),
+        filter.Tags?.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => new[] { t.Key, t.Value }).ToArray(),
+    });
 
     /// <summary>
     /// Whether a stored event passes, from its columns alone (its tenant is a column; on <c>*</c> the

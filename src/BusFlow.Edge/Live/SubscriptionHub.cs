@@ -416,7 +416,7 @@ internal sealed partial class SubscriptionHub(
             // On *, the tenant, types and tags are filtered in SQL: the rows that do not pass never
             // leave the database (a tenant's on an index on tenant and position); subscriptions
             // asking for the same page at once share one read.
-            : _sharedReads.ReadAsync(subscription.StoreFilterKey, after, pageSize, () => Counted(reader.ReadAllStoredAsync(after, pageSize, subscription.StoreFilter, CancellationToken.None)), token);
+            : _sharedReads.ReadAsync(subscription.StoreFilterKey, after, pageSize, stop => Counted(reader.ReadAllStoredAsync(after, pageSize, subscription.StoreFilter, stop)), token);
 
     /// <summary>The page, its rows counted as read from the store.</summary>
     private async Task<StoredEventPage> Counted(Task<StoredEventPage> read)

@@ -238,20 +238,21 @@ internal sealed partial class GroupCommit(
             return;
         }
 
-        var events = new List<PipelineEvent>(rows.Count);
-        foreach (var row in rows)
-        {
-            if (PipelineStateMap.Positioned(row) is { } e)
-            {
-                row.Decided = e;
-                events.Add(e);
-            }
-        }
-
+        // Never throws: the group committed, and its members must learn so.
         foreach (var listener in _listeners)
         {
             try
             {
+                var events = new List<PipelineEvent>(rows.Count);
+                foreach (var row in rows)
+                {
+                    if (PipelineStateMap.Positioned(row) is { } e)
+                    {
+                        row.Decided = e;
+                        events.Add(e);
+                    }
+                }
+
                 listener.OnCommitted(events);
             }
             catch (Exception ex)

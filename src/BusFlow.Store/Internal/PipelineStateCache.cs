@@ -93,6 +93,7 @@ internal sealed class PipelineStateCache(BusFlowStoreOptions options)
         Definition = s.Definition,
         Input = s.Input,
         Tags = new Dictionary<string, string>(s.Tags),
+        Tenant = s.Tenant,
         ParentPipelineId = s.ParentPipelineId,
         ParentStepName = s.ParentStepName,
         LastSeq = s.LastSeq,

@@ -26,7 +26,6 @@ internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
         e.HasIndex(x => x.NextDeadline);
         e.HasIndex(x => x.FinishedAt);
         e.HasIndex(x => x.ParentPipelineId);
-        e.Property(x => x.Tenant).HasMaxLength(200);
         e.HasIndex(x => new { x.Tenant, x.StartedAt });
         // The step tree changes in nearly every transition: called changed whenever loaded, which
         // spares EF a deep copy when the row is loaded and two serialisations to compare at save.
