@@ -130,6 +130,8 @@ public static class E2eReplay
     private const string AllBatched = "edge, `*` after 0, batch";
     private const string OneBatched = "edge, pipeline after 0, batch";
     private const string Floor = "bare Kestrel WebSocket (no store)";
+    private const int Together = 4;
+    private const string AllTogether = "edge, `*` after 0, batch, 4 subscribers at once (events of all 4)";
     private const string Postgres = "PostgreSQL";
     private const string Sqlite = "SQLite";
 
@@ -140,7 +142,7 @@ public static class E2eReplay
         Console.WriteLine(Fmt($"e2e-replay: {count:N0} events of one pipeline on PostgreSQL and on SQLite, {settings.Repetitions} repetitions after a warm-up; load average {load}"));
         var results = new Dictionary<(string Store, string Kind), List<ReplayRun>>();
         var stores = new[] { (Postgres, "postgres"), (Sqlite, "sqlite") }.Where(s => settings.ReplayStores.Contains(s.Item2)).Select(s => s.Item1);
-        var readers = new Dictionary<string, string> { ["all"] = All, ["one"] = One, ["all-batch"] = AllBatched, ["one-batch"] = OneBatched, ["floor"] = Floor };
+        var readers = new Dictionary<string, string> { ["all"] = All, ["one"] = One, ["all-batch"] = AllBatched, ["one-batch"] = OneBatched, ["all-batch-4"] = AllTogether, ["floor"] = Floor };
         foreach (var store in stores)
         {
             await using var database = store == Postgres ? await BenchDatabase.Create() : null;
@@ -179,16 +181,20 @@ public static class E2eReplay
                     foreach (var kind in kinds)
                     {
                         var meter = new ResourceMeter();
+                        var rowsBefore = app.Services.GetRequiredService<EdgeMetrics>().RowsReadForReplay;
                         var (events, seconds) = kind switch
                         {
                             Raw when data is not null => await RawSelectAsync(data),
                             Raw => await RawSelectAsync(options.ConnectionString),
                             Floor => await SubscribeAsync(new Uri(ws, "/floor/ws"), Fmt($"{count}"), "\"seq\":"u8.ToArray(), count),
                             All or AllBatched => await SubscribeAsync(ws, $$"""{"type":"subscribe","pipelineId":"*","after":0,"batch":{{(kind == AllBatched ? "true" : "false")}}}""", "\"position\":"u8.ToArray(), count),
+                            // Subscribers resuming together share the store's pages (SharedPageReads).
+                            AllTogether => AllOf(await Task.WhenAll(Enumerable.Range(0, Together).Select(_ => SubscribeAsync(ws, """{"type":"subscribe","pipelineId":"*","after":0,"batch":true}""", "\"position\":"u8.ToArray(), count)))),
                             _ => await SubscribeAsync(ws, $$"""{"type":"subscribe","pipelineId":"{{pipelineId}}","after":0,"batch":{{(kind == OneBatched ? "true" : "false")}}}""", "\"seq\":"u8.ToArray(), count),
                         };
                         var run = new ReplayRun(events, seconds, meter.Stop(events));
-                        Console.WriteLine(Fmt($"  {(rep == 0 ? "warm-up" : $"rep {rep}"),-7} {store,-10} {kind,-33} {events:N0} events in {seconds:0.00} s = {run.PerSecond:N0}/s; {run.Resources}"));
+                        var rowsRead = app.Services.GetRequiredService<EdgeMetrics>().RowsReadForReplay - rowsBefore;
+                        Console.WriteLine(Fmt($"  {(rep == 0 ? "warm-up" : $"rep {rep}"),-7} {store,-10} {kind,-33} {events:N0} events in {seconds:0.00} s = {run.PerSecond:N0}/s; {rowsRead:N0} rows read from the store; {run.Resources}"));
                         if (rep > 0)
                         {
                             results.TryAdd((store, kind), []);
@@ -363,6 +369,9 @@ public static class E2eReplay
         await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "", CancellationToken.None);
         return (events, seconds);
     }
+
+    /// <summary>Subscribers at once: every subscriber's events, over the slowest one's seconds.</summary>
+    private static (long, double) AllOf((long Events, double Seconds)[] runs) => (runs.Sum(r => r.Events), runs.Max(r => r.Seconds));
 
     private static string Table(E2eSettings settings, Dictionary<(string Store, string Kind), List<ReplayRun>> results, string load)
     {

@@ -33,7 +33,7 @@ public sealed record E2eSettings
     public IReadOnlyList<string> ReplayStores { get; init; } = ["postgres", "sqlite"];
 
     /// <summary>Replay: readers to measure, <c>raw</c>, <c>all</c>, <c>one</c>, <c>all-batch</c>, <c>one-batch</c>, <c>floor</c> (PostgreSQL only); raw is always measured.</summary>
-    public IReadOnlyList<string> ReplayReaders { get; init; } = ["raw", "all", "one", "all-batch", "one-batch", "floor"];
+    public IReadOnlyList<string> ReplayReaders { get; init; } = ["raw", "all", "one", "all-batch", "one-batch", "all-batch-4", "floor"];
 
     /// <summary>Fan-out: subscriber counts.</summary>
     public IReadOnlyList<int> FanoutClients { get; init; } = [1, 100, 1000, 10_000];
