@@ -45,7 +45,8 @@ public sealed class BusFlowStoreOptions
     /// How long one publish or send may wait for the broker's confirmation before it counts as
     /// failed and is tried again (the same MessageId, so receivers de-duplicate a late original).
     /// RabbitMQ.Client 7 can leave a publish waiting forever when the broker restarts under it
-    /// (rabbitmq-dotnet-client#1930); without this bound the delivery would stall.
+    /// (rabbitmq-dotnet-client#1930, reported against 7.2.1 and still open when BusFlow moved to
+    /// MassTransit 8.5.12 with RabbitMQ.Client 7.2.2); without this bound the delivery would stall.
     /// </summary>
     public TimeSpan BrokerConfirmTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
