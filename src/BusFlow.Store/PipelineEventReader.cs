@@ -6,8 +6,10 @@ using Microsoft.Extensions.Logging;
 namespace BusFlow.Store;
 
 /// <summary>Replay queries over the event log, for subscribers that resume or fell behind.</summary>
-public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbContext> databases, ILogger<PipelineEventReader> logger)
+public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbContext> databases, BusFlowStoreOptions options, ILogger<PipelineEventReader> logger)
 {
+    private readonly bool _postgres = options.Provider == StoreProviderKind.Postgres;
+
     /// <summary>One pipeline's events with seq greater than <paramref name="afterSeq"/>, in seq order.</summary>
     public async Task<IReadOnlyList<PipelineEvent>> ReadPipelineAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default)
     {
@@ -47,18 +49,11 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     /// the recorded JSON as UTF-8, not deserialised), for replay to subscribers that can take the bytes as they are.
     /// </summary>
     public Task<StoredEventPage> ReadPipelineStoredAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default) =>
-        ReadStoredPageAsync(PipelineAfterSeq, afterSeq, limit, pipelineId, cancellationToken);
+        ReadStoredPageAsync(new PageQuery(PipelineAfterSeq, [("pipeline", pipelineId)], BySeq: true), afterSeq, limit, cancellationToken);
 
     /// <summary>Every pipeline's events after <paramref name="afterPosition"/> in position order, as stored.</summary>
     public Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, CancellationToken cancellationToken = default) =>
-        ReadStoredPageAsync(AllAfterPosition, afterPosition, limit, null, cancellationToken);
-
-    /// <summary>
-    /// One tenant's events (their <see cref="PipelineTags.Tenant"/> tag) after <paramref name="afterPosition"/>
-    /// in position order, as stored: filtered in SQL on an index, so a tenant's catch-up reads only its own rows.
-    /// </summary>
-    public Task<StoredEventPage> ReadTenantStoredAsync(string tenant, long afterPosition, int limit, CancellationToken cancellationToken = default) =>
-        ReadAllStoredAsync(afterPosition, limit, new StoredEventFilter(tenant), cancellationToken);
+        ReadStoredPageAsync(new PageQuery(AllAfterPosition, [], BySeq: false), afterPosition, limit, cancellationToken);
 
     /// <summary>
     /// The events after <paramref name="afterPosition"/> in position order, as stored, of the rows that
@@ -68,15 +63,10 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     /// is not full, the store's last position before the read: every row up to it was looked at, so
     /// a reader's cursor moves past the rows that did not pass, whatever their columns say.
     /// </summary>
-    public Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, StoredEventFilter filter, CancellationToken cancellationToken = default)
-    {
-        if (filter.IsEmpty)
-        {
-            return ReadAllStoredAsync(afterPosition, limit, cancellationToken);
-        }
-
-        return ReadStoredPageAsync(string.Empty, afterPosition, limit, null, cancellationToken, filter);
-    }
+    public Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, StoredEventFilter filter, CancellationToken cancellationToken = default) =>
+        filter.IsEmpty
+            ? ReadAllStoredAsync(afterPosition, limit, cancellationToken)
+            : ReadStoredPageAsync(Filtered(filter, _postgres), afterPosition, limit, cancellationToken);
 
     // Plain SQL both providers accept, read with the provider's data reader: the payload column's UTF-8
     // bytes are taken as they are, where EF Core would decode each into a .NET string that replay then
@@ -87,8 +77,15 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
 
     private const string AllAfterPosition = Columns + """ WHERE "Position" > @after ORDER BY "Position" LIMIT @limit""";
 
-    /// <summary>The SQL of a filtered page after a position, and its parameters besides @after and @limit.</summary>
-    private static (string Sql, List<(string Name, object Value)> Parameters) Filtered(StoredEventFilter filter, bool postgres)
+    /// <summary>
+    /// A page's SQL and its parameters besides @after and @limit; whether it goes by seq (one
+    /// pipeline) or by position; and the tenant it names, if any (every row's, not read per row).
+    /// A filtered query skips rows, so the page's end is where it looked up to (see <see cref="ReadAllStoredAsync(long, int, StoredEventFilter, CancellationToken)"/>).
+    /// </summary>
+    private sealed record PageQuery(string Sql, List<(string Name, object Value)> Parameters, bool BySeq, bool Filtered = false, string? Tenant = null);
+
+    /// <summary>The query of a filtered page after a position.</summary>
+    private static PageQuery Filtered(StoredEventFilter filter, bool postgres)
     {
         var sql = new System.Text.StringBuilder(Columns).Append(" WHERE ");
         var parameters = new List<(string, object)>();
@@ -122,11 +119,11 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
         }
 
         sql.Append(" ORDER BY \"Position\" LIMIT @limit");
-        return (sql.ToString(), parameters);
+        return new PageQuery(sql.ToString(), parameters, BySeq: false, Filtered: true, filter.Tenant);
     }
 
-    /// <summary>A page after a seq (of <paramref name="pipelineId"/>) or after a position (of every pipeline, when null).</summary>
-    private async Task<StoredEventPage> ReadStoredPageAsync(string sql, long after, int limit, Guid? pipelineId, CancellationToken cancellationToken, StoredEventFilter? filter = null)
+    /// <summary>A page after a seq or a position, as <paramref name="query"/> says.</summary>
+    private async Task<StoredEventPage> ReadStoredPageAsync(PageQuery query, long after, int limit, CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         // Opened through EF, so the connection interceptors run, and closed as soon as the page is read.
@@ -134,33 +131,24 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
         var payloads = new PayloadBuffers();
         try
         {
-            await using var command = db.Database.GetDbConnection().CreateCommand();
-            command.CommandText = sql;
             var lookedUpTo = 0L;
-            if (filter is not null)
+            if (query.Filtered)
             {
                 // Read first: positions follow commit order, so every row up to it has committed and
                 // is seen by the query that follows.
-                await using (var head = db.Database.GetDbConnection().CreateCommand())
-                {
-                    head.CommandText = """SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @lease""";
-                    StoreProvider.AddParameter(head, "lease", Internal.OutboxDelivery.LeaseName);
-                    lookedUpTo = Convert.ToInt64(await head.ExecuteScalarAsync(cancellationToken) ?? 0L, System.Globalization.CultureInfo.InvariantCulture);
-                }
-
-                var (filtered, parameters) = Filtered(filter, db.Database.ProviderName == "Npgsql.EntityFrameworkCore.PostgreSQL");
-                command.CommandText = filtered;
-                foreach (var (name, value) in parameters)
-                {
-                    StoreProvider.AddParameter(command, name, value);
-                }
+                await using var head = db.Database.GetDbConnection().CreateCommand();
+                head.CommandText = """SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @lease""";
+                StoreProvider.AddParameter(head, "lease", Internal.OutboxDelivery.LeaseName);
+                lookedUpTo = Convert.ToInt64(await head.ExecuteScalarAsync(cancellationToken) ?? 0L, System.Globalization.CultureInfo.InvariantCulture);
             }
 
+            await using var command = db.Database.GetDbConnection().CreateCommand();
+            command.CommandText = query.Sql;
             StoreProvider.AddParameter(command, "after", after);
             StoreProvider.AddParameter(command, "limit", limit);
-            if (pipelineId is { } id)
+            foreach (var (name, value) in query.Parameters)
             {
-                StoreProvider.AddParameter(command, "pipeline", id);
+                StoreProvider.AddParameter(command, name, value);
             }
 
             var rows = new List<StoredEvent>(limit);
@@ -174,13 +162,13 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
                 while (await reader.ReadAsync(cancellationToken))
                 {
                     rows.Add(inPlace
-                        ? new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeBytes), payloads.Read(reader, 4), ReadTenant(reader, filter?.Tenant))
-                        : new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4), ReadTenant(reader, filter?.Tenant)));
+                        ? new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeBytes), payloads.Read(reader, 4), ReadTenant(reader, query.Tenant))
+                        : new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4), ReadTenant(reader, query.Tenant)));
                 }
             }
 
-            var last = rows.Count == 0 ? after : pipelineId is null ? rows[^1].Position : rows[^1].Seq;
-            if (filter is not null && rows.Count < limit)
+            var last = rows.Count == 0 ? after : query.BySeq ? rows[^1].Seq : rows[^1].Position;
+            if (query.Filtered && rows.Count < limit)
             {
                 last = Math.Max(last, lookedUpTo);
             }

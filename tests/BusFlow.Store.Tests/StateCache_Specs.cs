@@ -134,6 +134,21 @@ public sealed class When_a_process_transitions_pipelines_it_committed_last
         }
     }
 
+    [Fact]
+    public async Task Should_copy_every_property_of_a_state_its_steps_and_their_items()
+    {
+        var cache = new PipelineStateCache(new BusFlowStoreOptions());
+        var state = FilledStates.Pipeline();
+        state.Status = PipelineStatus.Running;
+        cache.Committed([(state, false)]);
+        await using var db = await TestDatabase.Create(StoreProviderKind.Sqlite);
+        await db.MigrateAsync();
+        await using var context = new BusFlowDbContext(db.ContextOptions());
+        var copy = cache.Attach(context, state.CorrelationId)!;
+        Assert.NotSame(state, copy);
+        Assert.Equal(FilledStates.Json(state), FilledStates.Json(copy));
+    }
+
     /// <summary>Counts the queries that read <c>busflow_pipelines</c> in one test database, from EF Core's diagnostics.</summary>
     private sealed class PipelineReads : IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>, IDisposable
     {

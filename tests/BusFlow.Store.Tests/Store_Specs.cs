@@ -1209,17 +1209,17 @@ public sealed class When_pipelines_carry_a_tenant_tag
             }
         }
 
-        var page = await host.Reader.ReadTenantStoredAsync("a", 0, 1000);
+        var page = await host.Reader.ReadAllStoredAsync(0, 1000, new StoredEventFilter("a"));
         var all = await host.Reader.ReadAllStoredAsync(0, 1000);
         var expected = all.Events.Where(e => byTenant["a"].Contains(e.PipelineId)).Select(e => e.Position).ToList();
         Assert.Equal(expected, page.Events.Select(e => e.Position));
         Assert.All(page.Events, e => Assert.Equal("a", e.Tenant));
         Assert.All(all.Events, e => Assert.Equal(byTenant["a"].Contains(e.PipelineId) ? "a" : byTenant["b"].Contains(e.PipelineId) ? "b" : null, e.Tenant));
-        Assert.Equal(expected.Skip(4), (await host.Reader.ReadTenantStoredAsync("a", expected[3], 1000)).Events.Select(e => e.Position));
+        Assert.Equal(expected.Skip(4), (await host.Reader.ReadAllStoredAsync(expected[3], 1000, new StoredEventFilter("a"))).Events.Select(e => e.Position));
 
         // A filtered page that is not full looked at every row up to the store's last position.
         Assert.Equal(all.Events[^1].Position, page.Last);
-        Assert.Equal(expected[1], (await host.Reader.ReadTenantStoredAsync("a", 0, 2)).Last);
+        Assert.Equal(expected[1], (await host.Reader.ReadAllStoredAsync(0, 2, new StoredEventFilter("a"))).Last);
 
         // Types and tags filtered in SQL, alone and with the tenant, as the events themselves say.
         var events = all.Events.ToDictionary(e => e.Position, e => e.Read()!);
@@ -1246,6 +1246,26 @@ public sealed class When_pipelines_carry_a_tenant_tag
         Assert.Equal(Enumerable.Reverse(byTenant["b"]).Take(2), listed.Select(p => p.CorrelationId));
         Assert.All(listed, p => Assert.Equal(("b", null, PipelineStatus.Completed, 2), (p.Tenant, p.Input, p.Status, p.Steps.Count)));
         Assert.Equal(9, (await store.ListRecentAsync(50, null, CancellationToken.None)).Count);
+    }
+
+    [Fact]
+    public async Task Should_list_every_property_of_a_pipeline_but_its_input()
+    {
+        await using var db = await TestDatabase.Create(StoreProviderKind.Sqlite);
+        await using var host = await StoreHost.StartWithOneStep(db.Options());
+        var state = FilledStates.Pipeline();
+        await using (var context = await host.Databases.CreateDbContextAsync())
+        {
+            context.Pipelines.Add(state);
+            await context.SaveChangesAsync();
+        }
+
+        var store = host.Services.GetRequiredService<PipelineStore>();
+        var whole = (await store.FindAsync(state.CorrelationId))!;
+        var listed = Assert.Single(await store.ListRecentAsync(10, state.Tenant, CancellationToken.None));
+        Assert.Null(listed.Input);
+        whole.Input = null;
+        Assert.Equal(FilledStates.Json(whole), FilledStates.Json(listed));
     }
 
     [Theory]

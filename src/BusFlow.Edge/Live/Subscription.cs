@@ -22,6 +22,8 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
 
     private CancellationTokenSource? _cancellation;
     private int _removed;
+    private StoredEventFilter? _storeFilter;
+    private string? _storeFilterKey;
 
     /// <summary>
     /// Cancelled when the subscription is removed or its connection closes: made for the first
@@ -71,14 +73,17 @@ internal sealed class Subscription(string key, Guid? pipelineId, PipelineEventFi
     public bool Matches(PipelineEvent e) => Connection.Principal.Sees(e) && Filter.Matches(e);
 
     /// <summary>What a catch-up on <c>*</c> asks the store to filter in SQL: the principal's tenant, the types and the tags.</summary>
-    public StoredEventFilter StoreFilter => new(Connection.Principal.Tenant, Filter.EventTypes, Filter.Tags);
+    public StoredEventFilter StoreFilter => _storeFilter ??= new(Connection.Principal.Tenant, Filter.EventTypes, Filter.Tags);
 
-    /// <summary>The same text for subscriptions whose <see cref="StoreFilter"/> reads the same rows (they may share page reads).</summary>
-    public string StoreFilterKey { get; } = System.Text.Json.JsonSerializer.Serialize(new object?[]
+    /// <summary>
+    /// The same text for subscriptions whose <see cref="StoreFilter"/> reads the same rows (they may
+    /// share page reads); made for the first catch-up on <c>*</c>, not for every subscription.
+    /// </summary>
+    public string StoreFilterKey => _storeFilterKey ??= System.Text.Json.JsonSerializer.Serialize(new object?[]
     {
-        connection.Principal.Tenant,
-        filter.EventTypes?.Order(StringComparer.Ordinal).ToArray(),
-        filter.Tags?.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => new[] { t.Key, t.Value }).ToArray(),
+        Connection.Principal.Tenant,
+        Filter.EventTypes?.Order(StringComparer.Ordinal).ToArray(),
+        Filter.Tags?.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => new[] { t.Key, t.Value }).ToArray(),
     });
 
     /// <summary>

@@ -239,20 +239,28 @@ internal sealed partial class GroupCommit(
         }
 
         // Never throws: the group committed, and its members must learn so.
+        var events = new List<PipelineEvent>(rows.Count);
+        try
+        {
+            foreach (var row in rows)
+            {
+                if (PipelineStateMap.Positioned(row) is { } e)
+                {
+                    row.Decided = e;
+                    events.Add(e);
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            LogListenerFailed(logger, ex, nameof(PipelineStateMap.Positioned));
+            return;
+        }
+
         foreach (var listener in _listeners)
         {
             try
             {
-                var events = new List<PipelineEvent>(rows.Count);
-                foreach (var row in rows)
-                {
-                    if (PipelineStateMap.Positioned(row) is { } e)
-                    {
-                        row.Decided = e;
-                        events.Add(e);
-                    }
-                }
-
                 listener.OnCommitted(events);
             }
             catch (Exception ex)
