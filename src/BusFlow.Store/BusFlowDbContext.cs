@@ -4,12 +4,21 @@ using Microsoft.EntityFrameworkCore;
 namespace BusFlow.Store;
 
 /// <summary>
-/// BusFlow's database: pipeline saga state, the event log, the outbox and inbox, idempotency keys,
+/// BusFlow's database: pipeline saga state (a map's items in rows of their own), the event log, the outbox and inbox, idempotency keys,
 /// suspensions and leases. Provider-neutral; provider differences live in <see cref="StoreProvider"/>.
 /// </summary>
-public sealed class BusFlowDbContext(DbContextOptions<BusFlowDbContext> options) : DbContext(options)
+public sealed class BusFlowDbContext : DbContext
 {
+    public BusFlowDbContext(DbContextOptions<BusFlowDbContext> options)
+        : base(options)
+    {
+        // A pipeline saved through SaveChanges (a saga's first insert) writes its map's item rows with it.
+        SavingChanges += (_, _) => WorkItemRows.Track(this);
+    }
+
     public DbSet<PipelineState> Pipelines => Set<PipelineState>();
+
+    public DbSet<WorkItemRecord> WorkItems => Set<WorkItemRecord>();
 
     public DbSet<PipelineEventRecord> Events => Set<PipelineEventRecord>();
 
@@ -26,6 +35,12 @@ public sealed class BusFlowDbContext(DbContextOptions<BusFlowDbContext> options)
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.ApplyConfiguration(new PipelineStateMap());
+
+        modelBuilder.Entity<WorkItemRecord>(e =>
+        {
+            e.ToTable("busflow_work_items");
+            e.HasKey(x => new { x.PipelineId, x.Step, x.ItemIndex });
+        });
 
         modelBuilder.Entity<PipelineEventRecord>(e =>
         {

@@ -1,3 +1,4 @@
+using BusFlow.Store.Internal;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
 
@@ -9,20 +10,43 @@ public sealed partial class PipelineStore(IDbContextFactory<BusFlowDbContext> da
     public async Task<PipelineState?> FindAsync(Guid pipelineId, CancellationToken cancellationToken = default)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        return await db.Pipelines.AsNoTracking().FirstOrDefaultAsync(p => p.CorrelationId == pipelineId, cancellationToken);
+        var state = await db.Pipelines.AsNoTracking().FirstOrDefaultAsync(p => p.CorrelationId == pipelineId, cancellationToken);
+        if (state is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            await WorkItemRows.FillAsync(db, [state], cancellationToken);
+        }
+        catch (InvalidOperationException)
+        {
+            if (await db.Pipelines.AnyAsync(p => p.CorrelationId == pipelineId, cancellationToken))
+            {
+                throw;
+            }
+
+            // Removed by retention between the two reads.
+            return null;
+        }
+
+        return state;
     }
 
     /// <summary>The most recently started pipelines, newest first, whole (inputs included).</summary>
     public async Task<IReadOnlyList<PipelineState>> ListRecentAsync(int take, CancellationToken cancellationToken = default)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        return await db.Pipelines.AsNoTracking().OrderByDescending(p => p.StartedAt).Take(take).ToListAsync(cancellationToken);
+        var states = await db.Pipelines.AsNoTracking().OrderByDescending(p => p.StartedAt).Take(take).ToListAsync(cancellationToken);
+        await WorkItemRows.FillAsync(db, states, cancellationToken);
+        return states;
     }
 
     /// <summary>
     /// The most recently started pipelines, newest first, of one tenant (in SQL, on an index) or of
     /// all when <paramref name="tenant"/> is null; without their inputs, which a list never shows and
-    /// which may be large.
+    /// which may be large, and without a map step's items (its step tree says how far it is).
     /// </summary>
     public async Task<IReadOnlyList<PipelineState>> ListRecentAsync(int take, string? tenant, CancellationToken cancellationToken)
     {

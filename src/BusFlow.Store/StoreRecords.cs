@@ -37,6 +37,24 @@ public sealed class PipelineEventRecord
     internal PipelineEvent? Decided { get; set; }
 }
 
+/// <summary>
+/// One item of a map step, kept apart from its pipeline's row so that a transition writes the items
+/// it changed, not the whole map (docs/architecture.md). The pipeline row's step tree records how
+/// many rows the step has; <see cref="Body"/> is the <see cref="WorkItem"/> as JSON.
+/// </summary>
+public sealed class WorkItemRecord
+{
+    public Guid PipelineId { get; set; }
+
+    /// <summary>The step's place in the pipeline's <see cref="PipelineState.Steps"/>.</summary>
+    public int Step { get; set; }
+
+    /// <summary>The item's index in the mapped list.</summary>
+    public int ItemIndex { get; set; }
+
+    public string Body { get; set; } = "";
+}
+
 /// <summary>A message a transition or a step decided to send, delivered to the broker after commit.</summary>
 public sealed class OutboxMessageRecord
 {

@@ -127,4 +127,7 @@ public sealed class WorkItem
     public JsonElement? Resume { get; set; }
 
     public Guid? ChildPipelineId { get; set; }
+
+    /// <summary>A copy to change while this one stays as it was (JSON values and errors are immutable and shared).</summary>
+    public WorkItem Copy() => (WorkItem)MemberwiseClone();
 }

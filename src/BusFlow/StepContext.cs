@@ -47,14 +47,16 @@ public sealed class StepContext
     /// </summary>
     public void Enlist(Func<StepCommitContext, Task> effect) => Effects.Add(effect);
 
-    /// <summary>The pipeline's input, deserialised.</summary>
+    /// <summary>The pipeline's input, deserialised; for a map item over a property of the input, without that property (the item is <see cref="GetItem{T}"/>).</summary>
     public T? GetPipelineInput<T>() => Command.PipelineInput is { } e ? e.Deserialize<T>(JsonOptions) : default;
 
-    /// <summary>The output named <paramref name="name"/> of a step this step consumes.</summary>
+    /// <summary>The output named <paramref name="name"/> of a step this step consumes (for a map item, not the list it maps over: that is <see cref="GetItem{T}"/>).</summary>
     public T? GetInput<T>(string name) =>
         Command.Inputs.TryGetValue(name, out var value)
             ? value.Deserialize<T>(JsonOptions)
-            : throw new KeyNotFoundException($"Step '{StepName}' has no input named '{name}'; it consumes: {string.Join(", ", Command.Inputs.Keys)}.");
+            : throw new KeyNotFoundException(Command.ItemIndex is not null
+                ? $"Map step '{StepName}' has no input named '{name}' in its items; an item is not sent the list its step maps over (read its element with GetItem), and it consumes: {string.Join(", ", Command.Inputs.Keys)}."
+                : $"Step '{StepName}' has no input named '{name}'; it consumes: {string.Join(", ", Command.Inputs.Keys)}.");
 
     /// <summary>For map steps: the item, deserialised.</summary>
     public T? GetItem<T>() => Command.Item is { } e ? e.Deserialize<T>(JsonOptions) : default;

@@ -298,6 +298,26 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
 
                     b.ToTable("busflow_suspensions", (string)null);
                 });
+
+            modelBuilder.Entity("BusFlow.Store.WorkItemRecord", b =>
+                {
+                    b.Property<Guid>("PipelineId")
+                        .HasColumnType("uuid");
+
+                    b.Property<int>("Step")
+                        .HasColumnType("integer");
+
+                    b.Property<int>("ItemIndex")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Body")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.HasKey("PipelineId", "Step", "ItemIndex");
+
+                    b.ToTable("busflow_work_items", (string)null);
+                });
 #pragma warning restore 612, 618
         }
     }

@@ -289,6 +289,26 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
 
                     b.ToTable("busflow_suspensions", (string)null);
                 });
+
+            modelBuilder.Entity("BusFlow.Store.WorkItemRecord", b =>
+                {
+                    b.Property<Guid>("PipelineId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Step")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("ItemIndex")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Body")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("PipelineId", "Step", "ItemIndex");
+
+                    b.ToTable("busflow_work_items", (string)null);
+                });
 #pragma warning restore 612, 618
         }
     }

@@ -173,10 +173,14 @@ internal sealed partial class GroupCommit(
 
             if (ids.Count > 0)
             {
+                var loaded = new List<PipelineState>(ids.Count);
                 await foreach (var state in StoreQueries.For(db).Pipelines(db, ids).WithCancellation(cancellationToken))
                 {
                     group.States[state.CorrelationId] = state;
+                    loaded.Add(state);
                 }
+
+                await WorkItemRows.FillAsync(db, loaded, cancellationToken);
             }
 
             foreach (var member in members.Where(m => m.ReadsState))
@@ -196,6 +200,7 @@ internal sealed partial class GroupCommit(
             // transition of a pipeline fails there, on its Version, before its rows could collide
             // on (PipelineId, Seq).
             var written = states.Writing(db);
+            WorkItemRows.Track(db);
             await GroupRows.WriteAsync(db, transaction.GetDbTransaction(), options.Provider, cancellationToken);
             if (db.ChangeTracker.HasChanges())
             {

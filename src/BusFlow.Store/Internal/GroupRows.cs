@@ -8,8 +8,8 @@ namespace BusFlow.Store.Internal;
 
 /// <summary>
 /// Writes the rows a group commit's context tracks in the shapes every transition produces (new
-/// pipelines, pipeline updates checked on their original <see cref="PipelineState.Version"/>, new
-/// inbox and outbox rows, outbox rows marked delivered) with plain statements instead of EF Core's
+/// pipelines, pipeline updates checked on their original <see cref="PipelineState.Version"/>, a
+/// map's new and changed item rows, new inbox and outbox rows, outbox rows marked delivered) with plain statements instead of EF Core's
 /// SaveChanges, which built, for every group, one command per row with its SQL text, parameter
 /// objects and modification records (a third of the hot path's allocations, a tenth of its CPU in
 /// memory; docs/performance.md). The statements come from EF Core's model (table, column names
@@ -33,10 +33,10 @@ internal static class GroupRows
         {
             switch (entry.Entity, entry.State)
             {
-                case (PipelineState or InboxRecord or OutboxMessageRecord, EntityState.Added):
+                case (PipelineState or WorkItemRecord or InboxRecord or OutboxMessageRecord, EntityState.Added):
                     statements.Add(Insert(entry, provider));
                     break;
-                case (PipelineState, EntityState.Modified):
+                case (PipelineState or WorkItemRecord, EntityState.Modified):
                     statements.Add(Update(entry, provider));
                     break;
                 case (OutboxMessageRecord row, EntityState.Modified) when entry.Properties.All(p => !p.IsModified || p.Metadata.Name == nameof(OutboxMessageRecord.DeliveredAt)):

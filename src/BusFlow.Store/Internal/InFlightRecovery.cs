@@ -20,6 +20,8 @@ internal static class InFlightRecovery
             return 0;
         }
 
+        await WorkItemRows.FillAsync(db, running, cancellationToken);
+
         var runningIds = running.Select(p => p.CorrelationId).ToList();
         var attempts = running.SelectMany(p => p.Steps).SelectMany(s => s.Items)
             .Where(i => i.Status == WorkStatus.Running && i.ExecutionId is not null)

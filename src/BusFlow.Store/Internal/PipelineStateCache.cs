@@ -82,7 +82,9 @@ internal sealed class PipelineStateCache(BusFlowStoreOptions options)
 
     /// <summary>
     /// A copy deep enough that a transition changing it leaves the remembered one as it was: the
-    /// lists and the tags are new, JSON values and errors are immutable and shared.
+    /// lists and the tags are new, JSON values and errors are immutable and shared, and so are a
+    /// map's items, which a transition never changes in place (it changes a copy, and the store
+    /// writes the items that are not the ones it stored).
     /// </summary>
     private static PipelineState Copy(PipelineState s) => new()
     {
@@ -110,21 +112,13 @@ internal sealed class PipelineStateCache(BusFlowStoreOptions options)
             FinishedAt = step.FinishedAt,
             Result = step.Result,
             Error = step.Error,
-            Items = [.. step.Items.Select(item => new WorkItem
+            Items = step.Items switch
             {
-                Index = item.Index,
-                Status = item.Status,
-                Attempt = item.Attempt,
-                ExecutionId = item.ExecutionId,
-                DispatchedAt = item.DispatchedAt,
-                DueAt = item.DueAt,
-                Item = item.Item,
-                Result = item.Result,
-                Error = item.Error,
-                SuspendId = item.SuspendId,
-                Resume = item.Resume,
-                ChildPipelineId = item.ChildPipelineId,
-            })],
+                // A map's items are shared, not copied: a transition copies the ones it changes (PipelineEngine.Own).
+                StoredItems { Loaded: false } unloaded => StoredItems.Unloaded(unloaded.Expected),
+                var items when WorkItemRows.InRows(items) => StoredItems.Of([.. items]),
+                var items => [.. items.Select(item => item.Copy())],
+            },
         })],
     };
 }

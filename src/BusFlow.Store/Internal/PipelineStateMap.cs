@@ -7,7 +7,7 @@ using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace BusFlow.Store.Internal;
 
-/// <summary>The saga state's mapping: scalar columns to query by, the step tree as one JSON column.</summary>
+/// <summary>The saga state's mapping: scalar columns to query by, the step tree as one JSON column (a map step's items apart, in <see cref="WorkItemRows"/>).</summary>
 internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
 {
     internal static readonly JsonSerializerOptions JsonOptions = PipelineEventJson.Options;
@@ -29,7 +29,11 @@ internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
         e.HasIndex(x => new { x.Tenant, x.StartedAt });
         // The step tree changes in nearly every transition: called changed whenever loaded, which
         // spares EF a deep copy when the row is loaded and two serialisations to compare at save.
-        Json(e.Property(x => x.Steps), new ValueComparer<List<StepRun>>((a, b) => false, v => 0, v => v));
+        // A map step's items are rows of their own (WorkItemRows), so the tree stays small.
+        e.Property(x => x.Steps).HasConversion(
+            v => WorkItemRows.SerializeSteps(v),
+            v => WorkItemRows.DeserializeSteps(v),
+            new ValueComparer<List<StepRun>>((a, b) => false, v => 0, v => v));
         // The rest are set once (input and tags at the start) or replaced whole (the error), and
         // compared for what they hold, so a transition writes them only when they changed: a
         // pipeline with a large input does not write it again in every transition.

@@ -71,6 +71,7 @@ internal sealed partial class RetentionService(IDbContextFactory<BusFlowDbContex
                 .Concat(db.Outbox.Where(o => finished.Contains(o.PipelineId)).Select(o => o.PipelineId))
                 .Distinct().ToListAsync(cancellationToken);
             var gone = finished.Except(stillPending).ToList();
+            pruned += await db.WorkItems.Where(w => gone.Contains(w.PipelineId)).ExecuteDeleteAsync(cancellationToken);
             pruned += await db.Pipelines.Where(p => gone.Contains(p.CorrelationId)).ExecuteDeleteAsync(cancellationToken);
             await transaction.CommitAsync(cancellationToken);
             LogPruned(logger, gone.Count, cutoff);

@@ -95,8 +95,16 @@ internal sealed class StoreSagaRepositoryContextFactory(
 
     private sealed class StoreLoadContext(BusFlowDbContext db, CancellationToken cancellationToken) : BasePipeContext(cancellationToken), LoadSagaRepositoryContext<PipelineState>
     {
-        public Task<PipelineState> Load(Guid correlationId) =>
-            StoreQueries.For(db).PipelineReadOnly(db, correlationId, CancellationToken)!;
+        public async Task<PipelineState> Load(Guid correlationId)
+        {
+            var state = await StoreQueries.For(db).PipelineReadOnly(db, correlationId, CancellationToken);
+            if (state is not null)
+            {
+                await WorkItemRows.FillAsync(db, [state], CancellationToken);
+            }
+
+            return state!;
+        }
     }
 }
 
@@ -133,7 +141,13 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
 
     public async Task<SagaConsumeContext<PipelineState, TMessage>> Load(Guid correlationId)
     {
-        var instance = groups.States.Attach(db, correlationId) ?? await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken);
+        var instance = groups.States.Attach(db, correlationId);
+        if (instance is null && await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken) is { } loaded)
+        {
+            await WorkItemRows.FillAsync(db, [loaded], CancellationToken);
+            instance = loaded;
+        }
+
         return instance is null ? default! : await factory.CreateSagaConsumeContext(session, context, instance, SagaConsumeContextMode.Load);
     }
 
@@ -185,8 +199,11 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
 
     public async Task Delete(SagaConsumeContext<PipelineState> context)
     {
+        await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken);
+        await db.WorkItems.Where(w => w.PipelineId == context.Saga.CorrelationId).ExecuteDeleteAsync(CancellationToken);
         db.Pipelines.Remove(context.Saga);
         await db.SaveChangesAsync(CancellationToken);
+        await transaction.CommitAsync(CancellationToken);
         groups.States.Forget([context.Saga.CorrelationId]);
     }
 
