@@ -1306,3 +1306,46 @@ public sealed class When_pipelines_carry_a_tenant_tag
         Assert.Equal(["t-1", null], await context.Database.SqlQueryRaw<string?>("""SELECT "Tenant" AS "Value" FROM busflow_events ORDER BY "Position" """).ToListAsync());
     }
 }
+
+/// <summary>
+/// A start's first try does not look its pipeline up (a round trip per pipeline); a start of a
+/// pipeline that exists fails its insert on the key, its group is tried again member by member,
+/// and the start's retry finds the pipeline and is ignored.
+/// </summary>
+public sealed class When_a_start_arrives_again_as_a_new_message
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_start_the_pipeline_once_and_lose_none_of_the_starts_grouped_with_it(StoreProviderKind provider)
+    {
+        var runs = new ConcurrentDictionary<Guid, int>();
+        await using var db = await TestDatabase.Create(provider);
+        await using var host = await StoreHost.Start(db.Options(), b => b
+            .AddWorker("w", ctx =>
+            {
+                runs.AddOrUpdate(ctx.PipelineId, 1, (_, n) => n + 1);
+                return Task.FromResult(StepResult.Success());
+            }, concurrency: 16)
+            .AddPipeline("once", p => p.Then("w")));
+
+        var twice = new StartPipeline { PipelineId = NewId.NextGuid(), Definition = "once" };
+        await host.Bus.Publish(twice);
+        Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(twice.PipelineId));
+
+        // The same start again (a new message, not a redelivery), among 20 new ones that may share its group.
+        var others = Enumerable.Range(0, 20).Select(_ => new StartPipeline { PipelineId = NewId.NextGuid(), Definition = "once" }).ToList();
+        await Task.WhenAll(others.Take(10).Select(s => host.Bus.Publish(s)).Append(host.Bus.Publish(twice)).Concat(others.Skip(10).Select(s => host.Bus.Publish(s))));
+        foreach (var start in others)
+        {
+            Assert.IsType<PipelineCompleted>(await host.Events.WaitForEnd(start.PipelineId, TimeSpan.FromSeconds(60)));
+        }
+
+        await Task.Delay(500);
+        Assert.All(others.Append(twice), s => Assert.Equal(1, runs[s.PipelineId]));
+        var logged = await host.Reader.ReadPipelineAsync(twice.PipelineId, 0, 100);
+        AssertGaplessSeq(logged);
+        Assert.Single(logged.OfType<PipelineStarted>());
+        Assert.Single(logged.OfType<PipelineCompleted>());
+    }
+}

@@ -1,3 +1,4 @@
+using BusFlow.Contracts;
 using MassTransit;
 using MassTransit.Context;
 using MassTransit.Middleware;
@@ -142,7 +143,7 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     public async Task<SagaConsumeContext<PipelineState, TMessage>> Load(Guid correlationId)
     {
         var instance = groups.States.Attach(db, correlationId);
-        if (instance is null && await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken) is { } loaded)
+        if (instance is null && !IsFirstTryOfStart() && await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken) is { } loaded)
         {
             await WorkItemRows.FillAsync(db, [loaded], CancellationToken);
             instance = loaded;
@@ -150,6 +151,16 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
 
         return instance is null ? default! : await factory.CreateSagaConsumeContext(session, context, instance, SagaConsumeContextMode.Load);
     }
+
+    /// <summary>
+    /// A start's first try does not look for its pipeline: a start is nearly always of a new one, and
+    /// the look-up was a round trip (and a connection's reset) per pipeline. A start of a pipeline
+    /// that exists (a client or an outbox sending it again) then fails its insert on the key, which
+    /// fails its group; every member is tried again alone, and the start's retry looks it up, finds
+    /// it and is ignored by the state machine, as before.
+    /// </summary>
+    private bool IsFirstTryOfStart() =>
+        context.Message is StartPipeline && context.GetRetryAttempt() == 0 && context.GetRedeliveryCount() == 0 && !context.ReceiveContext.Redelivered;
 
     public async Task Save(SagaConsumeContext<PipelineState> context)
     {
