@@ -93,7 +93,9 @@ public sealed class BusFlowDbContext : DbContext
             e.HasKey(x => x.Name);
             e.Property(x => x.Name).HasMaxLength(64);
             e.Property(x => x.Owner).HasMaxLength(200);
-            e.HasData(new StoreLease { Name = OutboxDelivery.LeaseName, ExpiresAt = DateTimeOffset.UnixEpoch, LastPosition = 0, DeliveredUpTo = 0 });
+            e.HasData(
+                new StoreLease { Name = OutboxDelivery.LeaseName, ExpiresAt = DateTimeOffset.UnixEpoch, LastPosition = 0, DeliveredUpTo = 0 },
+                new StoreLease { Name = OutboxDelivery.PositionCounter, ExpiresAt = DateTimeOffset.UnixEpoch, LastPosition = 0, DeliveredUpTo = 0 });
         });
     }
 

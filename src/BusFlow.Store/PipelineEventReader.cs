@@ -137,8 +137,8 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
                 // Read first: positions follow commit order, so every row up to it has committed and
                 // is seen by the query that follows.
                 await using var head = db.Database.GetDbConnection().CreateCommand();
-                head.CommandText = """SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @lease""";
-                StoreProvider.AddParameter(head, "lease", Internal.OutboxDelivery.LeaseName);
+                head.CommandText = """SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @counter""";
+                StoreProvider.AddParameter(head, "counter", Internal.OutboxDelivery.PositionCounter);
                 lookedUpTo = Convert.ToInt64(await head.ExecuteScalarAsync(cancellationToken) ?? 0L, System.Globalization.CultureInfo.InvariantCulture);
             }
 

@@ -75,9 +75,9 @@ public static class StoreProvider
 
     /// <summary>
     /// Gives the next committed, unpositioned event rows (at most <paramref name="limit"/>, in row
-    /// order) the next store-wide positions, moves the lease's counter by as many, and returns the rows
+    /// order) the next store-wide positions, moves the position counter by as many (while @owner holds the lease), and returns the rows
     /// in position order; all inside <paramref name="transaction"/>, in one statement on PostgreSQL
-    /// (the lease row's lock orders positioners) and two under SQLite's write lock. Only committed rows
+    /// (the counter row's lock orders positioners) and two under SQLite's write lock. Only committed rows
     /// are seen, so a row whose transaction commits later gets a later position (docs/architecture.md).
     /// The one place with provider-specific SQL for delivery; a new provider adds a case here.
     /// </summary>
@@ -89,22 +89,24 @@ public static class StoreProvider
         // Nothing is positioned unless @owner still holds the lease at @now (no counter row: no numbers).
         command.CommandText = kind == StoreProviderKind.Postgres
             ? """
-              WITH counter AS (SELECT "LastPosition" AS last FROM busflow_leases WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now FOR UPDATE),
+              WITH counter AS (SELECT "LastPosition" AS last FROM busflow_leases WHERE "Name" = @counter
+                  AND EXISTS (SELECT 1 FROM busflow_leases WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now) FOR UPDATE),
               fresh AS (SELECT "Id" FROM busflow_events WHERE "Position" IS NULL ORDER BY "Id" LIMIT @limit FOR UPDATE),
               numbered AS (SELECT f."Id", c.last + row_number() OVER (ORDER BY f."Id") AS position FROM fresh f CROSS JOIN counter c),
-              moved AS (UPDATE busflow_leases SET "LastPosition" = "LastPosition" + (SELECT count(*) FROM numbered) WHERE "Name" = @lease AND EXISTS (SELECT 1 FROM numbered))
+              moved AS (UPDATE busflow_leases SET "LastPosition" = "LastPosition" + (SELECT count(*) FROM numbered) WHERE "Name" = @counter AND EXISTS (SELECT 1 FROM numbered))
               UPDATE busflow_events e SET "Position" = n.position FROM numbered n WHERE e."Id" = n."Id"
               RETURNING e."Id", e."Position", e."PipelineId", e."Seq", e."Type", e."Payload"
               """
             : """
               UPDATE busflow_events SET "Position" = n.position
-              FROM (SELECT "Id", (SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @lease) + row_number() OVER (ORDER BY "Id") AS position
+              FROM (SELECT "Id", (SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @counter) + row_number() OVER (ORDER BY "Id") AS position
                     FROM busflow_events WHERE "Position" IS NULL ORDER BY "Id" LIMIT @limit) AS n
               WHERE busflow_events."Id" = n."Id"
                 AND EXISTS (SELECT 1 FROM busflow_leases WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now)
               RETURNING "Id", "Position", "PipelineId", "Seq", "Type", "Payload"
               """;
         AddParameter(command, "lease", lease);
+        AddParameter(command, "counter", Internal.OutboxDelivery.PositionCounter);
         AddParameter(command, "owner", owner);
         AddParameter(command, "now", kind == StoreProviderKind.Sqlite ? SqliteInstant(now) : now.ToUniversalTime());
         AddParameter(command, "limit", limit);
@@ -129,9 +131,9 @@ public static class StoreProvider
         {
             await using var counter = connection.CreateCommand();
             counter.Transaction = transaction;
-            counter.CommandText = """UPDATE busflow_leases SET "LastPosition" = "LastPosition" + @count WHERE "Name" = @lease""";
+            counter.CommandText = """UPDATE busflow_leases SET "LastPosition" = "LastPosition" + @count WHERE "Name" = @counter""";
             AddParameter(counter, "count", rows.Count);
-            AddParameter(counter, "lease", lease);
+            AddParameter(counter, "counter", Internal.OutboxDelivery.PositionCounter);
             await counter.ExecuteNonQueryAsync(cancellationToken);
         }
 
@@ -140,8 +142,8 @@ public static class StoreProvider
     }
 
     /// <summary>
-    /// Inserts event rows, in list order, with their store-wide positions: first moves the outbox
-    /// lease's position counter by the number of rows (taking, on PostgreSQL, the counter row's lock
+    /// Inserts event rows, in list order, with their store-wide positions: first moves the position
+    /// counter (its own row of busflow_leases) by the number of rows (taking, on PostgreSQL, the counter row's lock
     /// until the caller's transaction ends; on SQLite the caller already holds the file's write lock),
     /// then inserts with multi-row INSERTs (up to 200 rows per statement) where EF Core sends one
     /// INSERT ... RETURNING per row, and sets each row's <see cref="PipelineEventRecord.Position"/>.
@@ -161,11 +163,11 @@ public static class StoreProvider
         await using (var counter = connection.CreateCommand())
         {
             counter.Transaction = transaction;
-            counter.CommandText = """UPDATE busflow_leases SET "LastPosition" = "LastPosition" + @count WHERE "Name" = @lease RETURNING "LastPosition" """;
+            counter.CommandText = """UPDATE busflow_leases SET "LastPosition" = "LastPosition" + @count WHERE "Name" = @counter RETURNING "LastPosition" """;
             AddParameter(counter, "count", (long)rows.Count);
-            AddParameter(counter, "lease", Internal.OutboxDelivery.LeaseName);
+            AddParameter(counter, "counter", Internal.OutboxDelivery.PositionCounter);
             last = Convert.ToInt64(await counter.ExecuteScalarAsync(cancellationToken)
-                ?? throw new InvalidOperationException("The outbox lease row is missing: the store's migrations were not applied."), CultureInfo.InvariantCulture);
+                ?? throw new InvalidOperationException("The position counter's row is missing: the store's migrations were not applied."), CultureInfo.InvariantCulture);
         }
 
         var position = last - rows.Count;

@@ -27,7 +27,7 @@ public sealed record ReplayRun(long Events, double Seconds, ResourceUse Resource
 /// <summary>
 /// The seam the replay scenario seeds its history through: a pipeline's event rows written straight
 /// into <c>busflow_events</c> with their positions given and marked delivered (as OutboxDelivery
-/// leaves them), and the outbox lease's <c>LastPosition</c> moved past them, so BusFlow treats them
+/// leaves them), and the position counter's <c>LastPosition</c> moved past them, so BusFlow treats them
 /// as a history it recorded and delivered. Payloads are the JSON the store writes
 /// (<see cref="PipelineEventJson"/>, position 0 inside, as <c>StoreDecisionRecorder</c> records it).
 /// </summary>
@@ -80,7 +80,8 @@ public static class EventHistory
         var timestamp = DateTimeOffset.UtcNow;
         await using var transaction = await connection.BeginTransactionAsync();
         await Execute(connection, transaction, insert, ("pipeline", storedPipelineId), ("timestamp", timestamp), ("template", Template(pipelineId, timestamp)), ("marker", $"\"seq\":{SeqMarker}"), ("count", count));
-        await Execute(connection, transaction, """UPDATE busflow_leases SET "LastPosition" = @count, "DeliveredUpTo" = @count WHERE "Name" = 'outbox'""", ("count", (long)count));
+        await Execute(connection, transaction, """UPDATE busflow_leases SET "DeliveredUpTo" = @count WHERE "Name" = 'outbox'""", ("count", (long)count));
+        await Execute(connection, transaction, """UPDATE busflow_leases SET "LastPosition" = @count WHERE "Name" = 'positions'""", ("count", (long)count));
         await transaction.CommitAsync();
         await Execute(connection, null, analyze);
     }

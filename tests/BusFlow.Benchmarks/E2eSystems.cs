@@ -4,6 +4,7 @@ using BusFlow.Contracts;
 using BusFlow.Host.Samples;
 using BusFlow.Store;
 using MassTransit;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -166,6 +167,41 @@ public sealed class BusFlowE2eHost : IThroughputSystem
     private BusFlowE2eHost(IHost host) => _host = host;
 
     public string Name => "BusFlow";
+
+    /// <summary>
+    /// Opens <paramref name="connections"/> connections of the store's pool at once, each running one
+    /// read-only statement, and gives them back: the pool as a running host has it. Returns the
+    /// transactions that took (one each), for the commit count.
+    /// </summary>
+    public async Task<int> WarmStorePoolAsync(int connections)
+    {
+        var databases = _host.Services.GetRequiredService<IDbContextFactory<BusFlow.Store.BusFlowDbContext>>();
+        var contexts = new List<BusFlow.Store.BusFlowDbContext>();
+        try
+        {
+            for (var i = 0; i < connections; i++)
+            {
+                var db = await databases.CreateDbContextAsync();
+                contexts.Add(db);
+                await db.Database.OpenConnectionAsync();
+            }
+
+            foreach (var db in contexts)
+            {
+                await db.Database.ExecuteSqlRawAsync("SELECT 1");
+            }
+        }
+        finally
+        {
+            foreach (var db in contexts)
+            {
+                await db.Database.CloseConnectionAsync();
+                await db.DisposeAsync();
+            }
+        }
+
+        return connections;
+    }
 
     private IBus Bus => _host.Services.GetRequiredService<IBus>();
 

@@ -48,20 +48,21 @@ public sealed class When_a_subscriber_resumes_at_the_start_of_a_long_history
 
     private static string Message(long seq) => seq % 997 == 0 ? $"large {seq} " + new string('x', 100_000) : $"event {seq}";
 
-    /// <summary>Writes the history as the delivery leaves it: positioned, delivered, the lease's counter past it.</summary>
+    /// <summary>Writes the history as the delivery leaves it: positioned, delivered, the position counter past it.</summary>
     private static async Task<long> SeedAsync(IServiceProvider services, Guid id)
     {
         await using var db = await services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync();
         await using var transaction = await db.Database.BeginTransactionAsync();
         var lease = await db.Leases.SingleAsync(l => l.Name == "outbox");
-        var start = lease.LastPosition;
+        var counter = await db.Leases.SingleAsync(l => l.Name == "positions");
+        var start = counter.LastPosition;
         for (var seq = 1; seq <= Events; seq++)
         {
             var e = new StepProgress { PipelineId = id, Seq = seq, Timestamp = DateTimeOffset.UtcNow, Definition = "history", StepName = "s", StepIndex = 0, Attempt = 1, Percent = 50, Message = Message(seq) };
             db.Events.Add(new PipelineEventRecord { PipelineId = id, Seq = seq, Position = start + seq, Type = e.EventType, Timestamp = e.Timestamp, Payload = PipelineEventJson.Serialize(e) });
         }
 
-        lease.LastPosition = start + Events;
+        counter.LastPosition = start + Events;
         lease.DeliveredUpTo = start + Events;
         await db.SaveChangesAsync();
         await transaction.CommitAsync();
@@ -289,14 +290,15 @@ public sealed class When_subscribers_ask_for_the_same_page_at_once
         await using (var db = await server.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync())
         {
             var lease = await db.Leases.SingleAsync(l => l.Name == "outbox");
-            var start = lease.LastPosition;
+            var counter = await db.Leases.SingleAsync(l => l.Name == "positions");
+            var start = counter.LastPosition;
             for (var seq = 1; seq <= Events; seq++)
             {
                 var e = new StepProgress { PipelineId = id, Seq = seq, Timestamp = DateTimeOffset.UtcNow, Definition = "history", StepName = "s", StepIndex = 0, Attempt = 1, Percent = 50, Message = $"event {seq} " + new string('x', seq % 50) };
                 db.Events.Add(new PipelineEventRecord { PipelineId = id, Seq = seq, Position = start + seq, Type = e.EventType, Timestamp = e.Timestamp, Payload = PipelineEventJson.Serialize(e) });
             }
 
-            lease.LastPosition = start + Events;
+            counter.LastPosition = start + Events;
             lease.DeliveredUpTo = start + Events;
             await db.SaveChangesAsync();
         }

@@ -970,7 +970,7 @@ public sealed class When_a_deliverer_lost_its_lease_while_stalled
         await context.Leases.Where(l => l.Name == OutboxDelivery.LeaseName)
             .ExecuteUpdateAsync(s => s.SetProperty(l => l.Owner, "successor").SetProperty(l => l.ExpiresAt, now.AddSeconds(10)));
         Assert.Empty(await PositionAs("stalled"));
-        Assert.Equal(0, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName)).LastPosition);
+        Assert.Equal(0, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.PositionCounter)).LastPosition);
 
         // An expired lease is nobody's: its last holder gives no positions either.
         await context.Leases.Where(l => l.Name == OutboxDelivery.LeaseName)
@@ -981,7 +981,7 @@ public sealed class When_a_deliverer_lost_its_lease_while_stalled
             .ExecuteUpdateAsync(s => s.SetProperty(l => l.ExpiresAt, now.AddSeconds(10)));
         var positioned = Assert.Single(await PositionAs("successor"));
         Assert.Equal(1, positioned.Position);
-        Assert.Equal(1, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName)).LastPosition);
+        Assert.Equal(1, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.PositionCounter)).LastPosition);
     }
 }
 
@@ -1101,7 +1101,7 @@ public sealed class When_two_transactions_write_events_at_once
         {
             var rows = await reader.Events.AsNoTracking().OrderBy(e => e.Position).Select(e => new { e.Position, e.PipelineId, e.Seq }).ToListAsync();
             Assert.Equal([new { Position = (long?)1, PipelineId = a, Seq = 1L }, new { Position = (long?)2, PipelineId = a, Seq = 2L }, new { Position = (long?)3, PipelineId = b, Seq = 1L }], rows);
-            Assert.Equal(3, (await reader.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName)).LastPosition);
+            Assert.Equal(3, (await reader.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.PositionCounter)).LastPosition);
         }
     }
 
@@ -1151,7 +1151,7 @@ public sealed class When_the_answer_to_a_group_commit_is_lost
     }
 
     /// <summary>
-    /// Throws from the first commit, once armed, that moved the lease's position counter (a group
+    /// Throws from the first commit, once armed, that moved the position counter (a group
     /// that wrote event rows), after it committed: as if the database's answer to COMMIT was lost on
     /// the way.
     /// </summary>
@@ -1181,7 +1181,7 @@ public sealed class When_the_answer_to_a_group_commit_is_lost
         private async Task<long> LastPositionAsync(CancellationToken cancellationToken)
         {
             await using var db = new BusFlowDbContext(plain);
-            return await db.Leases.AsNoTracking().Where(l => l.Name == OutboxDelivery.LeaseName).Select(l => l.LastPosition).SingleAsync(cancellationToken);
+            return await db.Leases.AsNoTracking().Where(l => l.Name == OutboxDelivery.PositionCounter).Select(l => l.LastPosition).SingleAsync(cancellationToken);
         }
     }
 }
@@ -1347,5 +1347,47 @@ public sealed class When_a_start_arrives_again_as_a_new_message
         AssertGaplessSeq(logged);
         Assert.Single(logged.OfType<PipelineStarted>());
         Assert.Single(logged.OfType<PipelineCompleted>());
+    }
+}
+
+/// <summary>
+/// The position counter is a row of its own (<see cref="OutboxDelivery.PositionCounter"/>), apart
+/// from the outbox lease's row, so the delivery's marks do not wait for commits holding the counter.
+/// </summary>
+public sealed class When_the_position_counter_moves_to_its_own_row
+{
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_continue_from_the_positions_given_before_and_leave_the_lease_free_while_a_commit_holds_it(StoreProviderKind provider)
+    {
+        await using var db = await TestDatabase.Create(provider);
+        await using (var context = new BusFlowDbContext(db.ContextOptions()))
+        {
+            var migrations = context.Database.GetMigrations().ToList();
+            var migrator = Microsoft.EntityFrameworkCore.Infrastructure.AccessorExtensions.GetService<Microsoft.EntityFrameworkCore.Migrations.IMigrator>(context);
+            await migrator.MigrateAsync(migrations[migrations.FindIndex(m => m.EndsWith("_PositionCounterRow", StringComparison.Ordinal)) - 1]);
+            // An older version gave positions up to 41 on the outbox lease's row.
+            await context.Database.ExecuteSqlRawAsync("""UPDATE busflow_leases SET "LastPosition" = 41 WHERE "Name" = 'outbox'""");
+            await migrator.MigrateAsync();
+            Assert.Equal(41, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.PositionCounter)).LastPosition);
+        }
+
+        await using var host = await StoreHost.StartWithOneStep(db.Options());
+        var id = await host.RunPipeline("one");
+        var logged = await host.Reader.ReadPipelineAsync(id, 0, 100);
+        Assert.Equal(Enumerable.Range(42, logged.Count).Select(p => (long)p), logged.Select(e => e.Position));
+
+        if (provider == StoreProviderKind.Postgres)
+        {
+            // A commit holding the counter (taken for its event rows) leaves the lease's row free.
+            await using var holder = new BusFlowDbContext(db.ContextOptions());
+            await using var transaction = await holder.Database.BeginTransactionAsync();
+            await holder.Database.ExecuteSqlRawAsync("""UPDATE busflow_leases SET "LastPosition" = "LastPosition" WHERE "Name" = 'positions'""");
+            await using var other = new BusFlowDbContext(db.ContextOptions());
+            using var within = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            Assert.Equal(1, await other.Leases.Where(l => l.Name == OutboxDelivery.LeaseName).ExecuteUpdateAsync(s => s.SetProperty(l => l.DeliveredUpTo, l => l.DeliveredUpTo), within.Token));
+            await transaction.RollbackAsync();
+        }
     }
 }

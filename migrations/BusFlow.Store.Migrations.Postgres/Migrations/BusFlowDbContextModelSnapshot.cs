@@ -263,6 +263,13 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                             DeliveredUpTo = 0L,
                             ExpiresAt = new DateTimeOffset(new DateTime(1970, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)),
                             LastPosition = 0L
+                        },
+                        new
+                        {
+                            Name = "positions",
+                            DeliveredUpTo = 0L,
+                            ExpiresAt = new DateTimeOffset(new DateTime(1970, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)),
+                            LastPosition = 0L
                         });
                 });
 

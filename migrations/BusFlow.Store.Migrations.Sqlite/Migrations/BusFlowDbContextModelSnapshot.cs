@@ -254,6 +254,13 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                             DeliveredUpTo = 0L,
                             ExpiresAt = 1272537022464000000L,
                             LastPosition = 0L
+                        },
+                        new
+                        {
+                            Name = "positions",
+                            DeliveredUpTo = 0L,
+                            ExpiresAt = 1272537022464000000L,
+                            LastPosition = 0L
                         });
                 });
 

@@ -34,6 +34,14 @@ internal sealed partial class OutboxDelivery(
 {
     public const string LeaseName = "outbox";
 
+    /// <summary>
+    /// The row of <c>busflow_leases</c> whose <see cref="StoreLease.LastPosition"/> is the position
+    /// counter. A row of its own, not the outbox lease's: a commit takes the counter's lock until it
+    /// ends, and the delivery's marks (<see cref="StoreLease.DeliveredUpTo"/>) and lease renewals on
+    /// the same row waited for every such commit, and every commit for them.
+    /// </summary>
+    public const string PositionCounter = "positions";
+
     private static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(10);
     private readonly string _owner = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}";
     private DateTimeOffset _leaseUntil;
