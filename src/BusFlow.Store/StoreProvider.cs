@@ -89,8 +89,8 @@ public static class StoreProvider
         // Nothing is positioned unless @owner still holds the lease at @now (no counter row: no numbers).
         command.CommandText = kind == StoreProviderKind.Postgres
             ? """
-              WITH counter AS (SELECT "LastPosition" AS last FROM busflow_leases WHERE "Name" = @counter
-                  AND EXISTS (SELECT 1 FROM busflow_leases WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now) FOR UPDATE),
+              WITH held AS (SELECT 1 FROM busflow_leases WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now FOR SHARE),
+              counter AS (SELECT "LastPosition" AS last FROM busflow_leases WHERE "Name" = @counter AND EXISTS (SELECT 1 FROM held) FOR UPDATE),
               fresh AS (SELECT "Id" FROM busflow_events WHERE "Position" IS NULL ORDER BY "Id" LIMIT @limit FOR UPDATE),
               numbered AS (SELECT f."Id", c.last + row_number() OVER (ORDER BY f."Id") AS position FROM fresh f CROSS JOIN counter c),
               moved AS (UPDATE busflow_leases SET "LastPosition" = "LastPosition" + (SELECT count(*) FROM numbered) WHERE "Name" = @counter AND EXISTS (SELECT 1 FROM numbered))

@@ -1373,10 +1373,29 @@ public sealed class When_the_position_counter_moves_to_its_own_row
             Assert.Equal(41, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.PositionCounter)).LastPosition);
         }
 
-        await using var host = await StoreHost.StartWithOneStep(db.Options());
-        var id = await host.RunPipeline("one");
-        var logged = await host.Reader.ReadPipelineAsync(id, 0, 100);
+        IReadOnlyList<PipelineEvent> logged;
+        await using (var host = await StoreHost.StartWithOneStep(db.Options()))
+        {
+            var id = await host.RunPipeline("one");
+            logged = await host.Reader.ReadPipelineAsync(id, 0, 100);
+        }
+
         Assert.Equal(Enumerable.Range(42, logged.Count).Select(p => (long)p), logged.Select(e => e.Position));
+        await using (var context = new BusFlowDbContext(db.ContextOptions()))
+        {
+            // The outbox lease's row no longer counts.
+            Assert.Equal(41, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.LeaseName)).LastPosition);
+            Assert.Equal(41 + logged.Count, (await context.Leases.AsNoTracking().SingleAsync(l => l.Name == OutboxDelivery.PositionCounter)).LastPosition);
+
+            // A counter left behind (an older version kept counting on the outbox lease's row) starts past the log's positions.
+            await context.Database.ExecuteSqlRawAsync("""UPDATE busflow_leases SET "LastPosition" = 3 WHERE "Name" = 'positions'""");
+        }
+
+        await using (var restarted = await StoreHost.StartWithOneStep(db.Options()))
+        {
+            var after = await restarted.RunPipeline("one");
+            Assert.Equal(41 + logged.Count + 1, (await restarted.Reader.ReadPipelineAsync(after, 0, 100))[0].Position);
+        }
 
         if (provider == StoreProviderKind.Postgres)
         {

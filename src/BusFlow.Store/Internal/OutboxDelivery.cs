@@ -192,8 +192,9 @@ internal sealed partial class OutboxDelivery(
 
     /// <summary>
     /// Gives event rows written without a position (by a version before positions were given at
-    /// commit) the next positions (the lease row's counter orders positioners), only while this
-    /// process still holds the lease, checked in the same statement under the lease row's lock: a
+    /// commit) the next positions (the counter row's lock orders positioners), only while this
+    /// process still holds the lease, checked in the same statement under a share lock of the lease
+    /// row (a takeover's update waits for it, on PostgreSQL; SQLite has one writer anyway): a
     /// deliverer that stalled past its lease must not give positions after those of the one that
     /// took over. It first checks, without a write lock, that there is anything to position: it
     /// nearly never finds any, and on SQLite a write transaction shuts out every other writer of

@@ -52,6 +52,12 @@ internal sealed partial class StoreStartup(
                 $"BusFlow cannot use its store ({options.Provider}) at '{BusFlowStoreOptions.Section}:ConnectionString' = '{Redact(options.ConnectionString)}': {ex.Message}", ex);
         }
 
+        // A counter behind the positions already given (an older version counted on the outbox
+        // lease's row after the migration moved the counter) would make every commit collide with
+        // them on the unique index, for good: it starts past the highest position given.
+        await db.Leases.Where(l => l.Name == OutboxDelivery.PositionCounter && l.LastPosition < (db.Events.Max(e => e.Position) ?? 0))
+            .ExecuteUpdateAsync(s => s.SetProperty(l => l.LastPosition, l => db.Events.Max(e => e.Position) ?? 0), cancellationToken);
+
         var pending = await db.Pipelines.AsNoTracking()
             .Where(p => p.Status == PipelineStatus.Running && p.NextDeadline != null)
             .Select(p => new { p.CorrelationId, p.NextDeadline })
