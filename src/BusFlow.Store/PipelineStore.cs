@@ -10,28 +10,14 @@ public sealed partial class PipelineStore(IDbContextFactory<BusFlowDbContext> da
     public async Task<PipelineState?> FindAsync(Guid pipelineId, CancellationToken cancellationToken = default)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        var state = await db.Pipelines.AsNoTracking().FirstOrDefaultAsync(p => p.CorrelationId == pipelineId, cancellationToken);
-        if (state is null)
-        {
-            return null;
-        }
-
-        try
-        {
-            await WorkItemRows.FillAsync(db, [state], cancellationToken);
-        }
-        catch (InvalidOperationException)
-        {
-            if (await db.Pipelines.AnyAsync(p => p.CorrelationId == pipelineId, cancellationToken))
-            {
-                throw;
-            }
-
-            // Removed by retention between the two reads.
-            return null;
-        }
-
-        return state;
+        // One snapshot for the pipeline row and its map's item rows, so that a write (or retention)
+        // between the two reads cannot show a tree and items that do not belong together.
+        await db.Database.OpenConnectionAsync(cancellationToken);
+        await using System.Data.Common.DbTransaction snapshot = db.Database.GetDbConnection() is Microsoft.Data.Sqlite.SqliteConnection sqlite
+            ? sqlite.BeginTransaction(deferred: true) // a read: SQLite's write lock is not taken
+            : await db.Database.GetDbConnection().BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
+        await db.Database.UseTransactionAsync(snapshot, cancellationToken);
+        return await WorkItemRows.FilledAsync(db, await StoreQueries.For(db).PipelineReadOnly(db, pipelineId, cancellationToken), cancellationToken);
     }
 
     /// <summary>The most recently started pipelines, newest first, whole (inputs included).</summary>

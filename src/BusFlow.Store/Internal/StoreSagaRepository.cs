@@ -96,16 +96,8 @@ internal sealed class StoreSagaRepositoryContextFactory(
 
     private sealed class StoreLoadContext(BusFlowDbContext db, CancellationToken cancellationToken) : BasePipeContext(cancellationToken), LoadSagaRepositoryContext<PipelineState>
     {
-        public async Task<PipelineState> Load(Guid correlationId)
-        {
-            var state = await StoreQueries.For(db).PipelineReadOnly(db, correlationId, CancellationToken);
-            if (state is not null)
-            {
-                await WorkItemRows.FillAsync(db, [state], CancellationToken);
-            }
-
-            return state!;
-        }
+        public async Task<PipelineState> Load(Guid correlationId) =>
+            (await WorkItemRows.FilledAsync(db, await StoreQueries.For(db).PipelineReadOnly(db, correlationId, CancellationToken), CancellationToken))!;
     }
 }
 
@@ -142,12 +134,8 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
 
     public async Task<SagaConsumeContext<PipelineState, TMessage>> Load(Guid correlationId)
     {
-        var instance = groups.States.Attach(db, correlationId);
-        if (instance is null && !IsFirstTryOfStart() && await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken) is { } loaded)
-        {
-            await WorkItemRows.FillAsync(db, [loaded], CancellationToken);
-            instance = loaded;
-        }
+        var instance = groups.States.Attach(db, correlationId)
+            ?? (IsFirstTryOfStart() ? null : await WorkItemRows.FilledAsync(db, await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken), CancellationToken));
 
         return instance is null ? default! : await factory.CreateSagaConsumeContext(session, context, instance, SagaConsumeContextMode.Load);
     }

@@ -96,6 +96,17 @@ internal static class WorkItemRows
         }
     }
 
+    /// <summary>The pipeline just read, with its map items filled in; null when there is none.</summary>
+    public static async Task<PipelineState?> FilledAsync(BusFlowDbContext db, PipelineState? state, CancellationToken cancellationToken)
+    {
+        if (state is not null)
+        {
+            await FillAsync(db, [state], cancellationToken);
+        }
+
+        return state;
+    }
+
     /// <summary>Fills in the map items of <paramref name="states"/> whose rows are not loaded yet, with one query for all of them.</summary>
     public static async Task FillAsync(BusFlowDbContext db, IEnumerable<PipelineState> states, CancellationToken cancellationToken)
     {
