@@ -115,4 +115,27 @@ public sealed class When_a_transition_changes_map_items
         Assert.Equal(PipelineStatus.Cancelled, state.Status);
         Assert.DoesNotContain(items, i => i.Status is WorkStatus.Running or WorkStatus.Pending or WorkStatus.Suspended or WorkStatus.WaitingRetry);
     }
+
+    [Fact]
+    public void Should_tell_a_map_item_that_asks_for_its_list_where_its_element_is()
+    {
+        var command = new ExecuteStep
+        {
+            PipelineId = Guid.NewGuid(),
+            ExecutionId = Guid.NewGuid(),
+            Definition = "o",
+            StepName = "each",
+            Worker = "w",
+            Attempt = 1,
+            ItemIndex = 0,
+            Item = JsonSerializer.SerializeToElement(1),
+            Inputs = new Dictionary<string, JsonElement> { ["other"] = JsonSerializer.SerializeToElement("x") },
+        };
+        var context = new StepContext(command, JsonSerializerOptions.Web, _ => Task.CompletedTask, CancellationToken.None);
+
+        Assert.Equal("x", context.GetInput<string>("other"));
+        var error = Assert.Throws<KeyNotFoundException>(() => context.GetInput<int[]>("split"));
+        Assert.Contains("GetItem", error.Message, StringComparison.Ordinal);
+        Assert.Equal(1, context.GetItem<int>());
+    }
 }
