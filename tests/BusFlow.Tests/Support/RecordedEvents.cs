@@ -39,16 +39,37 @@ public sealed class RecordedEvents
 
     public IReadOnlyList<PipelineEvent> All() => _events.Keys.SelectMany(For).ToList();
 
+    /// <summary>
+    /// Waits for the pipeline's end event and then for every event before it: a bus subscriber
+    /// consumes messages concurrently, so the end (the last seq) may be recorded a moment before an
+    /// earlier event of the same transition. An event that never comes fails with its seq named.
+    /// </summary>
     public async Task<PipelineEvent> WaitForEnd(Guid pipelineId, TimeSpan? timeout = null)
     {
+        var until = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        PipelineEvent end;
         try
         {
-            return await End(pipelineId).Task.WaitAsync(timeout ?? TimeSpan.FromSeconds(30));
+            end = await End(pipelineId).Task.WaitAsync(until - DateTime.UtcNow);
         }
         catch (TimeoutException)
         {
-            throw new TimeoutException($"Pipeline {pipelineId} did not end; its events: {string.Join(", ", For(pipelineId).Select(e => $"{e.Seq}:{e.EventType}"))}");
+            throw new TimeoutException($"Pipeline {pipelineId} did not end; its events: {Describe(pipelineId)}");
         }
+
+        while (For(pipelineId).Select(e => e.Seq).Distinct().Count() < end.Seq)
+        {
+            if (DateTime.UtcNow >= until)
+            {
+                var seen = For(pipelineId).Select(e => e.Seq).ToHashSet();
+                var missing = Enumerable.Range(1, (int)end.Seq).Where(s => !seen.Contains(s));
+                throw new TimeoutException($"Pipeline {pipelineId} ended at seq {end.Seq} but seq {string.Join(", ", missing)} never arrived; its events: {Describe(pipelineId)}");
+            }
+
+            await Task.Delay(10);
+        }
+
+        return end;
     }
 
     public async Task<T> WaitFor<T>(Guid pipelineId, Func<T, bool>? match = null, TimeSpan? timeout = null)
@@ -65,8 +86,10 @@ public sealed class RecordedEvents
             await Task.Delay(10);
         }
 
-        throw new TimeoutException($"No {typeof(T).Name} for pipeline {pipelineId}; its events: {string.Join(", ", For(pipelineId).Select(e => $"{e.Seq}:{e.EventType}"))}");
+        throw new TimeoutException($"No {typeof(T).Name} for pipeline {pipelineId}; its events: {Describe(pipelineId)}");
     }
+
+    private string Describe(Guid pipelineId) => string.Join(", ", For(pipelineId).Select(e => $"{e.Seq}:{e.EventType}"));
 
     private TaskCompletionSource<PipelineEvent> End(Guid pipelineId) =>
         _ends.GetOrAdd(pipelineId, _ => new TaskCompletionSource<PipelineEvent>(TaskCreationOptions.RunContinuationsAsynchronously));
