@@ -13,11 +13,17 @@ namespace BusFlow.Store.Internal;
 /// order, different pipelines' in parallel. A lane retries a failed publish (broker away) until it is
 /// confirmed. A handed-over batch is marked delivered, by moving the lease's delivered-up-to position
 /// to its last row (the rows are not rewritten), once every row of it
-/// and of the batches before it was confirmed; what was published but not marked when the process
+/// and of the batches before it was confirmed, at most once per <see cref="MarkInterval"/>; what was published but not marked when the process
 /// dies is published again by the next deliverer (at least once, same MessageId for an event).
 /// </summary>
 internal sealed partial class EventLanes : IAsyncDisposable
 {
+    /// <summary>The shortest time between two delivered marks.</summary>
+    internal static readonly TimeSpan MarkInterval = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>The most delivery rounds waiting to be marked.</summary>
+    private const int MarkRounds = 64;
+
     private readonly StoreWriteGate _writes;
     private readonly IDbContextFactory<BusFlowDbContext> _databases;
     private readonly IBus _bus;
@@ -39,11 +45,11 @@ internal sealed partial class EventLanes : IAsyncDisposable
         _time = time;
         _logger = logger;
         _stopping = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-        // A lane holds up to one round's rows; at most a few rounds wait to be marked: the delivery
-        // cannot run further ahead of the broker than that.
+        // A lane holds up to one round's rows; at most MarkRounds rounds wait to be marked (a mark
+        // goes at most once per MarkInterval): the delivery cannot run further ahead of the broker.
         _lanes = [.. Enumerable.Range(0, options.DeliveryParallelism).Select(_ => Channel.CreateBounded<(PipelineEventRecord, Batch)>(
             new BoundedChannelOptions(options.DeliveryBatchSize) { SingleReader = true, SingleWriter = true }))];
-        _marks = Channel.CreateBounded<Batch>(new BoundedChannelOptions(4) { SingleReader = true, SingleWriter = true });
+        _marks = Channel.CreateBounded<Batch>(new BoundedChannelOptions(MarkRounds) { SingleReader = true, SingleWriter = true });
         _publishers = [.. _lanes.Select(lane => Task.Run(() => PublishAsync(lane.Reader), CancellationToken.None))];
         _marker = Task.Run(MarkAsync, CancellationToken.None);
     }
@@ -158,6 +164,7 @@ internal sealed partial class EventLanes : IAsyncDisposable
 
     private async Task MarkAsync()
     {
+        var lastMark = 0L;
         try
         {
             while (await _marks.Reader.WaitToReadAsync(_stopping.Token))
@@ -165,18 +172,36 @@ internal sealed partial class EventLanes : IAsyncDisposable
                 // Batches finish in order of hand-over at the earliest; mark every finished one at once.
                 var first = await _marks.Reader.ReadAsync(_stopping.Token);
                 await first.AllConfirmed.WaitAsync(_stopping.Token);
-                var to = first.To;
-                while (_marks.Reader.TryPeek(out var next) && next.AllConfirmed.IsCompleted && _marks.Reader.TryRead(out next))
+                var to = TakeConfirmed(first.To);
+
+                // At most one mark per MarkInterval: under load a mark per delivery round was a write
+                // transaction per group commit (on SQLite, a turn of the one write lock that the next
+                // group waited for). A lone mark after a quiet spell goes at once. What was confirmed
+                // but not yet marked when the process dies is published again, as before.
+                if (lastMark != 0 && _time.GetElapsedTime(lastMark) is var since && since < MarkInterval)
                 {
-                    to = next.To;
+                    await Task.Delay(MarkInterval - since, _time, _stopping.Token);
+                    to = TakeConfirmed(to);
                 }
 
                 await MarkDeliveredAsync(to);
+                lastMark = _time.GetTimestamp();
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
         }
+    }
+
+    /// <summary>The position up to which the batches waiting to be marked are confirmed, taking them.</summary>
+    private long TakeConfirmed(long to)
+    {
+        while (_marks.Reader.TryPeek(out var next) && next.AllConfirmed.IsCompleted && _marks.Reader.TryRead(out next))
+        {
+            to = next.To;
+        }
+
+        return to;
     }
 
     private async Task MarkDeliveredAsync(long to)
