@@ -39,13 +39,34 @@ public static class StoreProvider
         switch (kind)
         {
             case StoreProviderKind.Postgres:
-                options.UseNpgsql(connectionString, o => o.MigrationsAssembly(PostgresMigrations));
+                options.UseNpgsql(WithAutoPrepare(connectionString), o => o.MigrationsAssembly(PostgresMigrations));
                 break;
             default:
                 options.UseSqlite(connectionString, o => o.MigrationsAssembly(SqliteMigrations));
                 options.AddInterceptors(sqliteFullSync ? SqliteConnectionSetup.FullSync : SqliteConnectionSetup.NormalSync);
                 break;
         }
+    }
+
+    /// <summary>The statements Npgsql prepares on each connection unless the connection string says otherwise.</summary>
+    public const int AutoPrepared = 64;
+
+    /// <summary>
+    /// The connection string with Npgsql's automatic preparation on (<c>Max Auto Prepare</c>), unless
+    /// it sets that itself (0 turns it off, for a pooler that cannot keep prepared statements): the
+    /// hot path sends the same few statements thousands of times a second, and unprepared each one was
+    /// parsed and planned again, about as much of PostgreSQL's time as running it.
+    /// </summary>
+    internal static string WithAutoPrepare(string connectionString)
+    {
+        // The plain builder holds only the keys the string sets (Npgsql's answers for every keyword it knows).
+        var given = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString };
+        if (given.ContainsKey("Max Auto Prepare") || given.ContainsKey("MaxAutoPrepare"))
+        {
+            return connectionString;
+        }
+
+        return new Npgsql.NpgsqlConnectionStringBuilder(connectionString) { MaxAutoPrepare = AutoPrepared }.ConnectionString;
     }
 
     internal static void ConfigureConventions(string? providerName, ModelConfigurationBuilder conventions)

@@ -547,6 +547,38 @@ public sealed class When_the_store_opens_a_SQLite_connection
     }
 }
 
+public sealed class When_the_store_opens_a_PostgreSQL_connection
+{
+    [Theory]
+    [InlineData("", true)]
+    [InlineData(";Max Auto Prepare=0", false)]
+    [InlineData(";maxautoprepare=0", false)]
+    public async Task Should_prepare_the_statements_it_repeats_unless_the_connection_string_says_otherwise(string setting, bool prepared)
+    {
+        await using var db = await TestDatabase.Create(StoreProviderKind.Postgres);
+        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(options, db.Provider, db.ConnectionString + setting);
+        await using var context = new BusFlowDbContext(options.Options);
+        await context.Database.OpenConnectionAsync();
+        var connection = context.Database.GetDbConnection();
+
+        async Task<long> Scalar(string sql)
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        // The same statement, as the hot path repeats its own, past Npgsql's usage threshold (5).
+        for (var i = 0; i < 8; i++)
+        {
+            await Scalar("SELECT count(*) FROM pg_class WHERE relname = 'busflow_pipelines_probe'");
+        }
+
+        Assert.Equal(prepared, await Scalar("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%busflow_pipelines_probe%'") > 0);
+    }
+}
+
 public sealed class When_transitions_commit_on_SQLite
 {
     [Fact]

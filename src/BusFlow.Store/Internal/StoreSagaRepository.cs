@@ -26,10 +26,13 @@ internal sealed class StoreSagaRepositoryContextFactory(
         where T : class
     {
         await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
-        // One connection for the whole transition (look-up, load, save) instead of EF taking one from
-        // the pool and giving it back around each command; given back before the after-commit actions,
-        // which wait for the broker and must not hold a connection meanwhile.
-        await db.Database.OpenConnectionAsync(context.CancellationToken);
+        // A connection is opened only when the transition reads the store (OpenForReadsAsync), and
+        // then kept for the rest of it; given back before the after-commit actions, which wait for
+        // the broker and must not hold a connection meanwhile. Most transitions read nothing (a
+        // start's first try, a state this process committed), and their rows commit on the group's
+        // connection: holding one of their own while they waited for their group took a connection
+        // per transition in flight, more than a warm pool holds under load (PostgreSQL spent a
+        // tenth of its time starting backends).
         bool transitioned;
         try
         {
@@ -58,7 +61,7 @@ internal sealed class StoreSagaRepositoryContextFactory(
         // violates the inbox key at commit; that rolls the transition back and is retried, and the
         // retry finds the inbox row here.
         var mayHaveBeenHandled = context.ReceiveContext.Redelivered || context.GetRedeliveryCount() > 0 || context.GetRetryAttempt() > 0;
-        if (mayHaveBeenHandled && context.MessageId is { } messageId && await StoreQueries.For(db).Handled(db, messageId, consumer, context.CancellationToken))
+        if (mayHaveBeenHandled && context.MessageId is { } messageId && await OpenForReadsAsync(db, context.CancellationToken) && await StoreQueries.For(db).Handled(db, messageId, consumer, context.CancellationToken))
         {
             // Its transition committed before: already applied.
             return false;
@@ -73,6 +76,20 @@ internal sealed class StoreSagaRepositoryContextFactory(
         {
             session.End();
             throw;
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Opens the transition's connection for the reads that follow (EF Core would otherwise take one
+    /// from the pool and give it back around each command); true, for use in a condition.
+    /// </summary>
+    internal static async Task<bool> OpenForReadsAsync(BusFlowDbContext db, CancellationToken cancellationToken)
+    {
+        if (db.Database.GetDbConnection().State != System.Data.ConnectionState.Open)
+        {
+            await db.Database.OpenConnectionAsync(cancellationToken);
         }
 
         return true;
@@ -135,9 +152,15 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     public async Task<SagaConsumeContext<PipelineState, TMessage>> Load(Guid correlationId)
     {
         var instance = groups.States.Attach(db, correlationId)
-            ?? (IsFirstTryOfStart() ? null : await WorkItemRows.FilledAsync(db, await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken), CancellationToken));
+            ?? (IsFirstTryOfStart() ? null : await LoadAsync(correlationId));
 
         return instance is null ? default! : await factory.CreateSagaConsumeContext(session, context, instance, SagaConsumeContextMode.Load);
+    }
+
+    private async Task<PipelineState?> LoadAsync(Guid correlationId)
+    {
+        await StoreSagaRepositoryContextFactory.OpenForReadsAsync(db, CancellationToken);
+        return await WorkItemRows.FilledAsync(db, await StoreQueries.For(db).Pipeline(db, correlationId, CancellationToken), CancellationToken);
     }
 
     /// <summary>
