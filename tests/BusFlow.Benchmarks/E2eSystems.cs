@@ -4,7 +4,6 @@ using BusFlow.Contracts;
 using BusFlow.Host.Samples;
 using BusFlow.Store;
 using MassTransit;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -140,8 +139,8 @@ public sealed record ThroughputRun(int Pipelines, TimeSpan Elapsed, long Events,
     /// <summary>CPU seconds of BusFlow's own processes (scaling; null when BusFlow runs in the driver).</summary>
     public double? BusFlowProcessCores { get; init; }
 
-    /// <summary>PostgreSQL commits in the store's database per pipeline (<c>pg_stat_database.xact_commit</c>), when measured.</summary>
-    public double? CommitsPerPipeline { get; init; }
+    /// <summary>PostgreSQL write transactions per pipeline (transaction ids taken), when measured.</summary>
+    public double? WriteTransactionsPerPipeline { get; init; }
 
     /// <summary>Events each WebSocket subscriber received (scaling).</summary>
     public IReadOnlyList<long>? SocketEvents { get; init; }
@@ -167,41 +166,6 @@ public sealed class BusFlowE2eHost : IThroughputSystem
     private BusFlowE2eHost(IHost host) => _host = host;
 
     public string Name => "BusFlow";
-
-    /// <summary>
-    /// Opens <paramref name="connections"/> connections of the store's pool at once, each running one
-    /// read-only statement, and gives them back: the pool as a running host has it. Returns the
-    /// transactions that took (one each), for the commit count.
-    /// </summary>
-    public async Task<int> WarmStorePoolAsync(int connections)
-    {
-        var databases = _host.Services.GetRequiredService<IDbContextFactory<BusFlow.Store.BusFlowDbContext>>();
-        var contexts = new List<BusFlow.Store.BusFlowDbContext>();
-        try
-        {
-            for (var i = 0; i < connections; i++)
-            {
-                var db = await databases.CreateDbContextAsync();
-                contexts.Add(db);
-                await db.Database.OpenConnectionAsync();
-            }
-
-            foreach (var db in contexts)
-            {
-                await db.Database.ExecuteSqlRawAsync("SELECT 1");
-            }
-        }
-        finally
-        {
-            foreach (var db in contexts)
-            {
-                await db.Database.CloseConnectionAsync();
-                await db.DisposeAsync();
-            }
-        }
-
-        return connections;
-    }
 
     private IBus Bus => _host.Services.GetRequiredService<IBus>();
 
