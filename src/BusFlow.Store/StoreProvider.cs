@@ -49,7 +49,7 @@ public static class StoreProvider
     }
 
     /// <summary>The statements Npgsql prepares on each connection unless the connection string says otherwise.</summary>
-    public const int AutoPrepared = 64;
+    internal const int AutoPrepared = 64;
 
     /// <summary>
     /// The connection string with Npgsql's automatic preparation on (<c>Max Auto Prepare</c>), unless

@@ -325,11 +325,13 @@ public sealed class SetupResources : IAsyncDisposable
 
     /// <summary>
     /// Write transactions PostgreSQL has started so far (null on SQLite): the next transaction id,
-    /// read without taking one. Transaction ids are given only to transactions that write, at once,
-    /// so the count is exact without closing the store's pooled connections (the statistics views
-    /// lag by up to seconds unless the backends end, and ending them made every measurement pay for
-    /// some 64 backends starting and loading their catalog caches again, which a running host does
-    /// not). Read-only transactions (the delivery's polls) are not counted.
+    /// read without taking one. Transaction ids are given only to transactions that write (and to
+    /// row locks, such as the positioning's share lock of the lease row), at once, so the count
+    /// needs no closing of the store's pooled connections (the statistics views lag by up to
+    /// seconds unless the backends end, and ending them made every measurement pay for some 64
+    /// backends starting and loading their catalog caches again, which a running host does not).
+    /// It is server-wide: it counts only BusFlow's store while nothing else writes on the server
+    /// (run it without tests beside it). Read-only transactions (the delivery's polls) are not counted.
     /// </summary>
     public async Task<long?> WriteTransactionsAsync()
     {

@@ -13,7 +13,9 @@ namespace BusFlow.Store.Internal;
 /// SaveChanges, which built, for every group, one command per row with its SQL text, parameter
 /// objects and modification records (a third of the hot path's allocations, a tenth of its CPU in
 /// memory; docs/performance.md). The statements come from EF Core's model (table, column names
-/// and value converters), so the model stays the one description of the tables. On PostgreSQL a
+/// and value converters), so the model stays the one description of the tables, except the two
+/// PostgreSQL statements that write a group's inbox rows and delivered marks from arrays, which
+/// name their columns (a new inbox column must be added there too). On PostgreSQL a
 /// group's statements go in one batch (one round trip); on SQLite, in process, one prepared
 /// command per shape is executed per row. Written entries are detached; anything else the context
 /// tracks is left to SaveChanges. Failures surface as EF Core's own exceptions (a stale version as
@@ -42,7 +44,7 @@ internal static class GroupRows
                 case (InboxRecord row, EntityState.Added) when combine:
                     inbox.Add(row);
                     break;
-                case (OutboxMessageRecord row, EntityState.Modified) when combine && IsDeliveredMark(entry):
+                case (OutboxMessageRecord { DeliveredAt: not null } row, EntityState.Modified) when combine && IsDeliveredMark(entry):
                     delivered.Add(row);
                     break;
                 case (PipelineState or WorkItemRecord or InboxRecord or OutboxMessageRecord, EntityState.Added):

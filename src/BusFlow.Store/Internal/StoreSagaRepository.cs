@@ -26,13 +26,11 @@ internal sealed class StoreSagaRepositoryContextFactory(
         where T : class
     {
         await using var db = await databases.CreateDbContextAsync(context.CancellationToken);
-        // A connection is opened only when the transition reads the store (OpenForReadsAsync), and
-        // then kept for the rest of it; given back before the after-commit actions, which wait for
-        // the broker and must not hold a connection meanwhile. Most transitions read nothing (a
-        // start's first try, a state this process committed), and their rows commit on the group's
-        // connection: holding one of their own while they waited for their group took a connection
-        // per transition in flight, more than a warm pool holds under load (PostgreSQL spent a
-        // tenth of its time starting backends).
+        // A connection is opened for the transition's look-ups (OpenForReadsAsync; any other read
+        // takes one from the pool around its command) and given back before it waits for its
+        // group, whose rows commit on the group's own connection, and before the after-commit
+        // actions, which wait for the broker. Most transitions read nothing (a start's first try, a
+        // state this process committed) and so take no connection at all.
         bool transitioned;
         try
         {
@@ -196,6 +194,8 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     private async Task CommitAsync(Guid pipelineId)
     {
         var member = new TransitionMember(db, session.TakeBulkEvents(), pipelineId, session);
+        // The member took what the context tracks; it commits on the group's connection.
+        await db.Database.CloseConnectionAsync();
         if (context.GetRetryAttempt() > 0 || context.GetRedeliveryCount() > 0)
         {
             await groups.CommitAloneAsync(member, CancellationToken);

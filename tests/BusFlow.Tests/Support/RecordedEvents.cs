@@ -57,7 +57,7 @@ public sealed class RecordedEvents
             throw new TimeoutException($"Pipeline {pipelineId} did not end; its events: {Describe(pipelineId)}");
         }
 
-        while (For(pipelineId).Select(e => e.Seq).Distinct().Count() < end.Seq)
+        while (For(pipelineId).Select(e => e.Seq).Where(seq => seq <= end.Seq).Distinct().Count() < end.Seq)
         {
             if (DateTime.UtcNow >= until)
             {
