@@ -2,6 +2,9 @@ using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 using BusFlow.Edge.Tests.Support;
+using BusFlow.IntegrationTests.Support;
+using BusFlow.Store;
+using BusFlow.Store.Tests.Support;
 
 namespace BusFlow.Edge.Tests;
 
@@ -290,5 +293,38 @@ public sealed class When_subscribing_over_WebSocket(EdgeServerFixture fixture) :
         var events = await bystander.ReceiveUntilAsync(e => e.IsTerminal());
         Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long)i), events.Select(e => e.Seq()));
         Assert.Equal(WebSocketState.Open, flooder.State);
+    }
+}
+
+/// <summary>Found by the chaos runner: a subscribe during a database restart threw out of the connection and dropped the socket.</summary>
+public sealed class When_a_subscribe_cannot_read_the_store
+{
+    [ServerFact]
+    public async Task Should_answer_store_unavailable_and_keep_the_socket_open()
+    {
+        await using var db = await TestDatabase.Create(StoreProviderKind.Postgres);
+        await using var server = await EdgeServer.StartAsync(database: db);
+        await using var ws = await WsClient.ConnectAsync(server.WebSocketUri());
+        await ws.SendAsync(new { type = "subscribe", pipelineId = "*" });
+        Assert.Equal("subscribed", (await ws.ReceiveAsync())!.Value.Type());
+
+        // The database goes away under the running edge.
+        Npgsql.NpgsqlConnection.ClearAllPools();
+        await using (var admin = new Npgsql.NpgsqlConnection(TestDatabase.PostgresServer + ";Database=postgres"))
+        {
+            await admin.OpenAsync();
+            await using var drop = new Npgsql.NpgsqlCommand($"DROP DATABASE {new Npgsql.NpgsqlConnectionStringBuilder(db.ConnectionString).Database} WITH (FORCE)", admin);
+            await drop.ExecuteNonQueryAsync();
+        }
+
+        await ws.SendAsync(new { type = "subscribe", pipelineId = Guid.NewGuid().ToString(), after = 3 });
+        var error = (await ws.ReceiveAsync(TimeSpan.FromSeconds(60)))!.Value;
+        Assert.Equal("error", error.Type());
+        Assert.Equal("store_unavailable", error.GetProperty("code").GetString());
+
+        // The socket and its live subscription stay.
+        await ws.SendAsync(new { type = "ping" });
+        Assert.Equal("pong", (await ws.ReceiveAsync())!.Value.Type());
+        Assert.Equal(System.Net.WebSockets.WebSocketState.Open, ws.State);
     }
 }

@@ -5,7 +5,7 @@ using BusFlow.Host.Tests.Support;
 
 namespace BusFlow.Host.Tests;
 
-/// <summary>The three sample pipelines through HTTP and WebSocket on a host started the README way.</summary>
+/// <summary>The sample pipelines through HTTP and WebSocket on a host started the README way.</summary>
 public sealed class When_running_the_samples(RunningHostFixture fixture) : IClassFixture<RunningHostFixture>
 {
     private RunningHost Host => fixture.Host;
@@ -54,6 +54,31 @@ public sealed class When_running_the_samples(RunningHostFixture fixture) : IClas
         Assert.Equal(3, outputs.GetProperty("b").GetInt32());
         Assert.Equal(2, outputs.GetProperty("c").GetInt32());
         Assert.Equal(3, events.Count(e => e.Type() == "StepCompleted" && e.GetProperty("stepName").GetString() == "count" && e.GetProperty("itemIndex").ValueKind == JsonValueKind.Number));
+    }
+
+    [Fact]
+    public async Task Should_post_each_ledger_entry_once_with_its_step()
+    {
+        var events = await RunAsync("ledger", new { amount = 7 });
+        Assert.Equal("PipelineCompleted", events[^1].Type());
+        var id = events[^1].PipelineId();
+
+        // The enlisted rows committed with the steps' outcomes, in the store's own database.
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection(Host.StoreConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT step, attempt, amount FROM busflow_sample_ledger WHERE pipeline_id = $id ORDER BY step";
+        command.Parameters.AddWithValue("$id", id.ToString());
+        var rows = new List<(string Step, long Attempt, long Amount)>();
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                rows.Add((reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2)));
+            }
+        }
+
+        Assert.Equal([("credit", 1L, 7L), ("debit", 1L, -7L)], rows);
     }
 
     [Fact]

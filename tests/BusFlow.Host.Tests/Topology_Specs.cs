@@ -109,6 +109,16 @@ public sealed partial class When_the_compose_topology_runs_from_local_processes(
         Assert.Contains(".env", (await File.ReadAllTextAsync(Path.Combine(RunningHost.RepositoryRoot, ".gitignore"))).Split('\n'));
     }
 
+    [Fact]
+    public async Task Should_run_the_host_with_thread_pool_workers_that_do_not_spin()
+    {
+        // What `dotnet run --no-build --project src/BusFlow.Host` (RunningHost) starts: the Debug build's runtime settings.
+        var path = Path.Combine(RunningHost.RepositoryRoot, "src", "BusFlow.Host", "bin", "Debug", "net10.0", "BusFlow.Host.runtimeconfig.json");
+        using var config = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(path));
+        var properties = config.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
+        Assert.Equal(0, properties.GetProperty("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit").GetInt32());
+    }
+
     [GeneratedRegex(@"(?m)^  ([a-z0-9-]+):\n((?:(?:    .*)?\n)*)")]
     private static partial Regex ServicePattern();
 

@@ -15,4 +15,5 @@ internal static class ClientErrors
     public const string TooManySubscriptions = "too_many_subscriptions";
     public const string AfterOutOfRange = "after_out_of_range";
     public const string NotSubscribed = "not_subscribed";
+    public const string StoreUnavailable = "store_unavailable";
 }

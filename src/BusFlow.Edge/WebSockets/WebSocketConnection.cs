@@ -318,7 +318,21 @@ internal sealed partial class WebSocketConnection(
             return;
         }
 
-        if (request.After is { } after && after > await LastOrderAsync(request))
+        long? last;
+        try
+        {
+            last = request.After is null ? null : await LastOrderAsync(request);
+        }
+        catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or InvalidOperationException or Microsoft.EntityFrameworkCore.Storage.RetryLimitExceededException && !Closing.IsCancellationRequested)
+        {
+            // The database is down or restarting: this subscribe fails, the connection and its other
+            // subscriptions stay, and the client subscribes again (a live subscription resumes by itself).
+            LogStoreUnavailable(logger, ex, request.Key);
+            await ErrorAsync(ClientErrors.StoreUnavailable, "the store could not be read to check `after`; subscribe again shortly", request.Key);
+            return;
+        }
+
+        if (request.After is { } after && after > last)
         {
             await ErrorAsync(ClientErrors.AfterOutOfRange, $"after {after} is beyond the last {(request.PipelineId is null ? "position" : "seq")} recorded", request.Key);
             return;
@@ -438,6 +452,9 @@ internal sealed partial class WebSocketConnection(
 
     protected override ValueTask WriteControlAsync(byte[] json, CancellationToken cancellationToken) =>
         socket.SendAsync(json.AsMemory(), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A subscribe to {Key} could not read the store; the client was told to subscribe again")]
+    private static partial void LogStoreUnavailable(ILogger logger, Exception exception, string key);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "WebSocket client error {Code}: {Message}")]
     private static partial void LogClientError(ILogger logger, string code, string message);

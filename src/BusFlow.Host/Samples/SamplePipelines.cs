@@ -6,7 +6,7 @@ namespace BusFlow.Host.Samples;
 public static class SamplePipelines
 {
     /// <summary>The sample workers' names.</summary>
-    public static readonly string[] Workers = ["demo-step", "count-words", "sum-counts", "approval-step"];
+    public static readonly string[] Workers = ["demo-step", "count-words", "sum-counts", "approval-step", "ledger-entry"];
 
     /// <summary>
     /// Registers the sample pipelines, and their workers when <paramref name="runWorkers"/> is set;
@@ -20,7 +20,9 @@ public static class SamplePipelines
                 .AddWorker<DemoStepHandler>("demo-step")
                 .AddWorker("count-words", CountWords)
                 .AddWorker("sum-counts", SumCounts)
-                .AddWorker("approval-step", Approval);
+                .AddWorker("approval-step", Approval)
+                .AddWorker("ledger-entry", SampleLedger.Entry);
+            busflow.Services.AddHostedService<SampleLedgerTable>();
         }
         else
         {
@@ -39,7 +41,11 @@ public static class SamplePipelines
             .AddPipeline("approval", p => p
                 .Then("draft", s => s.Worker("approval-step"))
                 .Then("approve", s => s.Worker("approval-step").SuspensionTimeout(TimeSpan.FromHours(1)))
-                .Then("publish", s => s.Worker("approval-step")));
+                .Then("publish", s => s.Worker("approval-step")))
+            .AddPipeline("ledger", p => p
+                .Input(i => i.Optional("amount", InputKind.Number))
+                .Then("debit", s => s.Worker("ledger-entry"))
+                .Then("credit", s => s.Worker("ledger-entry")));
     }
 
     /// <summary>The <c>demo</c> DAG (fetch -> clean, enrich -> merge -> report), every step on the <c>demo-step</c> worker (<see cref="DemoStepHandler"/>).</summary>

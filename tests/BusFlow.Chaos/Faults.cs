@@ -1,0 +1,170 @@
+using System.Diagnostics;
+
+namespace BusFlow.Chaos;
+
+/// <summary>A fault the runner injected: its kind, what it hit, and when it began and was repaired (seconds into the run).</summary>
+public sealed record Fault(string Kind, string Target, double Start, double End);
+
+/// <summary>
+/// Injects faults on a schedule. The short profile cycles through every kind in turn; the long one
+/// picks kinds at random. A process fault hits a process that is running and not paused.
+/// </summary>
+public sealed class FaultInjector(Topology topology, LoadDriver load, Random random, Stopwatch clock)
+{
+    public static readonly string[] Kinds = ["kill", "pause", "rabbitmq-restart", "postgres-restart", "duplicates"];
+    private readonly SemaphoreSlim _server = new(1, 1);
+    private readonly List<Task> _running = [];
+
+    public List<Fault> Injected { get; } = [];
+
+    public async Task RunAsync(TimeSpan every, bool randomKinds, CancellationToken stop)
+    {
+        for (var n = 0; !stop.IsCancellationRequested; n++)
+        {
+            try
+            {
+                await Task.Delay(every, stop);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+
+            // A fault's repair (a restart until ready, a pause) may outlast the interval: the next one
+            // does not wait for it, so faults overlap; two server restarts never do.
+            _running.Add(InjectAsync(randomKinds ? Kinds[Next(0, Kinds.Length)] : Kinds[n % Kinds.Length]));
+        }
+
+        await Task.WhenAll(_running);
+    }
+
+    private async Task InjectAsync(string kind)
+    {
+        var start = clock.Elapsed.TotalSeconds;
+        string target;
+        Console.WriteLine($"{start,6:0.0} s  fault: {kind}");
+        switch (kind)
+        {
+            case "kill":
+                {
+                    var process = topology.PickAny(random);
+                    target = process.Name;
+                    await process.RestartAsync(TimeSpan.FromMilliseconds(Next(500, 3000)), CancellationToken.None);
+                    break;
+                }
+
+            case "pause":
+                {
+                    // Past the outbox lease (10 s), so another saga process takes the delivery over meanwhile.
+                    var process = topology.PickAny(random);
+                    target = process.Name;
+                    process.Pause();
+                    await Task.Delay(TimeSpan.FromSeconds(Next(11, 15)));
+                    process.Continue();
+                    break;
+                }
+
+            case "rabbitmq-restart":
+                target = "broker";
+                await _server.WaitAsync();
+                start = clock.Elapsed.TotalSeconds;
+                try
+                {
+                    await ChaosServers.RestartRabbitMqAsync(TimeSpan.FromSeconds(3), CancellationToken.None);
+                }
+                finally
+                {
+                    _server.Release();
+                }
+
+                break;
+            case "postgres-restart":
+                target = "database";
+                await _server.WaitAsync();
+                start = clock.Elapsed.TotalSeconds;
+                try
+                {
+                    await ChaosServers.RestartPostgresAsync(TimeSpan.FromSeconds(2), CancellationToken.None);
+                }
+                finally
+                {
+                    _server.Release();
+                }
+
+                break;
+            default:
+                target = "10 starts sent again";
+                await load.RepeatStartsAsync(10, CancellationToken.None);
+                break;
+        }
+
+        var fault = new Fault(kind, target, start, clock.Elapsed.TotalSeconds);
+        Console.WriteLine($"{fault.End,6:0.0} s  repaired: {kind} of {target} after {fault.End - fault.Start:0.0} s");
+        lock (Injected)
+        {
+            Injected.Add(fault);
+        }
+    }
+
+    private int Next(int min, int max)
+    {
+        lock (random)
+        {
+            return random.Next(min, max);
+        }
+    }
+}
+
+/// <summary>The split topology: edge, saga and worker processes of BusFlow.Host on the run's broker and database.</summary>
+public sealed class Topology(IReadOnlyList<RoleProcess> processes) : IAsyncDisposable
+{
+    public IReadOnlyList<RoleProcess> Processes { get; } = processes;
+
+    public static async Task<Topology> StartAsync(ChaosServers servers, int edges, int sagas, int workers)
+    {
+        var settings = servers.HostSettings();
+        var processes = new List<RoleProcess>();
+        foreach (var (role, count) in new[] { ("saga", sagas), ("worker", workers), ("edge", edges) })
+        {
+            for (var i = 1; i <= count; i++)
+            {
+                // The first saga process applies the migrations; the others start after it.
+                var own = new Dictionary<string, string?>(settings) { ["BusFlow:Store:ApplyMigrations"] = processes.Count == 0 ? "true" : "false" };
+                var process = new RoleProcess($"{role}-{i}", role, own);
+                await process.StartAsync(CancellationToken.None);
+                processes.Add(process);
+            }
+        }
+
+        return new Topology(processes);
+    }
+
+    /// <summary>A serving edge, at random; any edge when none serves (the request fails and is tried again).</summary>
+    public RoleProcess Edge(Random random)
+    {
+        var edges = Processes.Where(p => p.Role == "edge").ToList();
+        var serving = edges.Where(p => p.Serving).ToList();
+        lock (random)
+        {
+            return serving.Count > 0 ? serving[random.Next(serving.Count)] : edges[random.Next(edges.Count)];
+        }
+    }
+
+    /// <summary>A process that is running and not paused, at random.</summary>
+    public RoleProcess PickAny(Random random)
+    {
+        var serving = Processes.Where(p => p.Serving).ToList();
+        lock (random)
+        {
+            return serving[random.Next(serving.Count)];
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var process in Processes)
+        {
+            await process.DisposeAsync();
+        }
+    }
+}

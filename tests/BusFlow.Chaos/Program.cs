@@ -1,0 +1,81 @@
+using System.Diagnostics;
+using System.Globalization;
+using BusFlow.Chaos;
+
+// The chaos runner (docs/reliability.md): `dotnet run -c Release --project tests/BusFlow.Chaos --
+// --profile long` through tests/chaos.sh, which starts the servers; tests/run.sh runs `--profile short`.
+var settings = ChaosSettings.Parse(args);
+var run = DateTime.UtcNow.ToString("MMddHHmmss", CultureInfo.InvariantCulture) + Random.Shared.Next(100, 999).ToString(CultureInfo.InvariantCulture);
+Console.WriteLine($"chaos run {run}: profile {settings.Profile}, {settings.Load.TotalSeconds:0} s of load at {settings.Rate} pipelines/s, a fault every {settings.FaultEvery.TotalSeconds:0.#} s{(settings.RandomFaults ? ", kinds at random" : ", kinds in turn")}, seed {settings.Seed}");
+await using var servers = await ChaosServers.Create(run);
+await using var topology = await Topology.StartAsync(servers, edges: 2, sagas: 2, workers: 2);
+Console.WriteLine($"started {string.Join(", ", topology.Processes.Select(p => $"{p.Name} {p.BaseUri}"))}");
+var random = new Random(settings.Seed);
+var watchers = new Watchers(() => topology.Edge(random), random);
+var load = new LoadDriver(run, () => topology.Edge(random), watchers);
+var clock = Stopwatch.StartNew();
+using var end = new CancellationTokenSource();
+var tagged = new Subscriber("on the run's tag", "websocket");
+var finals = new Subscriber("on final events", "websocket");
+var everyTask = new[]
+{
+    watchers.WatchAllAsync(tagged, $$"""
+        "tags":{"chaos":"{{run}}"}
+        """, TimeSpan.FromSeconds(20), end.Token),
+    watchers.WatchAllAsync(finals, """
+        "eventTypes":["PipelineCompleted","PipelineFailed","PipelineCancelled"]
+        """, TimeSpan.FromSeconds(30), end.Token),
+};
+var memory = new Memory(topology, clock);
+var sampling = memory.SampleAsync(TimeSpan.FromSeconds(5), end.Token);
+
+using var loadStop = new CancellationTokenSource(settings.Load);
+using var abort = new CancellationTokenSource(settings.Load + settings.Drain);
+var faults = new FaultInjector(topology, load, random, clock);
+var faulting = faults.RunAsync(settings.FaultEvery, settings.RandomFaults, loadStop.Token);
+await load.RunAsync(settings.Rate, loadStop.Token, abort.Token);
+var loadSeconds = clock.Elapsed.TotalSeconds;
+Console.WriteLine($"load stopped at {loadSeconds:0} s: {load.Started.Count} pipelines started; waiting for the faults in progress and for every pipeline's end");
+await faulting;
+try
+{
+    await load.DrainAsync();
+}
+catch (OperationCanceledException)
+{
+    Console.WriteLine($"drain cut off after {settings.Drain.TotalSeconds:0} s");
+}
+
+// The `*` subscribers catch up with the store's last position (or are cut off).
+var last = await LastPositionAsync(servers);
+var catchUp = Stopwatch.StartNew();
+while ((tagged.Last(byPosition: true) < last || finals.Events.Count < load.Started.Count) && catchUp.Elapsed < TimeSpan.FromSeconds(60))
+{
+    await Task.Delay(250);
+}
+
+await end.CancelAsync();
+await Task.WhenAll(everyTask);
+await sampling;
+var checks = await Checks.RunAsync(servers, load, [(tagged, _ => true), (finals, r => Subscriber.IsTerminal(r.Type))]);
+var report = Report.Build(settings, run, load, faults.Injected, checks, [tagged, finals], memory, topology, clock.Elapsed, loadSeconds);
+Console.WriteLine(report);
+if (settings.Docs)
+{
+    Report.WriteDocs(report);
+}
+
+foreach (var process in checks.All(c => c.Held) && !args.Contains("--tails") ? [] : topology.Processes)
+{
+    Console.WriteLine($"--- {process.Name}: last lines ---\n{process.Tail}");
+}
+
+return checks.All(c => c.Held) ? 0 : 1;
+
+static async Task<long> LastPositionAsync(ChaosServers servers)
+{
+    await using var connection = new Npgsql.NpgsqlConnection(servers.ConnectionString);
+    await connection.OpenAsync();
+    await using var command = new Npgsql.NpgsqlCommand("""SELECT coalesce(max("Position"), 0) FROM busflow_events""", connection);
+    return (long)(await command.ExecuteScalarAsync())!;
+}

@@ -1,0 +1,200 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace BusFlow.Chaos;
+
+/// <summary>
+/// One BusFlow.Host process of a role (<c>edge</c>, <c>saga</c> or <c>worker</c>), started from the
+/// host's build output with its settings as environment variables on a port of its own. The runner
+/// kills it (SIGKILL), pauses it (SIGSTOP / SIGCONT) and starts it again on the same port.
+/// </summary>
+public sealed class RoleProcess(string name, string role, Dictionary<string, string?> settings) : IAsyncDisposable
+{
+    private readonly Queue<string> _tail = new();
+    private Process? _process;
+
+    public string Name { get; } = name;
+
+    public string Role { get; } = role;
+
+    public Uri BaseUri { get; } = new($"http://127.0.0.1:{FreePort()}");
+
+    /// <summary>Running and not paused: the load may send it requests.</summary>
+    public bool Serving => _process is { HasExited: false } && !Paused;
+
+    public bool Paused { get; private set; }
+
+    public int Restarts { get; private set; }
+
+    /// <summary>The longest a start took until the process was ready.</summary>
+    public TimeSpan SlowestStart { get; private set; }
+
+    /// <summary>The last lines the process wrote (stdout and stderr), for a failure's report.</summary>
+    public string Tail
+    {
+        get
+        {
+            lock (_tail)
+            {
+                return string.Join('\n', _tail);
+            }
+        }
+    }
+
+    public static string HostAssembly
+    {
+        get
+        {
+            var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
+            var path = Path.Combine(ChaosServers.RepositoryRoot, "src", "BusFlow.Host", "bin", configuration, "net10.0", "BusFlow.Host.dll");
+            return File.Exists(path) ? path : throw new FileNotFoundException($"BusFlow.Host is not built at {path}: dotnet build -c {configuration} src/BusFlow.Host");
+        }
+    }
+
+    /// <summary>Starts the process and waits until <c>/health/ready</c> answers 200.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var start = new ProcessStartInfo("dotnet", [HostAssembly, "--urls", BaseUri.ToString()])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Path.GetTempPath(),
+        };
+        start.Environment["Logging__LogLevel__Default"] = "Warning";
+        start.Environment["BusFlow__Roles"] = Role;
+        foreach (var (key, value) in settings)
+        {
+            start.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
+        }
+
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, e) => Record(e.Data);
+        process.ErrorDataReceived += (_, e) => Record(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
+        Paused = false;
+        using var http = new HttpClient { BaseAddress = BaseUri, Timeout = TimeSpan.FromSeconds(5) };
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        while (true)
+        {
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"{Name} exited with {process.ExitCode}:\n{Tail}");
+            }
+
+            try
+            {
+                using var ready = await http.GetAsync("/health/ready", cancellationToken);
+                if (ready.IsSuccessStatusCode)
+                {
+                    var took = DateTime.UtcNow - deadline.AddSeconds(-120);
+                    SlowestStart = took > SlowestStart ? took : SlowestStart;
+                    Record($"chaos: ready after {took.TotalSeconds:0.0} s");
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+            {
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"{Name} was not ready within 120 s:\n{Tail}");
+            }
+
+            await Task.Delay(200, cancellationToken);
+        }
+    }
+
+    /// <summary>SIGKILL: no goodbye, no flush.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+
+        Paused = false;
+    }
+
+    /// <summary>Killed and started again on the same port after <paramref name="down"/>.</summary>
+    public async Task RestartAsync(TimeSpan down, CancellationToken cancellationToken)
+    {
+        await KillAsync();
+        await Task.Delay(down, cancellationToken);
+        Restarts++;
+        await StartAsync(cancellationToken);
+    }
+
+    public void Pause() => Signal("STOP", paused: true);
+
+    public void Continue() => Signal("CONT", paused: false);
+
+    /// <summary>The process's resident set in bytes (0 when it is not running).</summary>
+    public long ResidentBytes()
+    {
+        try
+        {
+            if (_process is not { HasExited: false } process)
+            {
+                return 0;
+            }
+
+            var line = File.ReadLines($"/proc/{process.Id}/status").FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+            return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    private void Signal(string signal, bool paused)
+    {
+        if (_process is { HasExited: false } process)
+        {
+            using var kill = Process.Start("kill", [$"-{signal}", process.Id.ToString(CultureInfo.InvariantCulture)]);
+            kill.WaitForExit();
+            Paused = paused;
+        }
+    }
+
+    private void Record(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_tail)
+        {
+            _tail.Enqueue(line);
+            if (_tail.Count > 200)
+            {
+                _tail.Dequeue();
+            }
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Paused)
+        {
+            Continue();
+        }
+
+        await KillAsync();
+        _process?.Dispose();
+    }
+}
