@@ -64,13 +64,13 @@ public static class Report
         }
 
         text.AppendLine();
-        text.AppendLine("| process | restarts | slowest start until ready, s | resident after warm-up (20 % of the load), MiB | resident at the end, MiB | largest, MiB |");
-        text.AppendLine("|---|---:|---:|---:|---:|---:|");
+        text.AppendLine("| process | restarts | starts that exited by themselves (started again) | slowest start until ready, s | resident after warm-up (20 % of the load), MiB | resident at the end, MiB | largest, MiB |");
+        text.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var process in topology.Processes)
         {
             var samples = memory.Samples.Where(s => s.Process == process.Name && s.Bytes > 0).ToList();
             var warm = samples.FirstOrDefault(s => s.At >= loadSeconds * 0.2);
-            text.AppendLine(Fmt($"| {process.Name} | {process.Restarts} | {process.SlowestStart.TotalSeconds:0.0} | {Mib(warm.Bytes)} | {Mib(samples.LastOrDefault().Bytes)} | {Mib(samples.Count == 0 ? 0 : samples.Max(s => s.Bytes))} |"));
+            text.AppendLine(Fmt($"| {process.Name} | {process.Restarts} | {process.FailedStarts} | {process.SlowestStart.TotalSeconds:0.0} | {Mib(warm.Bytes)} | {Mib(samples.LastOrDefault().Bytes)} | {Mib(samples.Count == 0 ? 0 : samples.Max(s => s.Bytes))} |"));
         }
 
         return text.ToString();

@@ -53,8 +53,32 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
         }
     }
 
-    /// <summary>Starts the process and waits until <c>/health/ready</c> answers 200.</summary>
+    /// <summary>Starts that ended with the process exiting by itself before it was ready (started again, as docker-compose.yml's <c>restart: on-failure</c> does).</summary>
+    public int FailedStarts { get; private set; }
+
+    /// <summary>
+    /// Starts the process and waits until <c>/health/ready</c> answers 200. A process that exits by
+    /// itself before (the host fails fast when its store is unreachable at start, counting on its
+    /// supervisor) is started again after a second, as docker-compose.yml's <c>restart: on-failure</c> would.
+    /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await StartOnceAsync(cancellationToken);
+                return;
+            }
+            catch (ProcessExitedException) when (attempt < 30)
+            {
+                FailedStarts++;
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            }
+        }
+    }
+
+    private async Task StartOnceAsync(CancellationToken cancellationToken)
     {
         var start = new ProcessStartInfo("dotnet", [HostAssembly, "--urls", BaseUri.ToString()])
         {
@@ -82,7 +106,7 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
         {
             if (process.HasExited)
             {
-                throw new InvalidOperationException($"{Name} exited with {process.ExitCode}:\n{Tail}");
+                throw new ProcessExitedException($"{Name} exited with {process.ExitCode}:\n{Tail}");
             }
 
             try
@@ -198,3 +222,6 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
         _process?.Dispose();
     }
 }
+
+/// <summary>A role process exited by itself while starting.</summary>
+public sealed class ProcessExitedException(string message) : Exception(message);

@@ -68,10 +68,11 @@ public static class SampleLedger
     private sealed record LedgerInput(int Amount = 1);
 }
 
-/// <summary>Creates the <c>ledger</c> sample's table at start in a process that runs the sample workers.</summary>
-public sealed class SampleLedgerTable(IDbContextFactory<BusFlowDbContext> databases) : IHostedService
+/// <summary>Creates the <c>ledger</c> sample's table at start in a process that runs the sample workers with a store (without one the sample's steps fail, saying so).</summary>
+public sealed class SampleLedgerTable(IServiceProvider services) : IHostedService
 {
-    public Task StartAsync(CancellationToken cancellationToken) => SampleLedger.EnsureTableAsync(databases, cancellationToken);
+    public Task StartAsync(CancellationToken cancellationToken) =>
+        services.GetService<IDbContextFactory<BusFlowDbContext>>() is { } databases ? SampleLedger.EnsureTableAsync(databases, cancellationToken) : Task.CompletedTask;
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
