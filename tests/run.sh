@@ -31,6 +31,6 @@ fi
 # kind of fault once, on the same servers; not when the tests were filtered by arguments.
 if [ $# -eq 0 ] && [ "${BUSFLOW_SKIP_CHAOS:-0}" != 1 ]; then
   log "running the chaos runner's short profile"
-  dotnet run --no-build --project tests/BusFlow.Chaos -- --profile short || { log "the chaos run failed"; [ "$status" -ne 0 ] || status=1; }
+  timeout 20m dotnet run --no-build --project tests/BusFlow.Chaos -- --profile short || { log "the chaos run failed"; [ "$status" -ne 0 ] || status=1; }
 fi
 exit "$status"

@@ -50,7 +50,8 @@ export BUSFLOW_RABBITMQ_DIR=$RMQ
 # PostgreSQL 15 on its own port and socket folder, trusting local connections.
 PG=$STATE/postgres
 export BUSFLOW_POSTGRES_PORT=${BUSFLOW_POSTGRES_PORT:-55432}
-# Lets the chaos runner stop this very database hard and start it again.
+# Lets the chaos runner stop this very database hard and start it again (not a server on the port
+# that some other folder holds: then the restart fault fails, saying so).
 export BUSFLOW_POSTGRES_DIR=$PG
 export BUSFLOW_POSTGRESCTL="$ROOT/tests/postgresctl.sh"
 if ! port_open "$BUSFLOW_POSTGRES_PORT"; then

@@ -101,8 +101,19 @@ public sealed class ChaosServers : IAsyncDisposable
         // to boot its Erlang VM and reach the node at normal priority.
         using var process = Process.Start(new ProcessStartInfo("nice", ["-n", "-15", command, argument]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
         var error = process.StandardError.ReadToEndAsync();
-        await process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
+        var output = process.StandardOutput.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{command} {argument} did not finish within 3 minutes");
+        }
+
+        await output;
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException($"{command} {argument} exited with {process.ExitCode}: {await error}");

@@ -10,7 +10,7 @@ public sealed record Check(string Name, long Over, IReadOnlyList<string> Broken)
 }
 
 /// <summary>An event row as the store keeps it.</summary>
-public sealed record StoredRow(Guid PipelineId, long Seq, long? Position, string Type);
+public sealed record StoredRow(Guid PipelineId, long Seq, long? Position, string Type, DateTimeOffset Timestamp);
 
 /// <summary>
 /// What the store holds at the end of a run, and the checks of docs/reliability.md against it and
@@ -20,17 +20,17 @@ public static class Checks
 {
     private const int Shown = 5;
 
-    public static async Task<List<Check>> RunAsync(ChaosServers servers, LoadDriver load, IReadOnlyList<(Subscriber Subscriber, Func<StoredRow, bool> Wanted)> all)
+    public static async Task<(List<Check> Checks, List<StoredRow> Rows)> RunAsync(ChaosServers servers, LoadDriver load, IReadOnlyList<string> failedFaults, IReadOnlyList<(Subscriber Subscriber, Func<StoredRow, bool> Wanted)> all)
     {
         await using var connection = new NpgsqlConnection(servers.ConnectionString);
         await connection.OpenAsync();
         var rows = new List<StoredRow>();
-        await using (var command = new NpgsqlCommand("""SELECT "PipelineId", "Seq", "Position", "Type" FROM busflow_events ORDER BY "Position" """, connection))
+        await using (var command = new NpgsqlCommand("""SELECT "PipelineId", "Seq", "Position", "Type", "Timestamp" FROM busflow_events ORDER BY "Position" """, connection))
         await using (var reader = await command.ExecuteReaderAsync())
         {
             while (await reader.ReadAsync())
             {
-                rows.Add(new StoredRow(reader.GetGuid(0), reader.GetInt64(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetString(3)));
+                rows.Add(new StoredRow(reader.GetGuid(0), reader.GetInt64(1), reader.IsDBNull(2) ? null : reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<DateTimeOffset>(4)));
             }
         }
 
@@ -66,7 +66,9 @@ public static class Checks
         var started = load.Started.Values.OrderBy(s => s.Index).ToList();
         var checks = new List<Check>
         {
-            Over("every start answered with one pipeline per idempotency key", load.RepeatedStarts + started.Count, load.DoubledStarts),
+            Over("every fault injected and repaired", failedFaults.Count, failedFaults),
+            Over("every start answered with one pipeline per idempotency key", load.RepeatedStarts + load.Sent, load.DoubledStarts.Concat(load.Sent == started.Count ? [] : [$"{load.Sent - started.Count} of {load.Sent} starts never answered"])),
+            Over("the store holds exactly the pipelines started, no other", statuses.Count, statuses.Keys.Except(started.Select(s => s.Id)).Select(id => $"{id} stored, never answered to a start").Concat(started.Where(s => !statuses.ContainsKey(s.Id)).Select(s => $"{s.Watcher.Name} {s.Id} answered, not stored"))),
             Over("every pipeline reached exactly one terminal event, and it completed", started.Count, started.Select(s =>
             {
                 var terminal = byPipeline.GetValueOrDefault(s.Id, []).Where(r => Subscriber.IsTerminal(r.Type)).ToList();
@@ -100,7 +102,7 @@ public static class Checks
             checks.Add(Over($"`*` subscriber {subscriber.Name} got each of its events once, in position order", want.Count, subscriber.Failure is null && got.SequenceEqual(want) ? [] : [$"got {got.Count} [{Ranges(got)}], stored {want.Count} [{Ranges(want)}]{(subscriber.Failure is { } f ? ", " + f : "")}"]));
         }
 
-        return checks;
+        return (checks, rows);
     }
 
     private static IEnumerable<string?> PositionProblems(List<StoredRow> rows, Dictionary<Guid, List<StoredRow>> byPipeline)

@@ -9,13 +9,16 @@ public sealed record Fault(string Kind, string Target, double Start, double End)
 /// Injects faults on a schedule. The short profile cycles through every kind in turn; the long one
 /// picks kinds at random. A process fault hits a process that is running and not paused.
 /// </summary>
-public sealed class FaultInjector(Topology topology, LoadDriver load, Random random, Stopwatch clock)
+public sealed class FaultInjector(Topology topology, LoadDriver load, Random random, Stopwatch clock, CancellationToken abort)
 {
     public static readonly string[] Kinds = ["kill", "pause", "rabbitmq-restart", "postgres-restart", "duplicates"];
     private readonly SemaphoreSlim _server = new(1, 1);
     private readonly List<Task> _running = [];
 
     public List<Fault> Injected { get; } = [];
+
+    /// <summary>Faults the runner could not inject or repair (a server that did not come back, a process that did not start): each breaks the run.</summary>
+    public List<string> Failed { get; } = [];
 
     public async Task RunAsync(TimeSpan every, bool randomKinds, CancellationToken stop)
     {
@@ -40,6 +43,21 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
 
     private async Task InjectAsync(string kind)
     {
+        try
+        {
+            await InjectOnceAsync(kind);
+        }
+        catch (Exception ex)
+        {
+            lock (Failed)
+            {
+                Failed.Add($"{kind} at {clock.Elapsed.TotalSeconds:0} s: {ex.GetType().Name}: {ex.Message.Split('\n')[0]}");
+            }
+        }
+    }
+
+    private async Task InjectOnceAsync(string kind)
+    {
         var start = clock.Elapsed.TotalSeconds;
         string target;
         Console.WriteLine($"{start,6:0.0} s  fault: {kind}");
@@ -47,16 +65,24 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
         {
             case "kill":
                 {
-                    var process = topology.PickAny(random);
+                    if (topology.PickAny(random) is not { } process)
+                    {
+                        return;
+                    }
+
                     target = process.Name;
-                    await process.RestartAsync(TimeSpan.FromMilliseconds(Next(500, 3000)), CancellationToken.None);
+                    await process.RestartAsync(TimeSpan.FromMilliseconds(Next(500, 3000)), abort);
                     break;
                 }
 
             case "pause":
                 {
                     // Past the outbox lease (10 s), so another saga process takes the delivery over meanwhile.
-                    var process = topology.PickAny(random);
+                    if (topology.PickAny(random) is not { } process)
+                    {
+                        return;
+                    }
+
                     target = process.Name;
                     process.Pause();
                     await Task.Delay(TimeSpan.FromSeconds(Next(11, 15)));
@@ -70,7 +96,7 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
                 start = clock.Elapsed.TotalSeconds;
                 try
                 {
-                    await ChaosServers.RestartRabbitMqAsync(TimeSpan.FromSeconds(3), CancellationToken.None);
+                    await ChaosServers.RestartRabbitMqAsync(TimeSpan.FromSeconds(3), abort);
                 }
                 finally
                 {
@@ -84,7 +110,7 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
                 start = clock.Elapsed.TotalSeconds;
                 try
                 {
-                    await ChaosServers.RestartPostgresAsync(TimeSpan.FromSeconds(2), CancellationToken.None);
+                    await ChaosServers.RestartPostgresAsync(TimeSpan.FromSeconds(2), abort);
                 }
                 finally
                 {
@@ -94,7 +120,7 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
                 break;
             default:
                 target = "10 starts sent again";
-                await load.RepeatStartsAsync(10, CancellationToken.None);
+                await load.RepeatStartsAsync(10, abort);
                 break;
         }
 
@@ -150,13 +176,13 @@ public sealed class Topology(IReadOnlyList<RoleProcess> processes) : IAsyncDispo
         }
     }
 
-    /// <summary>A process that is running and not paused, at random.</summary>
-    public RoleProcess PickAny(Random random)
+    /// <summary>A process that is ready and not paused, at random; null when none is.</summary>
+    public RoleProcess? PickAny(Random random)
     {
         var serving = Processes.Where(p => p.Serving).ToList();
         lock (random)
         {
-            return serving[random.Next(serving.Count)];
+            return serving.Count == 0 ? null : serving[random.Next(serving.Count)];
         }
     }
 

@@ -8,8 +8,12 @@ namespace BusFlow.Chaos;
 /// <summary>A pipeline the driver started: what it asked for, the id the edge gave, and its subscriber.</summary>
 public sealed record StartedPipeline(int Index, string Definition, string Key, Guid Id, Subscriber Watcher)
 {
+    private int _answers;
+
     /// <summary>Answers the driver gave its suspensions (approvals), counted when an edge took them.</summary>
-    public int Answers { get; set; }
+    public int Answers => Volatile.Read(ref _answers);
+
+    public void Answered() => Interlocked.Increment(ref _answers);
 }
 
 /// <summary>
@@ -31,6 +35,9 @@ public sealed class LoadDriver(string run, Func<RoleProcess> edge, Watchers watc
     public ConcurrentBag<string> DoubledStarts { get; } = [];
 
     public int RepeatedStarts => _repeated;
+
+    /// <summary>Starts sent (each with its own key); every one must end in <see cref="Started"/>.</summary>
+    public int Sent => Volatile.Read(ref _next);
 
     private int _repeated;
     private int _next;
@@ -58,7 +65,14 @@ public sealed class LoadDriver(string run, Func<RoleProcess> edge, Watchers watc
     }
 
     /// <summary>Waits for every start, answer and pipeline subscriber to end (they stop at the token RunAsync was given to abort).</summary>
-    public async Task DrainAsync() => await Task.WhenAll(_running);
+    public async Task DrainAsync()
+    {
+        // Answers are added while the pipelines run: wait until no task is left unfinished.
+        while (_running.ToArray() is var tasks && tasks.Any(t => !t.IsCompleted))
+        {
+            await Task.WhenAll(tasks);
+        }
+    }
 
     /// <summary>A burst of duplicates: the last <paramref name="count"/> starts sent again with their keys (each must answer the same pipeline).</summary>
     public async Task RepeatStartsAsync(int count, CancellationToken cancellationToken)
@@ -81,7 +95,11 @@ public sealed class LoadDriver(string run, Func<RoleProcess> edge, Watchers watc
         var id = await StartAsync(index, definition, key, cancellationToken);
         var subscriber = new Subscriber($"pipeline {index} ({definition})", Transports[index / Definitions.Length % Transports.Length]);
         var started = new StartedPipeline(index, definition, key, id, subscriber);
-        Started[id] = started;
+        if (!Started.TryAdd(id, started))
+        {
+            DoubledStarts.Add($"{key}: answered with {id}, already the pipeline of {Started[id].Key}");
+            return;
+        }
         try
         {
             await watchers.WatchPipelineAsync(subscriber, id, e => OnEventAsync(started, e, cancellationToken), cancellationToken);
@@ -100,7 +118,8 @@ public sealed class LoadDriver(string run, Func<RoleProcess> edge, Watchers watc
         }
 
         var suspendId = e.GetProperty("suspendId").GetGuid();
-        var twice = started.Index % 2 == 0;
+        // Every other approval (approvals are every sixth start) is answered twice.
+        var twice = started.Index / Definitions.Length % 2 == 0;
         _running.Add(Task.Run(
             async () =>
             {
@@ -123,7 +142,7 @@ public sealed class LoadDriver(string run, Func<RoleProcess> edge, Watchers watc
             // 202: taken (again); 409 suspension_closed: the first answer already resumed it and it moved on.
             if (status is { Code: HttpStatusCode.Accepted or HttpStatusCode.Conflict })
             {
-                started.Answers++;
+                started.Answered();
                 return;
             }
 

@@ -14,6 +14,7 @@ var random = new Random(settings.Seed);
 var watchers = new Watchers(() => topology.Edge(random), random);
 var load = new LoadDriver(run, () => topology.Edge(random), watchers);
 var clock = Stopwatch.StartNew();
+var origin = DateTimeOffset.UtcNow;
 using var end = new CancellationTokenSource();
 var tagged = new Subscriber("on the run's tag", "websocket");
 var finals = new Subscriber("on final events", "websocket");
@@ -31,7 +32,7 @@ var sampling = memory.SampleAsync(TimeSpan.FromSeconds(5), end.Token);
 
 using var loadStop = new CancellationTokenSource(settings.Load);
 using var abort = new CancellationTokenSource(settings.Load + settings.Drain);
-var faults = new FaultInjector(topology, load, random, clock);
+var faults = new FaultInjector(topology, load, random, clock, abort.Token);
 var faulting = faults.RunAsync(settings.FaultEvery, settings.RandomFaults, loadStop.Token);
 await load.RunAsync(settings.Rate, loadStop.Token, abort.Token);
 var loadSeconds = clock.Elapsed.TotalSeconds;
@@ -57,8 +58,8 @@ while ((tagged.Last(byPosition: true) < last || finals.Events.Count < load.Start
 await end.CancelAsync();
 await Task.WhenAll(everyTask);
 await sampling;
-var checks = await Checks.RunAsync(servers, load, [(tagged, _ => true), (finals, r => Subscriber.IsTerminal(r.Type))]);
-var report = Report.Build(settings, run, load, faults.Injected, checks, [tagged, finals], memory, topology, clock.Elapsed, loadSeconds);
+var (checks, stored) = await Checks.RunAsync(servers, load, faults.Failed, [(tagged, _ => true), (finals, r => Subscriber.IsTerminal(r.Type))]);
+var report = Report.Build(settings, run, load, faults.Injected, checks, stored, origin, [tagged, finals], memory, topology, clock.Elapsed, loadSeconds);
 Console.WriteLine(report);
 if (settings.Docs)
 {

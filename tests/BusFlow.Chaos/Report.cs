@@ -10,7 +10,7 @@ public static class Report
     private const string Begin = "<!-- chaos:begin -->";
     private const string End = "<!-- chaos:end -->";
 
-    public static string Build(ChaosSettings settings, string run, LoadDriver load, IReadOnlyList<Fault> faults, IReadOnlyList<Check> checks, IReadOnlyList<Subscriber> all, Memory memory, Topology topology, TimeSpan took, double loadSeconds)
+    public static string Build(ChaosSettings settings, string run, LoadDriver load, IReadOnlyList<Fault> faults, IReadOnlyList<Check> checks, IReadOnlyList<StoredRow> stored, DateTimeOffset origin, IReadOnlyList<Subscriber> all, Memory memory, Topology topology, TimeSpan took, double loadSeconds)
     {
         var text = new StringBuilder();
         var started = load.Started.Values.ToList();
@@ -37,16 +37,16 @@ public static class Report
         }
 
         text.AppendLine();
-        var completions = all[0].Events.Where(e => e.Type == "PipelineCompleted").Select(e => e.At).ToList();
-        var origin = DateTime.UtcNow - took;
-        text.AppendLine("Recovery after each fault: pipelines completed per second over the 10 s before it, and the seconds from its repair until completions ran at half that rate again (over 5 s), as the `*` subscriber on the run's tag saw them.");
+        // When each pipeline completed, by its final event's timestamp (the saga's clock), in seconds into the run.
+        var completions = stored.Where(r => r.Type == "PipelineCompleted").Select(r => (r.Timestamp - origin).TotalSeconds).ToList();
+        text.AppendLine("Recovery after each fault: pipelines completed per second (by their final events' timestamps) over the 10 s before it, and the seconds from its repair until completions ran at half that rate again (over 5 s).");
         text.AppendLine();
         text.AppendLine("| at, s | fault | target | lasted, s | completed/s before | back to half, s |");
         text.AppendLine("|---:|---|---|---:|---:|---:|");
         var recoveries = new List<double>();
         foreach (var fault in faults.OrderBy(f => f.Start))
         {
-            double Rate(double from, double seconds) => completions.Count(c => (c - origin).TotalSeconds >= from && (c - origin).TotalSeconds < from + seconds) / seconds;
+            double Rate(double from, double seconds) => completions.Count(c => c >= from && c < from + seconds) / seconds;
             var before = Rate(fault.Start - 10, 10);
             var back = Enumerable.Range(0, 240).Select(i => fault.End + (i * 0.5)).Cast<double?>().FirstOrDefault(t => Rate(t!.Value, 5) >= before / 2);
             if (back is { } b && before > 0)

@@ -21,8 +21,10 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
 
     public Uri BaseUri { get; } = new($"http://127.0.0.1:{FreePort()}");
 
-    /// <summary>Running and not paused: the load may send it requests.</summary>
-    public bool Serving => _process is { HasExited: false } && !Paused;
+    /// <summary>Ready (its start finished) and not paused: the load may send it requests, a fault may hit it.</summary>
+    public bool Serving => _process is { HasExited: false } && !Paused && !Volatile.Read(ref _starting);
+
+    private bool _starting;
 
     public bool Paused { get; private set; }
 
@@ -62,6 +64,19 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
     /// supervisor) is started again after a second, as docker-compose.yml's <c>restart: on-failure</c> would.
     /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        Volatile.Write(ref _starting, true);
+        try
+        {
+            await StartWithRetriesAsync(cancellationToken);
+        }
+        finally
+        {
+            Volatile.Write(ref _starting, false);
+        }
+    }
+
+    private async Task StartWithRetriesAsync(CancellationToken cancellationToken)
     {
         for (var attempt = 1; ; attempt++)
         {
@@ -148,6 +163,7 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
     /// <summary>Killed and started again on the same port after <paramref name="down"/>.</summary>
     public async Task RestartAsync(TimeSpan down, CancellationToken cancellationToken)
     {
+        Volatile.Write(ref _starting, true);
         await KillAsync();
         await Task.Delay(down, cancellationToken);
         Restarts++;

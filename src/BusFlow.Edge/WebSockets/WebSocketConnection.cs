@@ -323,7 +323,7 @@ internal sealed partial class WebSocketConnection(
         {
             last = request.After is null ? null : await LastOrderAsync(request);
         }
-        catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or InvalidOperationException or Microsoft.EntityFrameworkCore.Storage.RetryLimitExceededException && !Closing.IsCancellationRequested)
+        catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or InvalidOperationException { InnerException: System.Data.Common.DbException or TimeoutException } or Microsoft.EntityFrameworkCore.Storage.RetryLimitExceededException && !Closing.IsCancellationRequested)
         {
             // The database is down or restarting: this subscribe fails, the connection and its other
             // subscriptions stay, and the client subscribes again (a live subscription resumes by itself).
