@@ -50,11 +50,11 @@ public static class BenchMachine
 
     /// <summary>
     /// Replaces what lies between <c>&lt;!-- NAME:begin --&gt;</c> and <c>&lt;!-- NAME:end --&gt;</c> in
-    /// docs/performance.md with <paramref name="markdown"/>; appends the markers at the end when missing.
+    /// docs/<paramref name="document"/> with <paramref name="markdown"/>; appends the markers at the end when missing.
     /// </summary>
-    public static string WriteSection(string name, string markdown)
+    public static string WriteSection(string name, string markdown, string document = "performance.md")
     {
-        var path = Path.Combine(RepositoryRoot, "docs", "performance.md");
+        var path = Path.Combine(RepositoryRoot, "docs", document);
         var text = File.Exists(path) ? File.ReadAllText(path) : "";
         var begin = $"<!-- {name}:begin -->";
         var end = $"<!-- {name}:end -->";

@@ -9,6 +9,9 @@ public sealed record Check(string Name, long Over, IReadOnlyList<string> Broken)
     public bool Held => Broken.Count == 0;
 }
 
+/// <summary>Over every subscriber: stored events of its subscription it never received, and receipts of an event it already had.</summary>
+public sealed record Tally(long Lost, long Doubled);
+
 /// <summary>An event row as the store keeps it.</summary>
 public sealed record StoredRow(Guid PipelineId, long Seq, long? Position, string Type, DateTimeOffset Timestamp);
 
@@ -20,7 +23,7 @@ public static class Checks
 {
     private const int Shown = 5;
 
-    public static async Task<(List<Check> Checks, List<StoredRow> Rows)> RunAsync(ChaosServers servers, LoadDriver load, IReadOnlyList<string> failedFaults, IReadOnlyList<(Subscriber Subscriber, Func<StoredRow, bool> Wanted)> all)
+    public static async Task<(List<Check> Checks, List<StoredRow> Rows, Tally Tally)> RunAsync(ChaosServers servers, LoadDriver load, IReadOnlyList<string> failedFaults, IReadOnlyList<(Subscriber Subscriber, Func<StoredRow, bool> Wanted)> all)
     {
         await using var connection = new NpgsqlConnection(servers.ConnectionString);
         await connection.OpenAsync();
@@ -64,6 +67,7 @@ public static class Checks
 
         var byPipeline = rows.GroupBy(r => r.PipelineId).ToDictionary(g => g.Key, g => g.OrderBy(r => r.Seq).ToList());
         var started = load.Started.Values.OrderBy(s => s.Index).ToList();
+        long lost = 0, doubled = 0;
         var checks = new List<Check>
         {
             Over("every fault injected and repaired", failedFaults.Count, failedFaults),
@@ -91,6 +95,7 @@ public static class Checks
             {
                 var got = s.Watcher.Events.Select(e => e.Seq).ToList();
                 var want = byPipeline.GetValueOrDefault(s.Id, []).Select(r => r.Seq).ToList();
+                Count(got, want);
                 return s.Watcher.Failure is null && got.SequenceEqual(want) ? null : $"{s.Watcher.Name} over {s.Watcher.Transport}: got [{Ranges(got)}], stored [{Ranges(want)}]{(s.Watcher.Failure is { } f ? ", " + f : "")}";
             })),
             Over("nothing left undelivered in the outbox", left, left == 0 ? [] : [$"{left} event or outbox rows not delivered"]),
@@ -99,10 +104,17 @@ public static class Checks
         {
             var got = subscriber.Events.Select(e => e.Position).ToList();
             var want = rows.Where(wanted).Select(r => r.Position ?? 0).ToList();
+            Count(got, want);
             checks.Add(Over($"`*` subscriber {subscriber.Name} got each of its events once, in position order", want.Count, subscriber.Failure is null && got.SequenceEqual(want) ? [] : [$"got {got.Count} [{Ranges(got)}], stored {want.Count} [{Ranges(want)}]{(subscriber.Failure is { } f ? ", " + f : "")}"]));
         }
 
-        return (checks, rows);
+        return (checks, rows, new Tally(lost, doubled));
+
+        void Count(List<long> got, List<long> want)
+        {
+            lost += want.Except(got).Count();
+            doubled += got.Count - got.Distinct().Count();
+        }
     }
 
     private static IEnumerable<string?> PositionProblems(List<StoredRow> rows, Dictionary<Guid, List<StoredRow>> byPipeline)

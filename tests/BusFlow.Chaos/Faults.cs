@@ -92,31 +92,11 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
 
             case "rabbitmq-restart":
                 target = "broker";
-                await _server.WaitAsync();
-                start = clock.Elapsed.TotalSeconds;
-                try
-                {
-                    await ChaosServers.RestartRabbitMqAsync(TimeSpan.FromSeconds(3), abort);
-                }
-                finally
-                {
-                    _server.Release();
-                }
-
+                start = await OneServerAtATimeAsync(() => ChaosServers.RestartRabbitMqAsync(TimeSpan.FromSeconds(3), abort));
                 break;
             case "postgres-restart":
                 target = "database";
-                await _server.WaitAsync();
-                start = clock.Elapsed.TotalSeconds;
-                try
-                {
-                    await ChaosServers.RestartPostgresAsync(TimeSpan.FromSeconds(2), abort);
-                }
-                finally
-                {
-                    _server.Release();
-                }
-
+                start = await OneServerAtATimeAsync(() => ChaosServers.RestartPostgresAsync(TimeSpan.FromSeconds(2), abort));
                 break;
             default:
                 target = "10 starts sent again";
@@ -129,6 +109,22 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
         lock (Injected)
         {
             Injected.Add(fault);
+        }
+    }
+
+    /// <summary>Runs a server restart once no other one runs; returns when it began (seconds into the run).</summary>
+    private async Task<double> OneServerAtATimeAsync(Func<Task> restart)
+    {
+        await _server.WaitAsync();
+        try
+        {
+            var start = clock.Elapsed.TotalSeconds;
+            await restart();
+            return start;
+        }
+        finally
+        {
+            _server.Release();
         }
     }
 

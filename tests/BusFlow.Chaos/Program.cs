@@ -7,7 +7,7 @@ using BusFlow.Chaos;
 var settings = ChaosSettings.Parse(args);
 var run = DateTime.UtcNow.ToString("MMddHHmmss", CultureInfo.InvariantCulture) + Random.Shared.Next(100, 999).ToString(CultureInfo.InvariantCulture);
 Console.WriteLine($"chaos run {run}: profile {settings.Profile}, {settings.Load.TotalSeconds:0} s of load at {settings.Rate} pipelines/s, a fault every {settings.FaultEvery.TotalSeconds:0.#} s{(settings.RandomFaults ? ", kinds at random" : ", kinds in turn")}, seed {settings.Seed}");
-await using var servers = await ChaosServers.Create(run);
+await using var servers = await ChaosServers.Create();
 await using var topology = await Topology.StartAsync(servers, edges: 2, sagas: 2, workers: 2);
 Console.WriteLine($"started {string.Join(", ", topology.Processes.Select(p => $"{p.Name} {p.BaseUri}"))}");
 var random = new Random(settings.Seed);
@@ -58,8 +58,8 @@ while ((tagged.Last(byPosition: true) < last || finals.Events.Count < load.Start
 await end.CancelAsync();
 await Task.WhenAll(everyTask);
 await sampling;
-var (checks, stored) = await Checks.RunAsync(servers, load, faults.Failed, [(tagged, _ => true), (finals, r => Subscriber.IsTerminal(r.Type))]);
-var report = Report.Build(settings, run, load, faults.Injected, checks, stored, origin, [tagged, finals], memory, topology, clock.Elapsed, loadSeconds);
+var (checks, stored, tally) = await Checks.RunAsync(servers, load, faults.Failed, [(tagged, _ => true), (finals, r => Subscriber.IsTerminal(r.Type))]);
+var report = Report.Build(settings, run, load, faults.Injected, checks, tally, stored, origin, [tagged, finals], memory, topology, clock.Elapsed, loadSeconds);
 Console.WriteLine(report);
 if (settings.Docs)
 {

@@ -1,39 +1,32 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using BusFlow.Benchmarks;
 
 namespace BusFlow.Chaos;
 
 /// <summary>The run's table: what was done, what each check found, how fast throughput came back after each fault, memory.</summary>
 public static class Report
 {
-    private const string Begin = "<!-- chaos:begin -->";
-    private const string End = "<!-- chaos:end -->";
-
-    public static string Build(ChaosSettings settings, string run, LoadDriver load, IReadOnlyList<Fault> faults, IReadOnlyList<Check> checks, IReadOnlyList<StoredRow> stored, DateTimeOffset origin, IReadOnlyList<Subscriber> all, Memory memory, Topology topology, TimeSpan took, double loadSeconds)
+    public static string Build(ChaosSettings settings, string run, LoadDriver load, IReadOnlyList<Fault> faults, IReadOnlyList<Check> checks, Tally tally, IReadOnlyList<StoredRow> stored, DateTimeOffset origin, IReadOnlyList<Subscriber> all, Memory memory, Topology topology, TimeSpan took, double loadSeconds)
     {
         var text = new StringBuilder();
         var started = load.Started.Values.ToList();
         var watchers = started.Select(s => s.Watcher).ToList();
-        // Lost: stored events a subscriber of them never received; doubled: events a subscriber received more than once.
-        var lost = started.Sum(s => Math.Max(0, s.Watcher.Events.Count == 0 ? 0 : s.Watcher.Events.Max(e => e.Seq)) - s.Watcher.Events.Select(e => e.Seq).Distinct().Count())
-            + checks.Where(c => c.Name.StartsWith("every pipeline subscriber", StringComparison.Ordinal) || c.Name.StartsWith("`*`", StringComparison.Ordinal)).Sum(c => c.Broken.Count);
-        var doubled = watchers.Concat(all).Sum(w => w.Events.Count - w.Events.Select(e => (e.PipelineId, e.Seq)).Distinct().Count());
-        text.AppendLine(Fmt($"Chaos run `{run}` ({settings.Profile} profile) on commit `{Commit()}`, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; machine: {Environment.ProcessorCount} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1 << 30)} GiB. Topology: {string.Join(", ", topology.Processes.GroupBy(p => p.Role).Select(g => $"{g.Count()} {g.Key}"))} processes of BusFlow.Host on RabbitMQ and PostgreSQL. {loadSeconds:0} s of load at {settings.Rate} pipelines/s, a fault every {settings.FaultEvery.TotalSeconds:0.#} s{(settings.RandomFaults ? " (kinds at random)" : " (kinds in turn)")}; the whole run took {took.TotalSeconds:0} s."));
+        text.AppendLine(BenchMachine.Invariant($"Chaos run `{run}` ({settings.Profile} profile) on commit `{BenchMachine.Commit()}`, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; machine: {BenchMachine.Describe()}. Topology: {string.Join(", ", topology.Processes.GroupBy(p => p.Role).Select(g => $"{g.Count()} {g.Key}"))} processes of BusFlow.Host on RabbitMQ and PostgreSQL. {loadSeconds:0} s of load at {settings.Rate} pipelines/s, a fault every {settings.FaultEvery.TotalSeconds:0.#} s{(settings.RandomFaults ? " (kinds at random)" : " (kinds in turn)")}; the whole run took {took.TotalSeconds:0} s."));
         text.AppendLine();
         text.AppendLine("| measure | value |");
         text.AppendLine("|---|---|");
-        text.AppendLine(Fmt($"| faults injected | {faults.Count}: {string.Join(", ", FaultInjector.Kinds.Select(k => $"{k} {faults.Count(f => f.Kind == k)}"))} |"));
-        text.AppendLine(Fmt($"| pipelines | {started.Count}: {string.Join(", ", started.GroupBy(s => s.Definition).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Key} {g.Count()}"))}; starts sent again with their keys {load.RepeatedStarts}; approvals answered {started.Sum(s => s.Answers)} times |"));
-        text.AppendLine(Fmt($"| events received | {watchers.Sum(w => w.Events.Count)} by pipeline subscribers, {all.Sum(w => w.Events.Count)} by `*` subscribers |"));
-        text.AppendLine(Fmt($"| subscribers | {string.Join(", ", watchers.GroupBy(w => w.Transport).Select(g => $"{g.Count()} over {g.Key}"))} (one per pipeline), {all.Count} on `*` over websocket; reconnects {watchers.Concat(all).Sum(w => w.Reconnects)} |"));
-        text.AppendLine(Fmt($"| lost / doubled at subscribers | {lost} (gaps, and subscribers whose check broke) / {doubled} (events received twice) |"));
+        text.AppendLine(BenchMachine.Invariant($"| faults injected | {faults.Count}: {string.Join(", ", FaultInjector.Kinds.Select(k => $"{k} {faults.Count(f => f.Kind == k)}"))} |"));
+        text.AppendLine(BenchMachine.Invariant($"| pipelines | {started.Count}: {string.Join(", ", started.GroupBy(s => s.Definition).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Key} {g.Count()}"))}; starts sent again with their keys {load.RepeatedStarts}; approvals answered {started.Sum(s => s.Answers)} times |"));
+        text.AppendLine(BenchMachine.Invariant($"| events received | {watchers.Sum(w => w.Events.Count)} by pipeline subscribers, {all.Sum(w => w.Events.Count)} by `*` subscribers |"));
+        text.AppendLine(BenchMachine.Invariant($"| subscribers | {string.Join(", ", watchers.GroupBy(w => w.Transport).Select(g => $"{g.Count()} over {g.Key}"))} (one per pipeline), {all.Count} on `*` over websocket; reconnects {watchers.Concat(all).Sum(w => w.Reconnects)} |"));
+        text.AppendLine(BenchMachine.Invariant($"| lost / doubled at subscribers | {tally.Lost} (stored events of their subscriptions they never received) / {tally.Doubled} (events received more than once) |"));
         text.AppendLine();
         text.AppendLine("| check | over | result |");
         text.AppendLine("|---|---:|---|");
         foreach (var check in checks)
         {
-            text.AppendLine(Fmt($"| {check.Name} | {check.Over} | {(check.Held ? "held" : $"**broken** {check.Broken.Count}: {string.Join("; ", Checks.Examples(check))}")} |"));
+            text.AppendLine(BenchMachine.Invariant($"| {check.Name} | {check.Over} | {(check.Held ? "held" : $"**broken** {check.Broken.Count}: {string.Join("; ", Checks.Examples(check))}")} |"));
         }
 
         text.AppendLine();
@@ -54,13 +47,13 @@ public static class Report
                 recoveries.Add(b - fault.End);
             }
 
-            text.AppendLine(Fmt($"| {fault.Start:0} | {fault.Kind} | {fault.Target} | {fault.End - fault.Start:0.0} | {before:0.0} | {(before == 0 ? "n/a" : back is { } t ? $"{t - fault.End:0.0}" : "> 120")} |"));
+            text.AppendLine(BenchMachine.Invariant($"| {fault.Start:0} | {fault.Kind} | {fault.Target} | {fault.End - fault.Start:0.0} | {before:0.0} | {(before == 0 ? "n/a" : back is { } t ? $"{t - fault.End:0.0}" : "> 120")} |"));
         }
 
         if (recoveries.Count > 0)
         {
             text.AppendLine();
-            text.AppendLine(Fmt($"Recovery to half rate: median {recoveries.Order().ElementAt(recoveries.Count / 2):0.0} s, longest {recoveries.Max():0.0} s."));
+            text.AppendLine(BenchMachine.Invariant($"Recovery to half rate: median {recoveries.Order().ElementAt(recoveries.Count / 2):0.0} s, longest {recoveries.Max():0.0} s."));
         }
 
         text.AppendLine();
@@ -70,44 +63,15 @@ public static class Report
         {
             var samples = memory.Samples.Where(s => s.Process == process.Name && s.Bytes > 0).ToList();
             var warm = samples.FirstOrDefault(s => s.At >= loadSeconds * 0.2);
-            text.AppendLine(Fmt($"| {process.Name} | {process.Restarts} | {process.FailedStarts} | {process.SlowestStart.TotalSeconds:0.0} | {Mib(warm.Bytes)} | {Mib(samples.LastOrDefault().Bytes)} | {Mib(samples.Count == 0 ? 0 : samples.Max(s => s.Bytes))} |"));
+            text.AppendLine(BenchMachine.Invariant($"| {process.Name} | {process.Restarts} | {process.FailedStarts} | {process.SlowestStart.TotalSeconds:0.0} | {Mib(warm.Bytes)} | {Mib(samples.LastOrDefault().Bytes)} | {Mib(samples.Count == 0 ? 0 : samples.Max(s => s.Bytes))} |"));
         }
 
         return text.ToString();
     }
 
     /// <summary>Replaces the run section of docs/reliability.md.</summary>
-    public static void WriteDocs(string report)
-    {
-        var path = Path.Combine(ChaosServers.RepositoryRoot, "docs", "reliability.md");
-        var doc = File.ReadAllText(path);
-        var from = doc.IndexOf(Begin, StringComparison.Ordinal);
-        var to = doc.IndexOf(End, StringComparison.Ordinal);
-        if (from < 0 || to < from)
-        {
-            throw new InvalidOperationException($"{path} has no {Begin} ... {End} section");
-        }
-
-        File.WriteAllText(path, doc[..(from + Begin.Length)] + "\n" + report + doc[to..]);
-        Console.WriteLine($"wrote the run into {path}");
-    }
+    public static void WriteDocs(string report) => Console.WriteLine($"wrote the run into {BenchMachine.WriteSection("chaos", report, "reliability.md")}");
 
     private static string Mib(long bytes) => (bytes / 1048576.0).ToString("0", CultureInfo.InvariantCulture);
 
-    private static string Commit()
-    {
-        try
-        {
-            using var git = Process.Start(new ProcessStartInfo("git", ["rev-parse", "--short", "HEAD"]) { RedirectStandardOutput = true, WorkingDirectory = ChaosServers.RepositoryRoot })!;
-            var commit = git.StandardOutput.ReadToEnd().Trim();
-            git.WaitForExit();
-            return commit;
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return "unknown";
-        }
-    }
-
-    private static string Fmt(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }

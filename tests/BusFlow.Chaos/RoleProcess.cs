@@ -50,7 +50,7 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
         get
         {
             var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
-            var path = Path.Combine(ChaosServers.RepositoryRoot, "src", "BusFlow.Host", "bin", configuration, "net10.0", "BusFlow.Host.dll");
+            var path = Path.Combine(BusFlow.Benchmarks.BenchMachine.RepositoryRoot, "src", "BusFlow.Host", "bin", configuration, "net10.0", "BusFlow.Host.dll");
             return File.Exists(path) ? path : throw new FileNotFoundException($"BusFlow.Host is not built at {path}: dotnet build -c {configuration} src/BusFlow.Host");
         }
     }

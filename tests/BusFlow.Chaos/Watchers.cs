@@ -4,8 +4,8 @@ using System.Text.Json;
 
 namespace BusFlow.Chaos;
 
-/// <summary>An event as a subscriber received it: its routing fields and when it came.</summary>
-public sealed record Received(Guid PipelineId, long Seq, long Position, string Type, DateTime At, JsonElement Event);
+/// <summary>An event as a subscriber received it: the fields the checks compare.</summary>
+public sealed record Received(Guid PipelineId, long Seq, long Position, string Type);
 
 /// <summary>
 /// What one subscriber received, every event as it came (repeats and all: the check, not the
@@ -50,9 +50,7 @@ public sealed class Subscriber(string name, string transport)
             e.GetProperty("pipelineId").GetGuid(),
             e.GetProperty("seq").GetInt64(),
             e.TryGetProperty("position", out var p) && p.ValueKind == JsonValueKind.Number ? p.GetInt64() : 0,
-            e.GetProperty("type").GetString()!,
-            DateTime.UtcNow,
-            e.Clone());
+            e.GetProperty("type").GetString()!);
         lock (_received)
         {
             _received.Add(received);
