@@ -412,7 +412,10 @@ internal sealed partial class SubscriptionHub(
     private Task<StoredEventPage> ReadStoredAsync(Subscription subscription, long after, int pageSize, CancellationToken token) =>
         subscription.PipelineId is { } id
             // One pipeline's rows are few: read whole, so that the seq cursor passes every one of them.
-            ? Counted(reader.ReadPipelineStoredAsync(id, after, pageSize, token))
+            // Started on the thread pool: Microsoft.Data.Sqlite reads the whole page synchronously
+            // inside its async methods, so called here the read-ahead would finish before the page
+            // before it is handed over (the shared reads below yield for the same reason).
+            ? Task.Run(() => Counted(reader.ReadPipelineStoredAsync(id, after, pageSize, token)), token)
             // On *, the tenant, types and tags are filtered in SQL: the rows that do not pass never
             // leave the database (a tenant's on an index on tenant and position); subscriptions
             // asking for the same page at once share one read.

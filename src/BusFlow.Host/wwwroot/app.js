@@ -235,6 +235,11 @@ function setConnection(text, stateName) {
   el.dataset.state = stateName;
 }
 
+// Every pipeline's events after the last position seen, several to a frame while replaying.
+function subscribe(socket) {
+  socket.send(JSON.stringify({ type: "subscribe", pipelineId: "*", after: state.position, batch: true }));
+}
+
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/ws${apiKey ? `?access_token=${encodeURIComponent(apiKey)}` : ""}`);
@@ -242,7 +247,7 @@ function connect() {
   socket.onopen = () => {
     state.retries = 0;
     setConnection("live", "live");
-    socket.send(JSON.stringify({ type: "subscribe", pipelineId: "*", after: state.position }));
+    subscribe(socket);
   };
   socket.onmessage = (message) => {
     const m = JSON.parse(message.data);
@@ -251,11 +256,14 @@ function connect() {
       showError(m.message);
       return;
     }
-    if (m.seq === undefined) return; // subscribed, unsubscribed, pong
-    if (m.position > state.position) state.position = m.position;
-    applyToSummary(m);
-    if (state.events.has(m.pipelineId)) state.events.get(m.pipelineId).set(m.seq, m);
-    scheduleRender();
+    // A replay far back comes several events to a frame (batch below); live events mostly one.
+    const events = m.type === "events" ? m.events : m.seq === undefined ? [] : [m]; // else subscribed, unsubscribed, pong
+    for (const e of events) {
+      if (e.position > state.position) state.position = e.position;
+      applyToSummary(e);
+      if (state.events.has(e.pipelineId)) state.events.get(e.pipelineId).set(e.seq, e);
+    }
+    if (events.length > 0) scheduleRender();
   };
   socket.onclose = () => {
     const delay = Math.min(5000, 250 * 2 ** state.retries++);
@@ -285,7 +293,7 @@ async function reload() {
     });
   }
   if (state.socket && state.socket.readyState === WebSocket.OPEN) {
-    state.socket.send(JSON.stringify({ type: "subscribe", pipelineId: "*", after: state.position }));
+    subscribe(state.socket);
   }
   renderList();
 }
