@@ -75,26 +75,6 @@ internal abstract class EdgeConnection
     /// <summary>Waits for room (control replies).</summary>
     protected ValueTask EnqueueAsync(Outbound item, CancellationToken cancellationToken) => _outbound.Writer.WriteAsync(item, cancellationToken);
 
-    /// <summary>
-    /// Buffers a replayed event, waiting while the buffer is full: catch-up fills the buffer in runs
-    /// and, once it is full, waits until the writer drained it to half (<see cref="WaitForRoomAsync"/>)
-    /// instead of one wake-up per item the writer takes: each wake-up is a thread hand-off, and one
-    /// per event bounded replay more than the store or the socket did.
-    /// </summary>
-    public async ValueTask EnqueueCatchUpAsync(EdgeEvent e, bool batch, CancellationToken cancellationToken)
-    {
-        if (TryEnqueue(e, batch))
-        {
-            return;
-        }
-
-        await WaitForRoomAsync(cancellationToken);
-        if (!TryEnqueue(e, batch))
-        {
-            await EnqueueAsync(new Outbound(e, null, batch), cancellationToken);
-        }
-    }
-
     /// <summary>Buffers a run of replayed events, waiting while the connection holds its most runs or the buffer is full.</summary>
     public async ValueTask EnqueueReplayAsync(EventRun run, CancellationToken cancellationToken)
     {
@@ -195,7 +175,7 @@ internal abstract class EdgeConnection
                 {
                     try
                     {
-                        await WriteEventsAsync(run.Events, cancellationToken);
+                        await (run.Batch ? WriteEventsAsync(run.Events, cancellationToken) : WriteEachAsync(run.Events, cancellationToken));
                         Metrics.EventsWritten(run.Count, run.Bytes);
                     }
                     finally
@@ -254,6 +234,15 @@ internal abstract class EdgeConnection
     }
 
     protected abstract ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken);
+
+    /// <summary>Writes replayed events of a subscription without batches, in order, each as a single event.</summary>
+    protected virtual async ValueTask WriteEachAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken)
+    {
+        foreach (var e in events)
+        {
+            await WriteEventAsync(new EdgeEvent(e, releaseBefore: null), cancellationToken);
+        }
+    }
 
     /// <summary>Writes events of subscriptions that take batches, in order, in one write where the transport allows.</summary>
     protected abstract ValueTask WriteEventsAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken);

@@ -6,13 +6,16 @@ namespace BusFlow.Edge.Live;
 internal readonly record struct WireEvent(long Seq, string EventType, ReadOnlyMemory<byte> Json);
 
 /// <summary>
-/// Events written at once: replayed events of one batched subscription, handed to the connection
-/// as one buffer item so that a catch-up pays the buffer's hand-over once per run instead of once
-/// per event, or live events that waited next to each other. Its array is pooled; the replay chunks
-/// it lists go back to the pool once the run is written.
+/// Events written at once: replayed events of one subscription, handed to the connection as one
+/// buffer item so that a catch-up pays the buffer's hand-over once per run instead of once per
+/// event, or live events of batched subscriptions that waited next to each other. Its array is
+/// pooled; the replay chunks it lists go back to the pool once the run is written.
 /// </summary>
 internal sealed class EventRun
 {
+    /// <summary>Whether the run goes out as one frame (a subscription with <c>batch</c>) or one frame per event.</summary>
+    public bool Batch { get; init; } = true;
+
     private WireEvent[] _events = ArrayPool<WireEvent>.Shared.Rent(EdgeConnection.MaxBatchEvents);
 
     public int Count { get; private set; }

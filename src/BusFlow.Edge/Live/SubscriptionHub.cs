@@ -337,9 +337,10 @@ internal sealed partial class SubscriptionHub(
                 size = full ? NextPageSize(size, page) : FirstPageSize;
                 next = full ? ReadStoredAsync(subscription, page.Last, size, token) : null;
                 // The cursor moves once per page (below): while catching up only this loop reads it.
-                // A batched subscription's events go to the connection in runs, each run one buffer
-                // item; a page's last run is handed over before the page ends, so that the switch to
-                // live below finds every replayed event already in the buffer.
+                // The events go to the connection in runs, each run one buffer item (a batched
+                // subscription's run is one frame, another's one frame per event); a page's last run
+                // is handed over before the page ends, so that the switch to live below finds every
+                // replayed event already in the buffer.
                 EventRun? run = null;
                 foreach (var stored in page.Events)
                 {
@@ -348,13 +349,7 @@ internal sealed partial class SubscriptionHub(
                         continue;
                     }
 
-                    if (!subscription.Batch)
-                    {
-                        await subscription.Connection.EnqueueCatchUpAsync(new EdgeEvent(e.Event, e.ReleaseBefore), batch: false, token);
-                        continue;
-                    }
-
-                    run ??= new EventRun();
+                    run ??= new EventRun { Batch = subscription.Batch };
                     run.Add(e.Event, e.ReleaseBefore);
                     if (run.Full)
                     {

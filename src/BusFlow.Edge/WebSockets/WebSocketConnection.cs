@@ -410,6 +410,14 @@ internal sealed partial class WebSocketConnection(
     protected override ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken) =>
         socket.SendAsync(e.Json, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
 
+    protected override async ValueTask WriteEachAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken)
+    {
+        foreach (var e in events)
+        {
+            await socket.SendAsync(e.Json, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+        }
+    }
+
     private static readonly byte[] EventsStart = """{"type":"events","events":["""u8.ToArray();
     private static readonly byte[] EventsEnd = "]}"u8.ToArray();
 
