@@ -71,6 +71,7 @@ public static partial class BusFlowEdgeExtensions
     public static IEndpointRouteBuilder MapBusFlowEdge(this WebApplication app)
     {
         var options = app.Services.GetRequiredService<IOptions<EdgeOptions>>().Value;
+        app.Use((http, next) => CorkedStream.UnderWebSockets(http, next, "/ws"));
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = options.HeartbeatInterval, KeepAliveTimeout = options.HeartbeatInterval * 2 });
         if (!options.Auth.Enabled)
         {

@@ -410,11 +410,26 @@ internal sealed partial class WebSocketConnection(
     protected override ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken) =>
         socket.SendAsync(e.Json, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
 
+    /// <summary>The connection under the socket when it can gather writes (an HTTP/1.1 upgrade); else null.</summary>
+    public CorkedStream? Corked { get; init; }
+
+    /// <summary>A run of replayed events, a frame each, reaching the connection in one write where it can.</summary>
     protected override async ValueTask WriteEachAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken)
     {
-        foreach (var e in events)
+        Corked?.Hold();
+        try
         {
-            await socket.SendAsync(e.Json, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+            foreach (var e in events)
+            {
+                await socket.SendAsync(e.Json, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+            }
+        }
+        finally
+        {
+            if (Corked is { } corked)
+            {
+                await corked.ReleaseAsync(CancellationToken.None);
+            }
         }
     }
 

@@ -33,7 +33,10 @@ internal static class WebSocketEndpoint
 
         await feed.Ready.WaitAsync(http.RequestAborted);
         using var socket = await http.WebSockets.AcceptWebSocketAsync();
-        var connection = new WebSocketConnection(socket, http.Principal(), hub, pipelines, reader, metrics, loggers.CreateLogger<WebSocketConnection>());
+        var connection = new WebSocketConnection(socket, http.Principal(), hub, pipelines, reader, metrics, loggers.CreateLogger<WebSocketConnection>())
+        {
+            Corked = http.Features.Get<CorkedStream>(),
+        };
         if (hub.TryOpen(connection) is { } refused)
         {
             await socket.CloseOutputAsync((System.Net.WebSockets.WebSocketCloseStatus)CloseCodes.TryAgainLater, refused.CloseReason, http.RequestAborted);
