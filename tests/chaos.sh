@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The chaos runner (docs/reliability.md), by default its long profile: starts the servers as
-# tests/run.sh does, builds the runner and BusFlow.Host in Release, and runs it with the arguments
-# given (default: --profile long --docs, which writes the run into docs/reliability.md).
+# tests/run.sh does (PostgreSQL, and a 3-node RabbitMQ cluster with quorum queues), builds the
+# runner and BusFlow.Host in Release, and runs it with the arguments given (default: --profile
+# long --docs, which writes the run into docs/reliability.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/servers.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 MASSTRANSIT_USAGE_TELEMETRY=false
 dotnet build -c Release tests/BusFlow.Chaos -nologo -v quiet
 [ $# -gt 0 ] || set -- --profile long --docs
-dotnet tests/BusFlow.Chaos/bin/Release/net10.0/BusFlow.Chaos.dll "$@"
+start_rabbitmq_cluster
+# shellcheck disable=SC2046 # chaos_env prints NAME=value words for env
+env $(chaos_env) dotnet tests/BusFlow.Chaos/bin/Release/net10.0/BusFlow.Chaos.dll "$@"

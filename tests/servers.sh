@@ -64,12 +64,22 @@ if ! port_open "$BUSFLOW_POSTGRES_PORT"; then
   started+=(postgres)
 fi
 
+# The chaos runner's 3-node RabbitMQ cluster (tests/rabbitmq-cluster.sh), beside the single broker;
+# started only by the scripts that run the chaos runner. Its settings for the runner: chaos_env.
+start_rabbitmq_cluster() {
+  log "starting a 3-node RabbitMQ cluster on 127.0.0.1:5681-5683"
+  "$ROOT/tests/rabbitmq-cluster.sh" start
+  started+=(rabbitmq-cluster)
+}
+chaos_env() { "$ROOT/tests/rabbitmq-cluster.sh" env; }
+
 stop_started() {
   [ "${BUSFLOW_KEEP_SERVICES:-0}" = 1 ] && return
   for s in "${started[@]}"; do
     case $s in
       rabbitmq) rmq_env /usr/lib/rabbitmq/bin/rabbitmqctl stop "$RMQ/rabbit.pid" >/dev/null 2>&1 || true ;;
       postgres) "$BUSFLOW_POSTGRESCTL" stop >/dev/null 2>&1 || true ;;
+      rabbitmq-cluster) "$ROOT/tests/rabbitmq-cluster.sh" stop >/dev/null 2>&1 || true ;;
     esac
   done
 }

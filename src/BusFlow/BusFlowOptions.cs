@@ -45,4 +45,36 @@ public sealed class RabbitMqOptions
     public string Username { get; set; } = "guest";
 
     public string Password { get; set; } = "guest";
+
+    /// <summary>
+    /// <c>BusFlow:RabbitMq:ClusterNodes</c>: the nodes of a RabbitMQ cluster as <c>host:port</c> (or
+    /// <c>host</c>, on <see cref="Port"/>), tried in turn when connecting and reconnecting, so that a
+    /// node's loss moves the process to another. Empty: <see cref="Host"/> alone.
+    /// </summary>
+    public List<string> ClusterNodes { get; set; } = [];
+
+    /// <summary>Where to connect: each of <see cref="ClusterNodes"/>, or <see cref="Host"/> and <see cref="Port"/>.</summary>
+    public IReadOnlyList<(string Host, int Port)> Nodes() =>
+        ClusterNodes.Count == 0
+            ? [(Host, Port)]
+            : [.. ClusterNodes.Select(n => n.LastIndexOf(':') is var colon and > 0 && int.TryParse(n[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture, out var port) ? (n[..colon], port) : (n, Port))];
+
+    /// <summary>
+    /// The type of the durable queues the bus declares (BusFlow's saga and worker queues and the
+    /// application's consumers configured through AddBusFlow): <see cref="RabbitMqQueueType.Quorum"/>
+    /// replicates them over a RabbitMQ cluster's nodes, so that a node's loss keeps them and their
+    /// messages. Temporary queues (the edge's, a worker process's cancel queue) stay classic. A queue
+    /// keeps the type it was declared with: switching needs new queues (see docs/operations.md).
+    /// </summary>
+    public RabbitMqQueueType QueueType { get; set; } = RabbitMqQueueType.Classic;
+}
+
+/// <summary>The RabbitMQ queue type of BusFlow's durable queues (<c>BusFlow:RabbitMq:QueueType</c>).</summary>
+public enum RabbitMqQueueType
+{
+    /// <summary>RabbitMQ's default: a queue on one node.</summary>
+    Classic,
+
+    /// <summary>A queue replicated over the cluster with Raft (RabbitMQ 3.8 or later).</summary>
+    Quorum,
 }

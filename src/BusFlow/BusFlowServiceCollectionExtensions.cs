@@ -29,6 +29,7 @@ public static class BusFlowServiceCollectionExtensions
         configurator.TryAddSingleton<ColocatedSteps>();
         configurator.TryAddSingleton<PipelineClock>();
         configurator.TryAddSingleton<PipelineFollowUp>();
+        configurator.TryAddSingleton(SendAddresses.AsGiven);
         configurator.TryAddScoped<IPipelineDecisionRecorder, BusDecisionRecorder>();
         configurator.TryAddScoped<IStepReportOutbox, BusStepReportOutbox>();
         configurator.AddHostedService(sp => sp.GetRequiredService<PipelineClock>());
@@ -60,6 +61,13 @@ public static class BusFlowServiceCollectionExtensions
     {
         var options = BusFlowOptionsReader.Read(configuration);
         services.AddSingleton(new BusFlowTransportInfo(options.Transport));
+        var quorum = options.Transport == BusFlowTransport.RabbitMq && options.RabbitMq.QueueType == RabbitMqQueueType.Quorum;
+        if (quorum)
+        {
+            services.AddSingleton(new QuorumQueueDeclarations(options.RabbitMq));
+            services.AddSingleton(sp => new SendAddresses(sp.GetRequiredService<QuorumQueueDeclarations>()));
+        }
+
         // Start-up finishes only once every queue and binding exists, so nothing published right after is lost.
         services.AddOptions<MassTransitHostOptions>().Configure(o =>
         {
@@ -83,7 +91,26 @@ public static class BusFlowServiceCollectionExtensions
                         {
                             h.Username(rabbit.Username);
                             h.Password(rabbit.Password);
+                            if (rabbit.ClusterNodes.Count > 0)
+                            {
+                                h.UseCluster(c =>
+                                {
+                                    foreach (var (host, port) in rabbit.Nodes())
+                                    {
+                                        c.Node($"{host}:{port}");
+                                    }
+                                });
+                            }
                         });
+                        if (quorum)
+                        {
+                            // Durable receive endpoints, and the error and dead-letter queues they fill,
+                            // declared as quorum queues (SendAddresses declares the ones sent to).
+                            cfg.ConnectEndpointConfigurationObserver(QuorumQueues.Instance);
+                            cfg.SendTopology.ConfigureErrorSettings = e => e.SetQuorumQueue();
+                            cfg.SendTopology.ConfigureDeadLetterSettings = e => e.SetQuorumQueue();
+                        }
+
                         cfg.ConfigureBusFlowEndpoints(context);
                         cfg.ConfigureEndpoints(context);
                     });

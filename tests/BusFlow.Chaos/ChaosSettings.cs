@@ -3,7 +3,7 @@ using System.Globalization;
 namespace BusFlow.Chaos;
 
 /// <summary>The run's shape: how long, how fast, how often a fault.</summary>
-public sealed record ChaosSettings(string Profile, TimeSpan Load, double Rate, TimeSpan FaultEvery, bool RandomFaults, TimeSpan Drain, int Seed, bool Docs)
+public sealed record ChaosSettings(string Profile, TimeSpan Load, double Rate, TimeSpan FaultEvery, bool RandomFaults, TimeSpan Drain, int Seed, bool Docs, IReadOnlyList<string>? Kinds = null)
 {
     public static ChaosSettings Parse(string[] args)
     {
@@ -23,6 +23,8 @@ public sealed record ChaosSettings(string Profile, TimeSpan Load, double Rate, T
             overlap,
             TimeSpan.FromSeconds(double.Parse(Option("--drain", "180"), CultureInfo.InvariantCulture)),
             int.Parse(Option("--seed", "14"), CultureInfo.InvariantCulture),
-            args.Contains("--docs"));
+            args.Contains("--docs"),
+            // Only these kinds of fault (comma-separated), to look into one.
+            Option("--kinds", "") is { Length: > 0 } kinds ? kinds.Split(',') : null);
     }
 }

@@ -9,9 +9,12 @@ public sealed record Fault(string Kind, string Target, double Start, double End)
 /// Injects faults on a schedule. The short profile cycles through every kind in turn; the long one
 /// picks kinds at random. A process fault hits a process that is running and not paused.
 /// </summary>
-public sealed class FaultInjector(Topology topology, LoadDriver load, Random random, Stopwatch clock, CancellationToken abort)
+public sealed class FaultInjector(Topology topology, LoadDriver load, BusTap tap, Random random, Stopwatch clock, CancellationToken abort)
 {
-    public static readonly string[] Kinds = ["kill", "pause", "rabbitmq-restart", "postgres-restart", "duplicates"];
+    /// <summary>The kinds of fault, the node kill only on a cluster (a single broker's loss stops everything until it is back, which the restart already covers).</summary>
+    public static readonly string[] Kinds = ChaosServers.ClusterNodes.Count > 0
+        ? ["kill", "pause", "rabbitmq-restart", "postgres-restart", "duplicates", "rabbitmq-node-kill"]
+        : ["kill", "pause", "rabbitmq-restart", "postgres-restart", "duplicates"];
     private readonly SemaphoreSlim _server = new(1, 1);
     private readonly List<Task> _running = [];
 
@@ -20,8 +23,9 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
     /// <summary>Faults the runner could not inject or repair (a server that did not come back, a process that did not start): each breaks the run.</summary>
     public List<string> Failed { get; } = [];
 
-    public async Task RunAsync(TimeSpan every, bool randomKinds, CancellationToken stop)
+    public async Task RunAsync(TimeSpan every, bool randomKinds, CancellationToken stop, IReadOnlyList<string>? only = null)
     {
+        var kinds = only ?? Kinds;
         for (var n = 0; !stop.IsCancellationRequested; n++)
         {
             try
@@ -35,7 +39,7 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
 
             // A fault's repair (a restart until ready, a pause) may outlast the interval: the next one
             // does not wait for it, so faults overlap; two server restarts never do.
-            _running.Add(InjectAsync(randomKinds ? Kinds[Next(0, Kinds.Length)] : Kinds[n % Kinds.Length]));
+            _running.Add(InjectAsync(randomKinds ? kinds[Next(0, kinds.Count)] : kinds[n % kinds.Count]));
         }
 
         await Task.WhenAll(_running);
@@ -91,17 +95,35 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
                 }
 
             case "rabbitmq-restart":
-                target = "broker";
-                start = await OneServerAtATimeAsync(() => ChaosServers.RestartRabbitMqAsync(TimeSpan.FromSeconds(3), abort));
-                break;
+                {
+                    var node = NextNode();
+                    target = ChaosServers.ClusterNodes.Count > 0 ? $"node {node}" : "broker";
+                    start = await OneServerAtATimeAsync(() => ChaosServers.RestartRabbitMqAsync(node, TimeSpan.FromSeconds(3), abort));
+                    break;
+                }
+
+            case "rabbitmq-node-kill":
+                {
+                    var node = NextNode();
+                    target = $"node {node}";
+                    start = await OneServerAtATimeAsync(() => ChaosServers.KillRabbitMqNodeAsync(node, TimeSpan.FromSeconds(Next(3, 8)), abort));
+                    break;
+                }
+
             case "postgres-restart":
                 target = "database";
                 start = await OneServerAtATimeAsync(() => ChaosServers.RestartPostgresAsync(TimeSpan.FromSeconds(2), abort));
                 break;
             default:
-                target = "10 starts sent again";
-                await load.RepeatStartsAsync(10, abort);
-                break;
+                {
+                    // Both ends of the bus: starts the edges were asked for again (same keys), and
+                    // messages the saga and the workers already got, delivered to them again.
+                    var repeated = await tap.RepeatAsync(20, random);
+                    target = $"10 starts sent again and {repeated} bus messages delivered again";
+                    await load.RepeatStartsAsync(10, abort);
+                    break;
+                }
+
         }
 
         var fault = new Fault(kind, target, start, clock.Elapsed.TotalSeconds);
@@ -127,6 +149,11 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, Random ran
             _server.Release();
         }
     }
+
+    /// <summary>The cluster's nodes in turn, node 1 (where every process connects first) first; 1 on a single broker.</summary>
+    private int NextNode() => (Interlocked.Increment(ref _nodeTurn) - 1) % Math.Max(1, ChaosServers.ClusterNodes.Count) + 1;
+
+    private int _nodeTurn;
 
     private int Next(int min, int max)
     {

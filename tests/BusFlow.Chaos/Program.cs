@@ -9,7 +9,8 @@ var run = DateTime.UtcNow.ToString("MMddHHmmss", CultureInfo.InvariantCulture) +
 Console.WriteLine($"chaos run {run}: profile {settings.Profile}, {settings.Load.TotalSeconds:0} s of load at {settings.Rate} pipelines/s, a fault every {settings.FaultEvery.TotalSeconds:0.#} s{(settings.RandomFaults ? ", kinds at random" : ", kinds in turn")}, seed {settings.Seed}");
 await using var servers = await ChaosServers.Create();
 await using var topology = await Topology.StartAsync(servers, edges: 2, sagas: 2, workers: 2);
-Console.WriteLine($"started {string.Join(", ", topology.Processes.Select(p => $"{p.Name} {p.BaseUri}"))}");
+Console.WriteLine($"started {string.Join(", ", topology.Processes.Select(p => $"{p.Name} {p.BaseUri}"))}{(ChaosServers.ClusterNodes.Count > 0 ? $" on a RabbitMQ cluster of {ChaosServers.ClusterNodes.Count} nodes with quorum queues" : "")}");
+await using var tap = await BusTap.StartAsync(servers.HostSettings());
 var random = new Random(settings.Seed);
 var watchers = new Watchers(() => topology.Edge(random), random);
 var load = new LoadDriver(run, () => topology.Edge(random), watchers);
@@ -32,8 +33,8 @@ var sampling = memory.SampleAsync(TimeSpan.FromSeconds(5), end.Token);
 
 using var loadStop = new CancellationTokenSource(settings.Load);
 using var abort = new CancellationTokenSource(settings.Load + settings.Drain);
-var faults = new FaultInjector(topology, load, random, clock, abort.Token);
-var faulting = faults.RunAsync(settings.FaultEvery, settings.RandomFaults, loadStop.Token);
+var faults = new FaultInjector(topology, load, tap, random, clock, abort.Token);
+var faulting = faults.RunAsync(settings.FaultEvery, settings.RandomFaults, loadStop.Token, settings.Kinds);
 await load.RunAsync(settings.Rate, loadStop.Token, abort.Token);
 var loadSeconds = clock.Elapsed.TotalSeconds;
 Console.WriteLine($"load stopped at {loadSeconds:0} s: {load.Started.Count} pipelines started; waiting for the faults in progress and for every pipeline's end");

@@ -1,3 +1,4 @@
+using BusFlow.Internal;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
@@ -25,6 +26,7 @@ namespace BusFlow.Store.Internal;
 internal sealed partial class OutboxDelivery(
     IDbContextFactory<BusFlowDbContext> databases,
     IBus bus,
+    SendAddresses addresses,
     OutboxSignal signal,
     ColocatedStepFold colocated,
     StoreWriteGate writes,
@@ -259,7 +261,7 @@ internal sealed partial class OutboxDelivery(
             {
                 foreach (var row in pipeline)
                 {
-                    await OutboxSender.SendStoredAsync(bus, row, options.BrokerConfirmTimeout, time, logger, ct);
+                    await OutboxSender.SendStoredAsync(bus, addresses, row, options.BrokerConfirmTimeout, time, logger, ct);
                 }
             });
 

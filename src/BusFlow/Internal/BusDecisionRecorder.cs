@@ -6,7 +6,7 @@ namespace BusFlow.Internal;
 /// The recorder without a store: publishes events and sends commands through the consume context.
 /// With the saga endpoint's in-memory outbox they leave only after the transition succeeded.
 /// </summary>
-internal sealed class BusDecisionRecorder(PipelineFollowUp followUp) : IPipelineDecisionRecorder
+internal sealed class BusDecisionRecorder(PipelineFollowUp followUp, SendAddresses addresses) : IPipelineDecisionRecorder
 {
     public async Task RecordAsync(ConsumeContext context, PipelineState state, PipelineDecision decision)
     {
@@ -19,7 +19,7 @@ internal sealed class BusDecisionRecorder(PipelineFollowUp followUp) : IPipeline
         {
             if (outgoing.Destination is { } destination)
             {
-                var endpoint = await context.GetSendEndpoint(destination);
+                var endpoint = await addresses.EndpointAsync(context, destination, context.CancellationToken);
                 await endpoint.Send(outgoing.Message, outgoing.Message.GetType());
             }
             else

@@ -59,6 +59,15 @@ public sealed class RabbitMqVirtualHost : IAsyncDisposable
         return [.. connections.RootElement.EnumerateArray().Select(c => c.GetProperty("name").GetString()!)];
     }
 
+    /// <summary>Each queue of this virtual host and its type (<c>classic</c>, <c>quorum</c>).</summary>
+    public async Task<Dictionary<string, string>> QueueTypesAsync()
+    {
+        using var listed = await _http.GetAsync($"queues/{Name}");
+        listed.EnsureSuccessStatusCode();
+        using var queues = System.Text.Json.JsonDocument.Parse(await listed.Content.ReadAsStringAsync());
+        return queues.RootElement.EnumerateArray().ToDictionary(q => q.GetProperty("name").GetString()!, q => q.GetProperty("type").GetString()!);
+    }
+
     /// <summary>Lets clients connect again (after <see cref="RefuseConnectionsAsync"/>).</summary>
     public async Task AcceptConnectionsAsync() => (await _http.DeleteAsync($"vhost-limits/{Name}/max-connections")).EnsureSuccessStatusCode();
 

@@ -1,0 +1,127 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+
+namespace BusFlow.Chaos;
+
+/// <summary>
+/// The duplicated-delivery fault: a queue of the runner's own bound to the saga's exchange and every
+/// worker's (each a fanout exchange in front of its queue) gets a copy of every message sent to
+/// them; the last <see cref="Kept"/> are kept, and <see cref="RepeatAsync"/> publishes some of
+/// them again to the exchange they came through, bytes and properties (message id included)
+/// unchanged, as a broker or a publisher retry would deliver them twice. The checks then show
+/// whether a step ran twice, an effect happened twice or an event was recorded twice.
+/// </summary>
+public sealed class BusTap : IAsyncDisposable
+{
+    private const int Kept = 500;
+    private readonly Queue<(string Exchange, ReadOnlyMemory<byte> Body, BasicProperties Properties)> _recent = new();
+    private readonly IConnection _connection;
+    private readonly IChannel _channel;
+
+    private BusTap(IConnection connection, IChannel channel)
+    {
+        _connection = connection;
+        _channel = channel;
+    }
+
+    /// <summary>Messages published again so far.</summary>
+    public int Repeated { get; private set; }
+
+    /// <summary>Taps the virtual host's BusFlow exchanges as they are now (after the topology started).</summary>
+    public static async Task<BusTap> StartAsync(Dictionary<string, string?> settings)
+    {
+        var nodes = ChaosServers.ClusterNodes.Count > 0 ? ChaosServers.ClusterNodes : [$"{settings["BusFlow:RabbitMq:Host"]}:{settings["BusFlow:RabbitMq:Port"]}"];
+        var factory = new ConnectionFactory
+        {
+            VirtualHost = settings["BusFlow:RabbitMq:VirtualHost"]!,
+            UserName = settings["BusFlow:RabbitMq:Username"]!,
+            Password = settings["BusFlow:RabbitMq:Password"]!,
+            AutomaticRecoveryEnabled = true,
+            TopologyRecoveryEnabled = true,
+            ClientProvidedName = "chaos-tap",
+        };
+        var connection = await factory.CreateConnectionAsync([.. nodes.Select(n => new AmqpTcpEndpoint(n.Split(':')[0], int.Parse(n.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture)))]);
+        var channel = await connection.CreateChannelAsync();
+        var tap = new BusTap(connection, channel);
+        // Auto-deleted with the runner's connection; re-declared with its bindings when the
+        // connection recovers after a node's loss.
+        var queue = (await channel.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true)).QueueName;
+        foreach (var exchange in await BusFlowExchangesAsync(settings))
+        {
+            await channel.QueueBindAsync(queue, exchange, routingKey: "");
+        }
+
+        var consumer = new AsyncEventingBasicConsumer(channel);
+        consumer.ReceivedAsync += (_, delivery) =>
+        {
+            lock (tap._recent)
+            {
+                tap._recent.Enqueue((delivery.Exchange, delivery.Body.ToArray(), new BasicProperties(delivery.BasicProperties)));
+                while (tap._recent.Count > Kept)
+                {
+                    tap._recent.Dequeue();
+                }
+            }
+
+            return Task.CompletedTask;
+        };
+        await channel.BasicConsumeAsync(queue, autoAck: true, consumer);
+        return tap;
+    }
+
+    /// <summary>Publishes <paramref name="count"/> of the kept messages, picked at random, again; returns how many it could.</summary>
+    public async Task<int> RepeatAsync(int count, Random random)
+    {
+        List<(string Exchange, ReadOnlyMemory<byte> Body, BasicProperties Properties)> picked;
+        lock (_recent)
+        {
+            lock (random)
+            {
+                picked = [.. _recent.OrderBy(_ => random.Next()).Take(count)];
+            }
+        }
+
+        foreach (var (exchange, body, properties) in picked)
+        {
+            // The broker may be restarting (a server fault overlaps this one): the connection
+            // recovers by itself, so try again for a while.
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    await _channel.BasicPublishAsync(exchange, routingKey: "", mandatory: false, properties, body);
+                    break;
+                }
+                catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.AlreadyClosedException or RabbitMQ.Client.Exceptions.OperationInterruptedException && attempt < 120)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1));
+                }
+            }
+        }
+
+        Repeated += picked.Count;
+        return picked.Count;
+    }
+
+    /// <summary>The saga's exchange and the workers' (<c>busflow-pipeline</c>, <c>busflow-step-*</c>), from the management API.</summary>
+    private static async Task<List<string>> BusFlowExchangesAsync(Dictionary<string, string?> settings)
+    {
+        var port = Environment.GetEnvironmentVariable("BUSFLOW_RABBITMQ_MANAGEMENT_PORT") ?? "15672";
+        var host = ChaosServers.ClusterNodes.Count > 0 ? ChaosServers.ClusterNodes[0].Split(':')[0] : settings["BusFlow:RabbitMq:Host"];
+        using var http = new HttpClient { BaseAddress = new Uri($"http://{host}:{port}/api/") };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{settings["BusFlow:RabbitMq:Username"]}:{settings["BusFlow:RabbitMq:Password"]}")));
+        using var exchanges = JsonDocument.Parse(await http.GetStringAsync(new Uri($"exchanges/{Uri.EscapeDataString(settings["BusFlow:RabbitMq:VirtualHost"]!)}", UriKind.Relative)));
+        return [.. exchanges.RootElement.EnumerateArray()
+            .Select(e => e.GetProperty("name").GetString()!)
+            .Where(name => name == "busflow-pipeline" || (name.StartsWith("busflow-step-", StringComparison.Ordinal) && !name.EndsWith("_error", StringComparison.Ordinal) && !name.EndsWith("_skipped", StringComparison.Ordinal)))];
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _channel.DisposeAsync();
+        await _connection.DisposeAsync();
+    }
+}

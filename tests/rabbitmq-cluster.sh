@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A 3-node RabbitMQ cluster on this machine for the chaos runner (docs/reliability.md), beside the
+# single broker of tests/servers.sh: nodes busflow-c1..3@localhost on AMQP ports 5681-5683
+# (distribution 25681-25683), the management API on node 1 only (15681). One Erlang cookie for all
+# (HOME is shared), a data folder each.
+#   start          start the nodes that are not running and join 2 and 3 to 1 (idempotent)
+#   stop           stop every node
+#   kill N         SIGKILL node N's Erlang VM (no shutdown: as if the machine died)
+#   start-node N   start node N again (it rejoins the cluster it belonged to)
+#   stop-app N, start-app N   stop and start RabbitMQ on node N, the VM staying up (a graceful restart)
+#   env            print the exports that point the chaos runner at the cluster
+set -euo pipefail
+DIR=${BUSFLOW_RABBITMQ_CLUSTER_DIR:-/tmp/busflow-services/rabbitmq-cluster}
+BIN=/usr/lib/rabbitmq/bin
+mkdir -p "$DIR"
+
+node_env() {
+  local n=$1
+  mkdir -p "$DIR/n$n"
+  if [ "$n" = 1 ]; then
+    echo '[rabbitmq_management].' > "$DIR/n$n/enabled_plugins"
+    printf 'management.tcp.port = 15681\nmanagement.tcp.ip = 127.0.0.1\n' > "$DIR/n$n/rabbitmq.conf"
+  else
+    echo '[].' > "$DIR/n$n/enabled_plugins"
+    : > "$DIR/n$n/rabbitmq.conf"
+  fi
+  echo env HOME="$DIR" RABBITMQ_MNESIA_BASE="$DIR/n$n/mnesia" RABBITMQ_LOG_BASE="$DIR/n$n/log" \
+    RABBITMQ_NODENAME="busflow-c$n@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$((5680 + n)) \
+    RABBITMQ_DIST_PORT=$((25680 + n)) RABBITMQ_CONFIG_FILE="$DIR/n$n/rabbitmq" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/n$n/enabled_plugins" RABBITMQ_PID_FILE="$DIR/n$n/rabbit.pid"
+}
+
+ctl() { local n=$1; shift; $(node_env "$n") "$BIN/rabbitmqctl" -n "busflow-c$n@localhost" "$@"; }
+
+running() { ctl "$1" status >/dev/null 2>&1; }
+
+start_node() {
+  local n=$1
+  running "$n" && return 0
+  $(node_env "$n") "$BIN/rabbitmq-server" -detached
+  $(node_env "$n") "$BIN/rabbitmqctl" -n "busflow-c$n@localhost" wait --timeout 120 "$DIR/n$n/rabbit.pid" >/dev/null
+}
+
+case ${1:-} in
+  start)
+    for n in 1 2 3; do start_node "$n"; done
+    for n in 2 3; do
+      if ! ctl "$n" cluster_status 2>/dev/null | grep -q "busflow-c1@localhost"; then
+        ctl "$n" stop_app >/dev/null 2>&1
+        ctl "$n" reset >/dev/null 2>&1
+        ctl "$n" join_cluster busflow-c1@localhost >/dev/null 2>&1
+        ctl "$n" start_app >/dev/null 2>&1
+      fi
+    done
+    ;;
+  stop)
+    for n in 1 2 3; do ctl "$n" stop >/dev/null 2>&1 || true; done
+    ;;
+  kill)
+    kill -9 "$(cat "$DIR/n$2/rabbit.pid")"
+    # epmd keeps the name registered a moment after the VM died.
+    for _ in $(seq 1 50); do running "$2" || break; sleep 0.2; done
+    ;;
+  start-node)
+    start_node "$2"
+    ;;
+  stop-app|start-app)
+    ctl "$2" "${1/-/_}" >/dev/null
+    ;;
+  env)
+    # The chaos runner's broker settings (tests/servers.sh's single broker for everything else).
+    echo "BUSFLOW_TEST_RABBITMQ=amqp://guest:guest@127.0.0.1:5681/ BUSFLOW_RABBITMQ_MANAGEMENT_PORT=15681 BUSFLOW_RABBITMQ_NODES=127.0.0.1:5681,127.0.0.1:5682,127.0.0.1:5683 BUSFLOW_RABBITMQ_CLUSTER_CTL=$(cd "$(dirname "$0")" && pwd)/rabbitmq-cluster.sh"
+    ;;
+  *)
+    echo "usage: $0 start|stop|kill N|start-node N|env" >&2
+    exit 2
+    ;;
+esac
