@@ -10,5 +10,6 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 MASSTRANSIT_USAGE_TELEMETRY
 dotnet build -c Release tests/BusFlow.Chaos -nologo -v quiet
 [ $# -gt 0 ] || set -- --profile long --docs
 start_rabbitmq_cluster
-# shellcheck disable=SC2046 # chaos_env prints NAME=value words for env
-env $(chaos_env) dotnet tests/BusFlow.Chaos/bin/Release/net10.0/BusFlow.Chaos.dll "$@"
+cluster=$(chaos_env)
+# shellcheck disable=SC2086 # NAME=value words for env
+env $cluster dotnet tests/BusFlow.Chaos/bin/Release/net10.0/BusFlow.Chaos.dll "$@"

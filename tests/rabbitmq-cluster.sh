@@ -10,6 +10,7 @@
 #   stop-app N, start-app N   stop and start RabbitMQ on node N, the VM staying up (a graceful restart)
 #   env            print the exports that point the chaos runner at the cluster
 set -euo pipefail
+trap 'echo "tests/rabbitmq-cluster.sh: \"$BASH_COMMAND\" failed" >&2' ERR
 DIR=${BUSFLOW_RABBITMQ_CLUSTER_DIR:-/tmp/busflow-services/rabbitmq-cluster}
 BIN=/usr/lib/rabbitmq/bin
 mkdir -p "$DIR"
@@ -34,18 +35,31 @@ ctl() { local n=$1; shift; $(node_env "$n") "$BIN/rabbitmqctl" -n "busflow-c$n@l
 
 running() { ctl "$1" status >/dev/null 2>&1; }
 
-start_node() {
+launch_node() {
   local n=$1
   running "$n" && return 0
+  # A killed node's pid file names the dead VM: the wait below must not read it.
+  rm -f "$DIR/n$n/rabbit.pid"
   $(node_env "$n") "$BIN/rabbitmq-server" -detached
-  $(node_env "$n") "$BIN/rabbitmqctl" -n "busflow-c$n@localhost" wait --timeout 120 "$DIR/n$n/rabbit.pid" >/dev/null
 }
+
+wait_node() {
+  $(node_env "$1") "$BIN/rabbitmqctl" -n "busflow-c$1@localhost" wait --timeout 300 "$DIR/n$1/rabbit.pid" >/dev/null
+}
+
+start_node() { launch_node "$1"; wait_node "$1"; }
 
 case ${1:-} in
   start)
-    for n in 1 2 3; do start_node "$n"; done
+    # Every VM first, then the waits: a clustered node that was stopped before its peers waits
+    # at boot until one of them is up, so starting them one after another can wait for ever.
+    for n in 1 2 3; do launch_node "$n"; done
+    for n in 1 2 3; do wait_node "$n"; done
     for n in 2 3; do
-      if ! ctl "$n" cluster_status 2>/dev/null | grep -q "busflow-c1@localhost"; then
+      # Joined once, a node stays in the cluster across restarts; reset only a node that is not in it
+      # (never one whose status could not be read: a reset wipes its queue replicas).
+      status=$(ctl "$n" cluster_status 2>&1)
+      if ! grep -q "busflow-c1@localhost" <<<"$status"; then
         ctl "$n" stop_app >/dev/null 2>&1
         ctl "$n" reset >/dev/null 2>&1
         ctl "$n" join_cluster busflow-c1@localhost >/dev/null 2>&1
@@ -72,7 +86,7 @@ case ${1:-} in
     echo "BUSFLOW_TEST_RABBITMQ=amqp://guest:guest@127.0.0.1:5681/ BUSFLOW_RABBITMQ_MANAGEMENT_PORT=15681 BUSFLOW_RABBITMQ_NODES=127.0.0.1:5681,127.0.0.1:5682,127.0.0.1:5683 BUSFLOW_RABBITMQ_CLUSTER_CTL=$(cd "$(dirname "$0")" && pwd)/rabbitmq-cluster.sh"
     ;;
   *)
-    echo "usage: $0 start|stop|kill N|start-node N|env" >&2
+    echo "usage: $0 start|stop|kill N|start-node N|stop-app N|start-app N|env" >&2
     exit 2
     ;;
 esac

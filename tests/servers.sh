@@ -67,6 +67,7 @@ fi
 # The chaos runner's 3-node RabbitMQ cluster (tests/rabbitmq-cluster.sh), beside the single broker;
 # started only by the scripts that run the chaos runner. Its settings for the runner: chaos_env.
 start_rabbitmq_cluster() {
+  if port_open 5681 && port_open 5682 && port_open 5683; then return; fi
   log "starting a 3-node RabbitMQ cluster on 127.0.0.1:5681-5683"
   "$ROOT/tests/rabbitmq-cluster.sh" start
   started+=(rabbitmq-cluster)

@@ -64,7 +64,8 @@ public static class BusFlowServiceCollectionExtensions
         var quorum = options.Transport == BusFlowTransport.RabbitMq && options.RabbitMq.QueueType == RabbitMqQueueType.Quorum;
         if (quorum)
         {
-            services.AddSingleton(new QuorumQueueDeclarations(options.RabbitMq));
+            // Made by the container, so that it closes the declarations' connection with the host.
+            services.AddSingleton(_ => new QuorumQueueDeclarations(options.RabbitMq));
             services.AddSingleton(sp => new SendAddresses(sp.GetRequiredService<QuorumQueueDeclarations>()));
         }
 
@@ -107,8 +108,8 @@ public static class BusFlowServiceCollectionExtensions
                             // Durable receive endpoints, and the error and dead-letter queues they fill,
                             // declared as quorum queues (SendAddresses declares the ones sent to).
                             cfg.ConnectEndpointConfigurationObserver(QuorumQueues.Instance);
-                            cfg.SendTopology.ConfigureErrorSettings = e => e.SetQuorumQueue();
-                            cfg.SendTopology.ConfigureDeadLetterSettings = e => e.SetQuorumQueue();
+                            cfg.SendTopology.ConfigureErrorSettings = QuorumQueues.IfDurable;
+                            cfg.SendTopology.ConfigureDeadLetterSettings = QuorumQueues.IfDurable;
                         }
 
                         cfg.ConfigureBusFlowEndpoints(context);

@@ -27,9 +27,6 @@ public sealed class BusTap : IAsyncDisposable
         _channel = channel;
     }
 
-    /// <summary>Messages published again so far.</summary>
-    public int Repeated { get; private set; }
-
     /// <summary>Taps the virtual host's BusFlow exchanges as they are now (after the topology started).</summary>
     public static async Task<BusTap> StartAsync(Dictionary<string, string?> settings)
     {
@@ -102,7 +99,6 @@ public sealed class BusTap : IAsyncDisposable
             }
         }
 
-        Repeated += picked.Count;
         return picked.Count;
     }
 

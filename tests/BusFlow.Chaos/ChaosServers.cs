@@ -52,13 +52,15 @@ public sealed class ChaosServers(BenchVirtualHost virtualHost, BenchDatabase dat
         if (ClusterNodes.Count > 0)
         {
             await RunAsync(Required("BUSFLOW_RABBITMQ_CLUSTER_CTL"), "stop-app", $"{node}");
-            await Task.Delay(down, cancellationToken);
+            // Not cancelled by the run's end: a server stopped is always started again.
+            await Task.Delay(down, CancellationToken.None);
             await RunAsync(Required("BUSFLOW_RABBITMQ_CLUSTER_CTL"), "start-app", $"{node}");
             return;
         }
 
         await RunAsync(Required("BUSFLOW_RABBITMQCTL"), "stop_app");
-        await Task.Delay(down, cancellationToken);
+        // Not cancelled by the run's end: a server stopped is always started again.
+        await Task.Delay(down, CancellationToken.None);
         await RunAsync(Required("BUSFLOW_RABBITMQCTL"), "start_app");
     }
 
@@ -66,7 +68,8 @@ public sealed class ChaosServers(BenchVirtualHost virtualHost, BenchDatabase dat
     public static async Task KillRabbitMqNodeAsync(int node, TimeSpan down, CancellationToken cancellationToken)
     {
         await RunAsync(Required("BUSFLOW_RABBITMQ_CLUSTER_CTL"), "kill", $"{node}");
-        await Task.Delay(down, cancellationToken);
+        // Not cancelled by the run's end: a server stopped is always started again.
+        await Task.Delay(down, CancellationToken.None);
         await RunAsync(Required("BUSFLOW_RABBITMQ_CLUSTER_CTL"), "start-node", $"{node}");
     }
 
@@ -74,7 +77,8 @@ public sealed class ChaosServers(BenchVirtualHost virtualHost, BenchDatabase dat
     public static async Task RestartPostgresAsync(TimeSpan down, CancellationToken cancellationToken)
     {
         await RunAsync(Required("BUSFLOW_POSTGRESCTL"), "stop-immediate");
-        await Task.Delay(down, cancellationToken);
+        // Not cancelled by the run's end: a server stopped is always started again.
+        await Task.Delay(down, CancellationToken.None);
         await RunAsync(Required("BUSFLOW_POSTGRESCTL"), "start");
     }
 

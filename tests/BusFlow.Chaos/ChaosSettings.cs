@@ -25,6 +25,14 @@ public sealed record ChaosSettings(string Profile, TimeSpan Load, double Rate, T
             int.Parse(Option("--seed", "14"), CultureInfo.InvariantCulture),
             args.Contains("--docs"),
             // Only these kinds of fault (comma-separated), to look into one.
-            Option("--kinds", "") is { Length: > 0 } kinds ? kinds.Split(',') : null);
+            Option("--kinds", "") is { Length: > 0 } kinds ? Known(kinds.Split(',')) : null);
+    }
+
+    private static string[] Known(string[] kinds)
+    {
+        var unknown = kinds.Except(FaultInjector.Kinds).ToList();
+        return unknown.Count == 0
+            ? kinds
+            : throw new ArgumentException($"--kinds: unknown {string.Join(", ", unknown)}; the kinds here are {string.Join(", ", FaultInjector.Kinds)}");
     }
 }

@@ -63,6 +63,10 @@ internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal prin
         await response.Body.FlushAsync(cancellationToken);
     }
 
+    /// <summary>SSE sends every event as its own message, batched or not: the same write.</summary>
+    protected override ValueTask WriteEachAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken) =>
+        WriteEventsAsync(events, cancellationToken);
+
     protected override async ValueTask WriteEventsAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken)
     {
         foreach (var e in events)

@@ -236,13 +236,7 @@ internal abstract class EdgeConnection
     protected abstract ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken);
 
     /// <summary>Writes replayed events of a subscription without batches, in order, each as a single event.</summary>
-    protected virtual async ValueTask WriteEachAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken)
-    {
-        foreach (var e in events)
-        {
-            await WriteEventAsync(new EdgeEvent(e, releaseBefore: null), cancellationToken);
-        }
-    }
+    protected abstract ValueTask WriteEachAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken);
 
     /// <summary>Writes events of subscriptions that take batches, in order, in one write where the transport allows.</summary>
     protected abstract ValueTask WriteEventsAsync(ArraySegment<WireEvent> events, CancellationToken cancellationToken);

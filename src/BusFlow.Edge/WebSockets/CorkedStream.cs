@@ -1,3 +1,4 @@
+using System.Buffers;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 
@@ -9,24 +10,44 @@ namespace BusFlow.Edge.WebSockets;
 /// or when the buffer fills: a replay of single frames then pays the server's write and flush once
 /// per run of frames, not once per frame, and the frames stay single on the wire. Not held, every
 /// write goes straight through (live events, replies, the socket's own pings and close), so
-/// nothing waits in the buffer. Writes come one at a time (the WebSocket sends one frame at a time),
-/// and the lock keeps a release from overlapping the socket's own pings.
+/// nothing waits in the buffer; a ping or close the socket sends during a run goes out with the
+/// run, in order. Writes come one at a time (the WebSocket sends one frame at a time), and the lock
+/// keeps a release from overlapping the socket's own pings. An idle connection carries this one
+/// object (it is also the request's upgrade feature, which hands it to the WebSocket): the lock is
+/// made at the first hold, and the buffer is rented from the shared pool for a run and given back
+/// at its release.
 /// </summary>
-internal sealed class CorkedStream(Stream inner) : Stream
+internal sealed class CorkedStream(IHttpUpgradeFeature upgrade) : Stream, IHttpUpgradeFeature
 {
     private const int BufferBytes = 64 * 1024;
-    private readonly SemaphoreSlim _lock = new(1, 1);
+    private Stream _inner = Null;
+    private SemaphoreSlim? _lock;
     private byte[]? _buffer;
     private int _length;
     private volatile bool _held;
 
+    public bool IsUpgradableRequest => upgrade.IsUpgradableRequest;
+
+    /// <summary>Upgrades the connection and puts this stream over it.</summary>
+    public async Task<Stream> UpgradeAsync()
+    {
+        _inner = await upgrade.UpgradeAsync();
+        return this;
+    }
+
     /// <summary>Gathers the writes that follow until <see cref="ReleaseAsync"/>.</summary>
-    public void Hold() => _held = true;
+    public void Hold()
+    {
+        // Made before the first hold takes effect: a write that sees the hold finds the lock. Only
+        // the connection's writer holds and releases, so no two make it.
+        _lock ??= new SemaphoreSlim(1, 1);
+        _held = true;
+    }
 
     /// <summary>Writes what was gathered and lets later writes through.</summary>
     public async ValueTask ReleaseAsync(CancellationToken cancellationToken)
     {
-        await _lock.WaitAsync(cancellationToken);
+        await _lock!.WaitAsync(cancellationToken);
         try
         {
             _held = false;
@@ -34,23 +55,38 @@ internal sealed class CorkedStream(Stream inner) : Stream
         }
         finally
         {
-            _lock.Release();
+            // Written or failed: the run is over either way (a failed connection is being closed).
+            _length = 0;
+            if (_buffer is { } buffer)
+            {
+                _buffer = null;
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+
+            _lock!.Release();
         }
     }
 
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        await _lock.WaitAsync(cancellationToken);
+        if (_lock is not { } gate)
+        {
+            // Never held: nothing gathered, nothing to order with.
+            await _inner.WriteAsync(buffer, cancellationToken);
+            return;
+        }
+
+        await gate.WaitAsync(cancellationToken);
         try
         {
             if (!_held || buffer.Length > BufferBytes)
             {
                 await WriteGatheredAsync(cancellationToken);
-                await inner.WriteAsync(buffer, cancellationToken);
+                await _inner.WriteAsync(buffer, cancellationToken);
                 return;
             }
 
-            _buffer ??= new byte[BufferBytes];
+            _buffer ??= ArrayPool<byte>.Shared.Rent(BufferBytes);
             if (_length + buffer.Length > _buffer.Length)
             {
                 await WriteGatheredAsync(cancellationToken);
@@ -61,7 +97,7 @@ internal sealed class CorkedStream(Stream inner) : Stream
         }
         finally
         {
-            _lock.Release();
+            gate.Release();
         }
     }
 
@@ -71,7 +107,7 @@ internal sealed class CorkedStream(Stream inner) : Stream
         {
             var length = _length;
             _length = 0;
-            await inner.WriteAsync(_buffer.AsMemory(0, length), cancellationToken);
+            await _inner.WriteAsync(_buffer.AsMemory(0, length), cancellationToken);
         }
     }
 
@@ -80,19 +116,37 @@ internal sealed class CorkedStream(Stream inner) : Stream
 
     public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer, offset, count).GetAwaiter().GetResult();
 
-    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => _inner.ReadAsync(buffer, cancellationToken);
 
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.ReadAsync(buffer, offset, count, cancellationToken);
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => _inner.ReadAsync(buffer, offset, count, cancellationToken);
 
-    public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+    public override int Read(byte[] buffer, int offset, int count) => _inner.Read(buffer, offset, count);
 
-    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+    public override async Task FlushAsync(CancellationToken cancellationToken)
+    {
+        if (_lock is not { } gate)
+        {
+            await _inner.FlushAsync(cancellationToken);
+            return;
+        }
 
-    public override void Flush() => inner.Flush();
+        await gate.WaitAsync(cancellationToken);
+        try
+        {
+            await WriteGatheredAsync(cancellationToken);
+            await _inner.FlushAsync(cancellationToken);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
 
-    public override bool CanRead => inner.CanRead;
+    public override void Flush() => FlushAsync().GetAwaiter().GetResult();
 
-    public override bool CanWrite => inner.CanWrite;
+    public override bool CanRead => _inner.CanRead;
+
+    public override bool CanWrite => _inner.CanWrite;
 
     public override bool CanSeek => false;
 
@@ -108,7 +162,8 @@ internal sealed class CorkedStream(Stream inner) : Stream
     {
         if (disposing)
         {
-            inner.Dispose();
+            _inner.Dispose();
+            _lock?.Dispose();
         }
 
         base.Dispose(disposing);
@@ -116,34 +171,25 @@ internal sealed class CorkedStream(Stream inner) : Stream
 
     public override async ValueTask DisposeAsync()
     {
-        await inner.DisposeAsync();
+        await _inner.DisposeAsync();
         await base.DisposeAsync();
     }
 
     /// <summary>
     /// Puts a <see cref="CorkedStream"/> under the WebSocket of an HTTP/1.1 upgrade on <paramref name="path"/>:
     /// ASP.NET Core's WebSocket middleware, which runs after this, upgrades through the feature
-    /// set here, and the endpoint finds the stream in the request's features.
+    /// set here, and the endpoint finds it as the request's upgrade feature (<see cref="Of"/>).
     /// </summary>
     public static Task UnderWebSockets(HttpContext http, RequestDelegate next, PathString path)
     {
         if (http.Request.Path.Equals(path, StringComparison.Ordinal) && http.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } upgrade)
         {
-            http.Features.Set<IHttpUpgradeFeature>(new Upgrade(upgrade, http.Features));
+            http.Features.Set<IHttpUpgradeFeature>(new CorkedStream(upgrade));
         }
 
         return next(http);
     }
 
-    private sealed class Upgrade(IHttpUpgradeFeature inner, IFeatureCollection features) : IHttpUpgradeFeature
-    {
-        public bool IsUpgradableRequest => inner.IsUpgradableRequest;
-
-        public async Task<Stream> UpgradeAsync()
-        {
-            var corked = new CorkedStream(await inner.UpgradeAsync());
-            features.Set(corked);
-            return corked;
-        }
-    }
+    /// <summary>The stream under the request's WebSocket, when it was put there; else null.</summary>
+    public static CorkedStream? Of(HttpContext http) => http.Features.Get<IHttpUpgradeFeature>() as CorkedStream;
 }

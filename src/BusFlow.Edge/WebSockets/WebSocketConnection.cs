@@ -424,12 +424,23 @@ internal sealed partial class WebSocketConnection(
                 await socket.SendAsync(e.Json, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
             }
         }
-        finally
+        catch when (Corked is not null)
         {
-            if (Corked is { } corked)
+            // The send's failure is the one to report; the release only gives the buffer back.
+            try
             {
-                await corked.ReleaseAsync(CancellationToken.None);
+                await Corked.ReleaseAsync(CancellationToken.None);
             }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or Microsoft.AspNetCore.Connections.ConnectionAbortedException)
+            {
+            }
+
+            throw;
+        }
+
+        if (Corked is { } corked)
+        {
+            await corked.ReleaseAsync(CancellationToken.None);
         }
     }
 

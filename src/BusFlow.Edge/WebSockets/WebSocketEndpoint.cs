@@ -35,7 +35,7 @@ internal static class WebSocketEndpoint
         using var socket = await http.WebSockets.AcceptWebSocketAsync();
         var connection = new WebSocketConnection(socket, http.Principal(), hub, pipelines, reader, metrics, loggers.CreateLogger<WebSocketConnection>())
         {
-            Corked = http.Features.Get<CorkedStream>(),
+            Corked = CorkedStream.Of(http),
         };
         if (hub.TryOpen(connection) is { } refused)
         {

@@ -14,6 +14,19 @@ internal sealed class QuorumQueues : IEndpointConfigurationObserver
     /// <summary>The arguments of a quorum queue's declaration.</summary>
     public static IDictionary<string, object?> Arguments { get; } = new Dictionary<string, object?> { ["x-queue-type"] = "quorum" };
 
+    /// <summary>
+    /// An error or skipped queue as a quorum queue when it is durable: one of a temporary endpoint
+    /// (an edge's feed, a worker process's cancel queue) copies its queue's auto-delete, and
+    /// RabbitMQ refuses a quorum queue that is not durable or is auto-deleted.
+    /// </summary>
+    public static void IfDurable(IRabbitMqQueueBindingConfigurator queue)
+    {
+        if (queue is MassTransit.RabbitMqTransport.EntitySettings { Durable: true, AutoDelete: false })
+        {
+            queue.SetQuorumQueue();
+        }
+    }
+
     public void EndpointConfigured<T>(T configurator)
         where T : IReceiveEndpointConfigurator
     {

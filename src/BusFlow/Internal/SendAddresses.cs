@@ -29,9 +29,18 @@ internal sealed class SendAddresses(QuorumQueueDeclarations? quorum)
             : quorum.ExchangeOfAsync(destination.AbsolutePath, cancellationToken);
 }
 
-/// <summary>The quorum queues this process sends to, declared on a connection of its own (see <see cref="SendAddresses"/>).</summary>
-internal sealed class QuorumQueueDeclarations(RabbitMqOptions options) : IAsyncDisposable
+/// <summary>
+/// The quorum queues this process sends to, declared on a connection of its own (see
+/// <see cref="SendAddresses"/>): each queue once per connection. A new connection (after the
+/// broker or a node went away) declares again, so a queue deleted meanwhile is there again before
+/// the next send; a queue deleted while the connection stays up is not (delete queues with every
+/// process stopped, docs/operations.md).
+/// </summary>
+internal sealed class QuorumQueueDeclarations(RabbitMqOptions options) : IAsyncDisposable, IDisposable
 {
+    /// <summary>How long one declaration may take, connecting included, before the send fails (and is tried again by its caller).</summary>
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
     private readonly ConcurrentDictionary<string, Uri> _declared = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _lock = new(1, 1);
     private IConnection? _connection;
@@ -39,12 +48,14 @@ internal sealed class QuorumQueueDeclarations(RabbitMqOptions options) : IAsyncD
     /// <summary>The queue's exchange, once the queue, the exchange and the binding exist.</summary>
     public async ValueTask<Uri> ExchangeOfAsync(string queue, CancellationToken cancellationToken)
     {
-        if (_declared.TryGetValue(queue, out var exchange))
+        if (_connection is { IsOpen: true } && _declared.TryGetValue(queue, out var exchange))
         {
             return exchange;
         }
 
-        await _lock.WaitAsync(cancellationToken);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(Timeout);
+        await _lock.WaitAsync(timeout.Token);
         try
         {
             if (_connection is not { IsOpen: true })
@@ -54,13 +65,19 @@ internal sealed class QuorumQueueDeclarations(RabbitMqOptions options) : IAsyncD
                     await _connection.DisposeAsync();
                 }
 
-                _connection = await Connect(options, cancellationToken);
+                _declared.Clear();
+                _connection = await Connect(options, timeout.Token);
             }
 
-            await using var channel = await _connection.CreateChannelAsync(cancellationToken: cancellationToken);
-            await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, QuorumQueues.Arguments, cancellationToken: cancellationToken);
-            await channel.ExchangeDeclareAsync(queue, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: cancellationToken);
-            await channel.QueueBindAsync(queue, queue, routingKey: "", cancellationToken: cancellationToken);
+            if (_declared.TryGetValue(queue, out exchange))
+            {
+                return exchange;
+            }
+
+            await using var channel = await _connection.CreateChannelAsync(cancellationToken: timeout.Token);
+            await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, QuorumQueues.Arguments, cancellationToken: timeout.Token);
+            await channel.ExchangeDeclareAsync(queue, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: timeout.Token);
+            await channel.QueueBindAsync(queue, queue, routingKey: "", cancellationToken: timeout.Token);
             return _declared[queue] = new Uri("exchange:" + queue);
         }
         finally
@@ -78,15 +95,25 @@ internal sealed class QuorumQueueDeclarations(RabbitMqOptions options) : IAsyncD
             UserName = options.Username,
             Password = options.Password,
             ClientProvidedName = "busflow-quorum-declarations",
+            // A lost connection is replaced at the next declaration, which declares again.
+            AutomaticRecoveryEnabled = false,
         };
         return factory.CreateConnectionAsync(options.Nodes().Select(n => new AmqpTcpEndpoint(n.Host, n.Port)).ToList(), cancellationToken);
     }
 
     public async ValueTask DisposeAsync()
     {
-        if (_connection is not null)
+        if (Interlocked.Exchange(ref _connection, null) is { } connection)
         {
-            await _connection.DisposeAsync();
+            await connection.DisposeAsync();
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _connection, null) is { } connection)
+        {
+            connection.Dispose();
         }
     }
 }
