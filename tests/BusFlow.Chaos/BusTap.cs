@@ -30,7 +30,13 @@ public sealed class BusTap : IAsyncDisposable
     /// <summary>Taps the virtual host's BusFlow exchanges as they are now (after the topology started).</summary>
     public static async Task<BusTap> StartAsync(Dictionary<string, string?> settings)
     {
-        var nodes = ChaosServers.ClusterNodes.Count > 0 ? ChaosServers.ClusterNodes : [$"{settings["BusFlow:RabbitMq:Host"]}:{settings["BusFlow:RabbitMq:Port"]}"];
+        // Where the processes connect, read as BusFlow reads it.
+        var rabbit = new RabbitMqOptions
+        {
+            Host = settings["BusFlow:RabbitMq:Host"]!,
+            Port = int.Parse(settings["BusFlow:RabbitMq:Port"]!, System.Globalization.CultureInfo.InvariantCulture),
+            ClusterNodes = [.. ChaosServers.ClusterNodes],
+        };
         var factory = new ConnectionFactory
         {
             VirtualHost = settings["BusFlow:RabbitMq:VirtualHost"]!,
@@ -40,7 +46,7 @@ public sealed class BusTap : IAsyncDisposable
             TopologyRecoveryEnabled = true,
             ClientProvidedName = "chaos-tap",
         };
-        var connection = await factory.CreateConnectionAsync([.. nodes.Select(n => new AmqpTcpEndpoint(n.Split(':')[0], int.Parse(n.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture)))]);
+        var connection = await factory.CreateConnectionAsync([.. rabbit.Nodes().Select(n => new AmqpTcpEndpoint(n.Host, n.Port))]);
         var channel = await connection.CreateChannelAsync();
         var tap = new BusTap(connection, channel);
         // Auto-deleted with the runner's connection; re-declared with its bindings when the

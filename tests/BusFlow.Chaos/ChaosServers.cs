@@ -47,7 +47,7 @@ public sealed class ChaosServers(BenchVirtualHost virtualHost, BenchDatabase dat
     /// Stops the broker's application (every connection to it drops; queues and messages stay) and
     /// starts it after <paramref name="down"/>: on the cluster, node <paramref name="node"/>'s.
     /// </summary>
-    public static async Task RestartRabbitMqAsync(int node, TimeSpan down, CancellationToken cancellationToken)
+    public static async Task RestartRabbitMqAsync(int node, TimeSpan down)
     {
         if (ClusterNodes.Count > 0)
         {
@@ -65,7 +65,7 @@ public sealed class ChaosServers(BenchVirtualHost virtualHost, BenchDatabase dat
     }
 
     /// <summary>SIGKILLs cluster node <paramref name="node"/>'s Erlang VM and starts the node again after <paramref name="down"/>.</summary>
-    public static async Task KillRabbitMqNodeAsync(int node, TimeSpan down, CancellationToken cancellationToken)
+    public static async Task KillRabbitMqNodeAsync(int node, TimeSpan down)
     {
         await RunAsync(Required("BUSFLOW_RABBITMQ_CLUSTER_CTL"), "kill", $"{node}");
         // Not cancelled by the run's end: a server stopped is always started again.
@@ -74,7 +74,7 @@ public sealed class ChaosServers(BenchVirtualHost virtualHost, BenchDatabase dat
     }
 
     /// <summary>PostgreSQL's immediate shutdown (no checkpoint: crash recovery at the next start), started again after <paramref name="down"/>.</summary>
-    public static async Task RestartPostgresAsync(TimeSpan down, CancellationToken cancellationToken)
+    public static async Task RestartPostgresAsync(TimeSpan down)
     {
         await RunAsync(Required("BUSFLOW_POSTGRESCTL"), "stop-immediate");
         // Not cancelled by the run's end: a server stopped is always started again.

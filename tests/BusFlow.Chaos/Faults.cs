@@ -99,7 +99,7 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, BusTap tap
                 {
                     var node = NextNode();
                     target = ChaosServers.ClusterNodes.Count > 0 ? $"node {node}" : "broker";
-                    if (await OneServerAtATimeAsync(() => ChaosServers.RestartRabbitMqAsync(node, TimeSpan.FromSeconds(3), abort)) is not { } restarted)
+                    if (await OneServerAtATimeAsync(() => ChaosServers.RestartRabbitMqAsync(node, TimeSpan.FromSeconds(3))) is not { } restarted)
                     {
                         return;
                     }
@@ -112,7 +112,7 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, BusTap tap
                 {
                     var node = NextNode();
                     target = $"node {node}";
-                    if (await OneServerAtATimeAsync(() => ChaosServers.KillRabbitMqNodeAsync(node, TimeSpan.FromSeconds(Next(3, 8)), abort)) is not { } killed)
+                    if (await OneServerAtATimeAsync(() => ChaosServers.KillRabbitMqNodeAsync(node, TimeSpan.FromSeconds(Next(3, 8)))) is not { } killed)
                     {
                         return;
                     }
@@ -123,7 +123,7 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, BusTap tap
 
             case "postgres-restart":
                 target = "database";
-                if (await OneServerAtATimeAsync(() => ChaosServers.RestartPostgresAsync(TimeSpan.FromSeconds(2), abort)) is not { } recovered)
+                if (await OneServerAtATimeAsync(() => ChaosServers.RestartPostgresAsync(TimeSpan.FromSeconds(2))) is not { } recovered)
                 {
                     return;
                 }
