@@ -61,18 +61,25 @@ await Task.WhenAll(everyTask);
 await sampling;
 var (checks, stored, tally) = await Checks.RunAsync(servers, load, faults.Failed, [(tagged, _ => true), (finals, r => Subscriber.IsTerminal(r.Type))]);
 var report = Report.Build(settings, run, load, faults.Injected, checks, tally, stored, origin, [tagged, finals], memory, topology, clock.Elapsed, loadSeconds);
+
+// The processes' last lines come before the table, so that a log cut to its end (a CI summary) still
+// shows the table and which checks broke.
+foreach (var process in checks.All(c => c.Held) && !args.Contains("--tails") ? [] : topology.Processes)
+{
+    Console.WriteLine($"--- {process.Name}: last lines ---\n{process.Tail}");
+}
+
 Console.WriteLine(report);
 if (settings.Docs)
 {
     Report.WriteDocs(report);
 }
 
-foreach (var process in checks.All(c => c.Held) && !args.Contains("--tails") ? [] : topology.Processes)
-{
-    Console.WriteLine($"--- {process.Name}: last lines ---\n{process.Tail}");
-}
-
-return checks.All(c => c.Held) ? 0 : 1;
+var broken = checks.Where(c => !c.Held).ToList();
+Console.WriteLine(broken.Count == 0
+    ? $"chaos run {run}: every check held"
+    : $"chaos run {run}: {broken.Count} check(s) broken: {string.Join("; ", broken.Select(c => $"{c.Name} ({c.Broken.Count}: {string.Join("; ", Checks.Examples(c))})"))}");
+return broken.Count == 0 ? 0 : 1;
 
 static async Task<long> LastPositionAsync(ChaosServers servers)
 {

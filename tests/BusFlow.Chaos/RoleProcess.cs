@@ -212,6 +212,13 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
 
         lock (_tail)
         {
+            // BUSFLOW_CHAOS_LOGS names a folder that keeps every line of every process, stamped, to look into a run.
+            if (Environment.GetEnvironmentVariable("BUSFLOW_CHAOS_LOGS") is { Length: > 0 } folder)
+            {
+                Directory.CreateDirectory(folder);
+                File.AppendAllText(Path.Combine(folder, $"{Name}.log"), $"{DateTime.UtcNow:HH:mm:ss.fff} {line}\n");
+            }
+
             _tail.Enqueue(line);
             if (_tail.Count > 200)
             {
