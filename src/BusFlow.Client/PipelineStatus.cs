@@ -10,6 +10,9 @@ namespace BusFlow.Client;
 /// <param name="Raw">The whole JSON document, with steps, attempts and timestamps.</param>
 public sealed record PipelineStatus(Guid PipelineId, string Definition, string Status, long LastSeq, JsonElement Raw)
 {
+    /// <summary>The version of its definition the pipeline runs on to its end (empty for a pipeline started before versions were recorded).</summary>
+    public string DefinitionVersion => Raw.TryGetProperty("definitionVersion", out var version) ? version.GetString() ?? "" : "";
+
     /// <summary>True once the pipeline completed, failed or was cancelled.</summary>
     public bool IsFinished => Status != "Running";
 

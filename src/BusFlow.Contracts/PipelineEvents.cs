@@ -10,6 +10,9 @@ public sealed record PipelineStarted : PipelineEvent
 
     /// <summary>For a child pipeline: the parent's step that started it.</summary>
     public string? ParentStepName { get; init; }
+
+    /// <summary>The version of the definition the pipeline runs on, to its end (docs/protocol.md).</summary>
+    public string? DefinitionVersion { get; init; }
 }
 
 /// <summary>A step (or a map item) was dispatched to its worker.</summary>

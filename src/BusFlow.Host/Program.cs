@@ -23,7 +23,7 @@ builder.Services.AddBusFlow(builder.Configuration, busflow =>
 {
     busflow.RunSaga = roles.Saga;
     busflow.UseStore(builder.Configuration);
-    SamplePipelines.Register(busflow, runWorkers: roles.Worker);
+    SamplePipelines.Register(busflow, runWorkers: roles.Worker, SamplePipelines.ReleaseVersions(builder.Configuration));
     if (roles.Edge)
     {
         busflow.UseEdge(builder.Configuration);

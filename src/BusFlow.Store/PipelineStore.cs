@@ -50,6 +50,7 @@ public sealed partial class PipelineStore(IDbContextFactory<BusFlowDbContext> da
             Version = p.Version,
             Status = p.Status,
             Definition = p.Definition,
+            DefinitionVersion = p.DefinitionVersion,
             Tags = p.Tags,
             Tenant = p.Tenant,
             ParentPipelineId = p.ParentPipelineId,
@@ -62,6 +63,25 @@ public sealed partial class PipelineStore(IDbContextFactory<BusFlowDbContext> da
             FailedStep = p.FailedStep,
             Steps = p.Steps,
         }).ToListAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// How many pipelines run now on each definition version (of one tenant, or of all when
+    /// <paramref name="tenant"/> is null), counted on the (status, definition, version) index.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<(string Definition, string Version), long>> RunningVersionsAsync(string? tenant, CancellationToken cancellationToken)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        var running = db.Pipelines.AsNoTracking().Where(p => p.Status == PipelineStatus.Running);
+        if (tenant is not null)
+        {
+            running = running.Where(p => p.Tenant == tenant);
+        }
+
+        var rows = await running.GroupBy(p => new { p.Definition, p.DefinitionVersion })
+            .Select(g => new { g.Key.Definition, g.Key.DefinitionVersion, Count = g.LongCount() })
+            .ToListAsync(cancellationToken);
+        return rows.ToDictionary(r => (r.Definition, r.DefinitionVersion), r => r.Count);
     }
 
     /// <summary>A suspension of a pipeline, open or closed; null when there is none by that id.</summary>

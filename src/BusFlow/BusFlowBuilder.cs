@@ -29,6 +29,15 @@ public sealed partial class BusFlowBuilder
     internal List<Func<Exception, bool>> TransientFailures { get; } = [];
 
     /// <summary>
+    /// How long a message of a pipeline waits for a saga process that has the pipeline's definition
+    /// version (during a rolling deploy, old and new processes serve side by side) before the pipeline
+    /// fails with <c>unknown_version</c>; a start naming an unknown definition fails with
+    /// <c>unknown_definition</c> after the same wait. Default 5 minutes; zero fails at once.
+    /// <c>BusFlow:DefinitionWait</c> overrides it.
+    /// </summary>
+    public TimeSpan DefinitionWait { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
     /// Marks failures (a database or broker away) after which the saga and workers wait and retry
     /// the message until it succeeds, instead of giving up after a few quick retries.
     /// </summary>
@@ -131,9 +140,10 @@ public sealed partial class BusFlowBuilder
         var names = _pipelines.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
         var errors = new List<string>();
         var definitions = new List<PipelineDefinition>();
-        foreach (var duplicate in _pipelines.GroupBy(p => p.Name, StringComparer.Ordinal).Where(g => g.Count() > 1))
+        var unmarked = _pipelines.GroupBy(p => p.Name, StringComparer.Ordinal).Where(g => g.Count() > 1 && g.All(p => !p.IsDraining && p.VersionValue is null)).ToList();
+        foreach (var twice in unmarked)
         {
-            errors.Add($"The pipeline name '{duplicate.Key}' is registered {duplicate.Count()} times.");
+            errors.Add($"The pipeline name '{twice.Key}' is registered {twice.Count()} times. To keep an older version beside the new one while its pipelines finish, mark it Draining().");
         }
 
         foreach (var pipeline in _pipelines)
@@ -148,13 +158,32 @@ public sealed partial class BusFlowBuilder
             }
         }
 
+        errors.AddRange(VersionErrors([.. definitions.Where(d => !unmarked.Any(u => u.Key == d.Name))]));
         if (errors.Count > 0)
         {
             throw new PipelineDefinitionException(errors);
         }
 
-        ChildCycleCheck(definitions);
-        return new PipelineRegistry(definitions.DistinctBy(d => d.Name), _workers.Values);
+        ChildCycleCheck(definitions.Where(d => !d.Draining).ToList());
+        return new PipelineRegistry(definitions, _workers.Values);
+    }
+
+    /// <summary>Several registrations of one name are versions of it: each version once, exactly one not draining.</summary>
+    private static IEnumerable<string> VersionErrors(List<PipelineDefinition> definitions)
+    {
+        foreach (var name in definitions.GroupBy(d => d.Name, StringComparer.Ordinal).Where(g => g.Count() > 1))
+        {
+            foreach (var twice in name.GroupBy(d => d.Version, StringComparer.Ordinal).Where(g => g.Count() > 1))
+            {
+                yield return $"The pipeline '{name.Key}' is registered {twice.Count()} times with the version '{twice.Key}'; register each version once (a changed definition gets another version, or name one with Version()).";
+            }
+
+            var current = name.Count(d => !d.Draining);
+            if (current != 1 && name.Select(d => d.Version).Distinct(StringComparer.Ordinal).Count() == name.Count())
+            {
+                yield return $"The pipeline '{name.Key}' is registered in {name.Count()} versions, {current} of them for new starts; mark every version but the one new pipelines start on with Draining().";
+            }
+        }
     }
 
     /// <summary>Depth-first search over "starts as a child" edges; each pipeline is explored once.</summary>

@@ -2,6 +2,7 @@ using BusFlow.Contracts;
 using BusFlow.Internal;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace BusFlow;
 
@@ -67,18 +68,30 @@ public static class BusFlowEndpointConfigurator
                 UseRetry(e, roles);
                 e.UseInMemoryOutbox(context);
                 var partitioner = e.CreatePartitioner(SagaPartitions);
+                var time = context.GetRequiredService<TimeProvider>();
+                var addresses = context.GetRequiredService<SendAddresses>();
+                var logger = context.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(DefinitionHandOff<>).FullName!.Split('`')[0]);
+
+                // A message of a pipeline whose definition version this process lacks goes to one that
+                // has it; then one pipeline's messages are decided one at a time, in arrival order.
+                void Decided<T>(ISagaMessageConfigurator<T> m, Func<T, Guid> pipelineId)
+                    where T : class
+                {
+                    m.UseFilter(new DefinitionHandOff<T>(roles, time, addresses, logger));
+                    m.UsePartitioner(partitioner, c => pipelineId(c.Message));
+                }
+
                 e.ConfigureSaga<PipelineState>(context, s =>
                 {
-                    // One pipeline's messages are decided one at a time, in arrival order.
-                    s.Message<StartPipeline>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
-                    s.Message<CancelPipeline>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
-                    s.Message<SubmitStepAction>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
-                    s.Message<ReportStepProgress>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
-                    s.Message<ReportStepSucceeded>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
-                    s.Message<ReportStepFaulted>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
-                    s.Message<ReportStepSuspended>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
-                    s.Message<WakePipeline>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
-                    s.Message<ChildPipelineFinished>(m => m.UsePartitioner(partitioner, c => c.Message.PipelineId));
+                    s.Message<StartPipeline>(m => Decided(m, x => x.PipelineId));
+                    s.Message<CancelPipeline>(m => Decided(m, x => x.PipelineId));
+                    s.Message<SubmitStepAction>(m => Decided(m, x => x.PipelineId));
+                    s.Message<ReportStepProgress>(m => Decided(m, x => x.PipelineId));
+                    s.Message<ReportStepSucceeded>(m => Decided(m, x => x.PipelineId));
+                    s.Message<ReportStepFaulted>(m => Decided(m, x => x.PipelineId));
+                    s.Message<ReportStepSuspended>(m => Decided(m, x => x.PipelineId));
+                    s.Message<WakePipeline>(m => Decided(m, x => x.PipelineId));
+                    s.Message<ChildPipelineFinished>(m => Decided(m, x => x.PipelineId));
                 });
             });
         }

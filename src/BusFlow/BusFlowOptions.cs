@@ -20,6 +20,13 @@ public sealed class BusFlowOptions
     /// <summary><c>BusFlow:Transport</c>: <c>InMemory</c> (default) or <c>RabbitMq</c>.</summary>
     public BusFlowTransport Transport { get; set; } = BusFlowTransport.InMemory;
 
+    /// <summary>
+    /// <c>BusFlow:DefinitionWait</c> (<c>hh:mm:ss</c>): how long a pipeline's message waits for a saga
+    /// process that has the pipeline's definition version before the pipeline fails with
+    /// <c>unknown_version</c>. Unset: <see cref="BusFlowBuilder.DefinitionWait"/> (5 minutes unless set in code).
+    /// </summary>
+    public TimeSpan? DefinitionWait { get; set; }
+
     /// <summary><c>BusFlow:RabbitMq</c>: where the broker is, when <see cref="Transport"/> is RabbitMq.</summary>
     public RabbitMqOptions RabbitMq { get; set; } = new();
 }

@@ -21,7 +21,7 @@ public static class BusFlowServiceCollectionExtensions
         configure(builder);
         var registry = builder.Build();
         configurator.AddSingleton(registry);
-        configurator.AddSingleton(new BusFlowRoles(builder.RunSaga, [.. builder.TransientFailures]));
+        configurator.AddSingleton(new BusFlowRoles(builder.RunSaga, [.. builder.TransientFailures], builder.DefinitionWait));
         configurator.TryAddSingleton(TimeProvider.System);
         configurator.TryAddSingleton<RunningSteps>();
         configurator.TryAddSingleton<WorkerSlots>();
@@ -79,7 +79,11 @@ public static class BusFlowServiceCollectionExtensions
         services.AddOptions<BusFlowOptions>().BindConfiguration(BusFlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddMassTransit(x =>
         {
-            x.AddBusFlow(configure);
+            x.AddBusFlow(b =>
+            {
+                configure(b);
+                b.DefinitionWait = options.DefinitionWait ?? b.DefinitionWait;
+            });
             x.DisableUsageTelemetry();
             configureBus?.Invoke(x);
             switch (options.Transport)

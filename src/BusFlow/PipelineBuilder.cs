@@ -26,6 +26,32 @@ public sealed class PipelineBuilder
 
     internal InputSchema? InputSchema { get; private set; }
 
+    internal string? VersionValue { get; private set; }
+
+    internal bool IsDraining { get; private set; }
+
+    /// <summary>
+    /// Names this definition's version (letters, digits, <c>.</c>, <c>_</c>, <c>-</c>; up to 64). Without
+    /// it the version is derived from the definition's shape: its steps, edges and policies.
+    /// Pipelines finish on the version they started with (docs/operations.md, "Deploying a changed pipeline").
+    /// </summary>
+    public PipelineBuilder Version(string version)
+    {
+        VersionValue = version;
+        return this;
+    }
+
+    /// <summary>
+    /// Keeps this version only to finish the pipelines started on it: new starts take the version of
+    /// the same name registered without <c>Draining()</c>. Register the old definition this way beside
+    /// the new one while a deploy drains it.
+    /// </summary>
+    public PipelineBuilder Draining()
+    {
+        IsDraining = true;
+        return this;
+    }
+
     /// <summary>Declares the input the pipeline accepts; the edge refuses starts whose input does not fit.</summary>
     public PipelineBuilder Input(Action<InputSchema> configure)
     {

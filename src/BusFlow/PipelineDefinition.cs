@@ -19,6 +19,16 @@ public sealed class PipelineDefinition
     /// <summary>The name pipelines are started by.</summary>
     public string Name { get; }
 
+    /// <summary>
+    /// The definition's version: given with <see cref="PipelineBuilder.Version"/>, else derived from its
+    /// shape (steps, edges, policies). Recorded on each pipeline at its start; the pipeline is decided
+    /// on this version until it ends, and only by a process that has it registered.
+    /// </summary>
+    public string Version { get; internal init; } = "";
+
+    /// <summary>Registered only to finish the pipelines started on it (<see cref="PipelineBuilder.Draining"/>); new starts take another version.</summary>
+    public bool Draining { get; internal init; }
+
     /// <summary>Steps in topological order (ties broken by declaration order).</summary>
     public IReadOnlyList<StepDefinition> Steps { get; }
 

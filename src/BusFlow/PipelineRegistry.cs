@@ -2,23 +2,39 @@ using BusFlow.Internal;
 
 namespace BusFlow;
 
-/// <summary>The validated pipeline definitions and the step workers of this process.</summary>
+/// <summary>The validated pipeline definitions (every registered version of each) and the step workers of this process.</summary>
 public sealed class PipelineRegistry
 {
-    private readonly Dictionary<string, PipelineDefinition> _definitions;
+    private readonly Dictionary<string, PipelineDefinition> _current;
+    private readonly Dictionary<(string Name, string Version), PipelineDefinition> _versions;
 
     internal PipelineRegistry(IEnumerable<PipelineDefinition> definitions, IEnumerable<WorkerRegistration> workers)
     {
-        _definitions = definitions.ToDictionary(d => d.Name, StringComparer.Ordinal);
+        var all = definitions.ToList();
+        _current = all.Where(d => !d.Draining).ToDictionary(d => d.Name, StringComparer.Ordinal);
+        _versions = all.ToDictionary(d => (d.Name, d.Version));
         Workers = workers.ToDictionary(w => w.Name, StringComparer.Ordinal);
     }
 
-    public IReadOnlyCollection<PipelineDefinition> Definitions => _definitions.Values;
+    /// <summary>The version of each definition that new pipelines start on.</summary>
+    public IReadOnlyCollection<PipelineDefinition> Definitions => _current.Values;
+
+    /// <summary>Every registered version of every definition, the draining ones included.</summary>
+    public IEnumerable<PipelineDefinition> Versions => _versions.Values;
 
     internal IReadOnlyDictionary<string, WorkerRegistration> Workers { get; }
 
     /// <summary>The names of the workers this process runs.</summary>
     public IEnumerable<string> LocalWorkers => Workers.Keys;
 
-    public PipelineDefinition? Find(string name) => _definitions.GetValueOrDefault(name);
+    /// <summary>The version of <paramref name="name"/> that new pipelines start on, or null.</summary>
+    public PipelineDefinition? Find(string name) => _current.GetValueOrDefault(name);
+
+    /// <summary>
+    /// The definition a pipeline started on: <paramref name="name"/> in <paramref name="version"/>, or
+    /// null when this process does not have that version. A pipeline started before versions were
+    /// recorded (an empty version) is decided on the current one.
+    /// </summary>
+    public PipelineDefinition? Find(string name, string version) =>
+        version.Length == 0 ? Find(name) : _versions.GetValueOrDefault((name, version));
 }

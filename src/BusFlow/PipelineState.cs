@@ -51,6 +51,9 @@ public sealed class PipelineState : SagaStateMachineInstance, ISagaVersion
 
     public string Definition { get; set; } = "";
 
+    /// <summary>The version of <see cref="Definition"/> the pipeline started on and is decided on; empty for a pipeline started before versions were recorded.</summary>
+    public string DefinitionVersion { get; set; } = "";
+
     public JsonElement? Input { get; set; }
 
     public Dictionary<string, string> Tags { get; set; } = [];

@@ -153,4 +153,38 @@ public sealed class When_a_person_uses_the_dashboard(ITestOutputHelper output) :
         Assert.Equal(Enumerable.Range(1, seqs.Count).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), seqs);
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Artifact("dashboard-after-restart.png"), FullPage = true });
     }
+    [Fact]
+    public async Task Should_show_which_definition_versions_still_run_and_draw_a_pipeline_on_the_version_it_started_with()
+    {
+        await using var host = await RunningHost.StartAsync(new() { ["Samples:ReleaseVersions"] = "1" });
+        using var client = new BusFlow.Client.BusFlowClient(host.BaseUri);
+        var old = await client.StartAsync("release");
+        while ((await client.GetStatusAsync(old)).Suspensions.Count == 0)
+        {
+            await Task.Delay(100);
+        }
+
+        // The next release keeps version 1 draining beside version 2.
+        await host.KillAsync();
+        host.Settings["Samples:ReleaseVersions"] = "1,2";
+        await host.StartAgainAsync();
+        var page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 900 } });
+        await page.GotoAsync(host.BaseUri.ToString());
+        await Assertions.Expect(page.Locator("#connection")).ToHaveTextAsync("live");
+        var draining = page.Locator("#versions tr[data-definition='release'][data-version='1']");
+        await Assertions.Expect(draining.Locator(".version-role")).ToHaveTextAsync("draining");
+        await Assertions.Expect(draining.Locator(".running")).ToHaveTextAsync("1");
+        await Assertions.Expect(page.Locator("#versions tr[data-definition='release'][data-version='2'] .version-role")).ToHaveTextAsync("current");
+
+        await page.ClickAsync($"#pipelines tbody tr[data-id='{old}']");
+        await Assertions.Expect(page.Locator("#detail-version")).ToHaveTextAsync("version 1");
+        await Assertions.Expect(page.Locator("#dag .step[data-step='ship']")).ToHaveCountAsync(1);
+        await Assertions.Expect(page.Locator("#dag .step[data-step='announce']")).ToHaveCountAsync(0);
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Artifact("dashboard-versions.png"), FullPage = true });
+        await page.ClickAsync("#suspensions button:text('Approve')");
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Completed", new() { Timeout = 30_000 });
+        await Assertions.Expect(page.Locator("#dag .step[data-step='ship']")).ToHaveAttributeAsync("data-state", "completed");
+        await Assertions.Expect(draining.Locator(".running")).ToHaveTextAsync("0", new() { Timeout = 15_000 });
+        output.WriteLine("screenshot: " + Artifact("dashboard-versions.png"));
+    }
 }

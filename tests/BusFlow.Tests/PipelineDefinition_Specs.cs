@@ -641,7 +641,7 @@ public static class PipelineDefinition_Specs
         {
             var exception = Invalid(b => b.AddRemoteWorker("a").AddPipeline("orders", p => p.Step("a")).AddPipeline("orders", p => p.Step("a")));
 
-            Assert.Equal("The pipeline name 'orders' is registered 2 times.", Assert.Single(exception.Errors));
+            Assert.Equal("The pipeline name 'orders' is registered 2 times. To keep an older version beside the new one while its pipelines finish, mark it Draining().", Assert.Single(exception.Errors));
         }
     }
 
@@ -979,5 +979,72 @@ public static class PipelineDefinition_Specs
     private sealed class NoopHandler : IStepHandler
     {
         public Task<StepResult> HandleAsync(StepContext context) => Task.FromResult(StepResult.Success());
+    }
+    public sealed class When_a_definition_has_versions
+    {
+        private static PipelineBuilder Orders(Action<StepBuilder>? clean = null) =>
+            Pipeline("orders").Then("fetch", s => s.Worker("w")).Then("clean", s =>
+            {
+                s.Worker("w");
+                clean?.Invoke(s);
+            });
+
+        [Fact]
+        public void Should_derive_the_same_version_from_the_same_shape_and_another_from_any_change()
+        {
+            var version = Orders().Build().Version;
+
+            Assert.Matches("^[0-9a-f]{12}$", version);
+            Assert.Equal(version, Orders().Build().Version);
+            // The input schema is checked before a start and decides nothing after it.
+            Assert.Equal(version, Orders().Input(i => i.Required("id", InputKind.String)).Build().Version);
+            Assert.NotEqual(version, Orders(s => s.Retry(3, TimeSpan.FromSeconds(1))).Build().Version);
+            Assert.NotEqual(version, Orders(s => s.Timeout(TimeSpan.FromMinutes(1))).Build().Version);
+            Assert.NotEqual(version, Orders(s => s.OnFailure(FailurePolicy.ContinueIndependent)).Build().Version);
+            Assert.NotEqual(version, Orders(s => s.Worker("other")).Build().Version);
+            Assert.NotEqual(version, Orders().Then("ship", s => s.Worker("w")).Build().Version);
+            Assert.NotEqual(version, Pipeline("orders").Step("fetch", s => s.Worker("w")).Step("clean", s => s.Worker("w")).Build().Version);
+            Assert.NotEqual(version, Orders().MaxParallelism(1).Build().Version);
+        }
+
+        [Fact]
+        public void Should_take_a_version_given_by_name()
+        {
+            Assert.Equal("2024.06-b", Orders().Version("2024.06-b").Build().Version);
+            AssertReports(Invalid(Orders().Version("no spaces")), "Pipeline 'orders'", "the version 'no spaces' is not usable");
+            AssertReports(Invalid(Orders().Version(new string('v', 65))), "is not usable");
+        }
+
+        [Fact]
+        public void Should_start_new_pipelines_on_the_version_not_draining_and_keep_the_draining_one_for_its_pipelines()
+        {
+            var registry = BusFlow(b => b
+                .AddRemoteWorker("w")
+                .AddPipeline("orders", p => p.Then("fetch", s => s.Worker("w")).Then("ship", s => s.Worker("w")).Version("1").Draining())
+                .AddPipeline("orders", p => p.Then("fetch", s => s.Worker("w")).Then("announce", s => s.Worker("w")).Version("2"))).Build();
+
+            Assert.Equal("2", registry.Find("orders")!.Version);
+            Assert.Equal(["fetch", "ship"], NamesOf(registry.Find("orders", "1")!.Steps));
+            Assert.True(registry.Find("orders", "1")!.Draining);
+            Assert.Null(registry.Find("orders", "3"));
+            // A pipeline that started before versions were recorded is decided on the current one.
+            Assert.Equal("2", registry.Find("orders", "")!.Version);
+            Assert.Equal(["orders"], registry.Definitions.Select(d => d.Name));
+            Assert.Equal(["1", "2"], registry.Versions.Select(d => d.Version).Order(StringComparer.Ordinal));
+        }
+
+        [Fact]
+        public void Should_refuse_versions_of_one_name_unless_exactly_one_takes_new_starts_and_each_is_registered_once()
+        {
+            AssertReports(
+                Invalid(b => b.AddRemoteWorker("w").AddPipeline("orders", p => p.Step("a", s => s.Worker("w")).Version("1")).AddPipeline("orders", p => p.Step("b", s => s.Worker("w")).Version("2"))),
+                "'orders' is registered in 2 versions, 2 of them for new starts", "Draining()");
+            AssertReports(
+                Invalid(b => b.AddRemoteWorker("w").AddPipeline("orders", p => p.Step("a", s => s.Worker("w")).Version("1").Draining()).AddPipeline("orders", p => p.Step("b", s => s.Worker("w")).Version("2").Draining())),
+                "'orders' is registered in 2 versions, 0 of them for new starts");
+            AssertReports(
+                Invalid(b => b.AddRemoteWorker("w").AddPipeline("orders", p => p.Step("a", s => s.Worker("w")).Draining()).AddPipeline("orders", p => p.Step("a", s => s.Worker("w")))),
+                "'orders' is registered 2 times with the version");
+        }
     }
 }

@@ -488,7 +488,9 @@ public sealed class When_a_branch_fails
         {
             try
             {
-                await Task.Delay(400, ctx.CancellationToken);
+                // Failing fast must cancel it however slowly the machine runs: it would run long;
+                // letting branches finish must see it complete.
+                await Task.Delay(policy == FailurePolicy.FailPipeline ? 30_000 : 400, ctx.CancellationToken);
             }
             catch (OperationCanceledException)
             {

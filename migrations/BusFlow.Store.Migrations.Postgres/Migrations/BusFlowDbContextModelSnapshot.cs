@@ -39,6 +39,13 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                         .HasMaxLength(200)
                         .HasColumnType("character varying(200)");
 
+                    b.Property<string>("DefinitionVersion")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasDefaultValue("");
+
                     b.Property<string>("Error")
                         .HasColumnType("text");
 
@@ -97,6 +104,8 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                     b.HasIndex("ParentPipelineId");
 
                     b.HasIndex("Tenant", "StartedAt");
+
+                    b.HasIndex("Status", "Definition", "DefinitionVersion");
 
                     b.ToTable("busflow_pipelines", (string)null);
                 });

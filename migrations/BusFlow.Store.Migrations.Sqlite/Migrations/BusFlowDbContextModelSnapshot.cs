@@ -34,6 +34,13 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                         .HasMaxLength(200)
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("DefinitionVersion")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasDefaultValue("");
+
                     b.Property<string>("Error")
                         .HasColumnType("TEXT");
 
@@ -92,6 +99,8 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                     b.HasIndex("ParentPipelineId");
 
                     b.HasIndex("Tenant", "StartedAt");
+
+                    b.HasIndex("Status", "Definition", "DefinitionVersion");
 
                     b.ToTable("busflow_pipelines", (string)null);
                 });

@@ -26,7 +26,12 @@ internal static partial class PipelinesApi
     {
         var api = app.MapGroup("/api");
         api.MapGet("/definitions", (PipelineRegistry registry) =>
-            Results.Ok(registry.Definitions.OrderBy(d => d.Name, StringComparer.Ordinal).Select(DefinitionView.From)));
+            Results.Ok(registry.Definitions.OrderBy(d => d.Name, StringComparer.Ordinal).Select(d => DefinitionView.From(d, registry))));
+        api.MapGet("/definitions/versions", VersionsAsync);
+        api.MapGet("/definitions/{name}/versions/{version}", (string name, string version, PipelineRegistry registry) =>
+            registry.Find(name, version) is { } definition && version.Length > 0
+                ? Results.Ok(DefinitionView.From(definition, registry))
+                : Problems.Of(StatusCodes.Status404NotFound, "definition_version_not_found", "Definition version not found", $"This process has no definition '{Problems.Truncate(name)}' in the version '{Problems.Truncate(version)}'."));
         api.MapPost("/pipelines", StartAsync);
         api.MapGet("/pipelines", ListAsync);
         api.MapGet("/pipelines/{id}", StatusAsync);
@@ -161,6 +166,20 @@ internal static partial class PipelinesApi
     /// The latest pipelines the caller may see, newest first, and the store position read before
     /// them: subscribing to <c>*</c> after it misses nothing that happened since.
     /// </summary>
+    /// <summary>
+    /// Which definition versions this process has and which still have running pipelines (of the
+    /// caller's tenant, for a tenant's key), so that an operator knows when an old version can go.
+    /// </summary>
+    private static async Task<IResult> VersionsAsync(HttpContext http, PipelineStore store, PipelineRegistry registry)
+    {
+        var running = await store.RunningVersionsAsync(http.Principal().Tenant, http.RequestAborted);
+        var registered = registry.Versions.ToDictionary(d => (Definition: d.Name, d.Version), d => !d.Draining);
+        var rows = registered.Keys.Union(running.Keys)
+            .Select(k => new DefinitionVersionView(k.Definition, k.Version, registered.GetValueOrDefault(k), registered.ContainsKey(k), running.GetValueOrDefault(k)))
+            .OrderBy(v => v.Definition, StringComparer.Ordinal).ThenByDescending(v => v.Current).ThenBy(v => v.Version, StringComparer.Ordinal);
+        return Results.Ok(rows);
+    }
+
     private static async Task<IResult> ListAsync(HttpContext http, PipelineStore store, PipelineEventReader reader, PipelineRegistry registry)
     {
         if (!TryQuery(http.Request, "limit", 50, 1, 500, out var limit))
@@ -171,7 +190,7 @@ internal static partial class PipelinesApi
         var principal = http.Principal();
         var position = await reader.LastPositionAsync(http.RequestAborted);
         var recent = await store.ListRecentAsync((int)limit, principal.Tenant, http.RequestAborted);
-        var visible = recent.Where(p => principal.Sees(p.Tags)).Take((int)limit).Select(p => PipelineSummaryView.From(p, registry.Find(p.Definition)));
+        var visible = recent.Where(p => principal.Sees(p.Tags)).Take((int)limit).Select(p => PipelineSummaryView.From(p, registry.Find(p.Definition, p.DefinitionVersion)));
         return Results.Ok(new { pipelines = visible, position });
     }
 

@@ -2,11 +2,16 @@ using System.Text.Json;
 
 namespace BusFlow.Edge.Http;
 
-/// <summary>What <c>GET /api/definitions</c> returns for one definition: its steps, edges and parallel levels.</summary>
-internal sealed record DefinitionView(string Name, IReadOnlyList<InputPropertyView>? Input, IReadOnlyList<StepView> Steps, IReadOnlyList<EdgeView> Edges, IReadOnlyList<IReadOnlyList<string>> Levels)
+/// <summary>
+/// What <c>GET /api/definitions</c> returns for one definition: the version new pipelines start on,
+/// its steps, edges and parallel levels, and the older versions registered here to finish their pipelines.
+/// </summary>
+internal sealed record DefinitionView(string Name, string Version, IReadOnlyList<string> DrainingVersions, IReadOnlyList<InputPropertyView>? Input, IReadOnlyList<StepView> Steps, IReadOnlyList<EdgeView> Edges, IReadOnlyList<IReadOnlyList<string>> Levels)
 {
-    public static DefinitionView From(PipelineDefinition d) => new(
+    public static DefinitionView From(PipelineDefinition d, PipelineRegistry registry) => new(
         d.Name,
+        d.Version,
+        [.. registry.Versions.Where(v => v.Draining && v.Name == d.Name).Select(v => v.Version).Order(StringComparer.Ordinal)],
         d.Input is null ? null : [.. d.Input.Properties.Select(p => new InputPropertyView(p.Name, p.Kind.ToString(), p.Required))],
         [.. d.Steps.Select(s => new StepView(
             s.Name,
@@ -45,12 +50,20 @@ internal sealed record StepView(
 
 internal sealed record EdgeView(string From, string To);
 
+/// <summary>
+/// One row of <c>GET /api/definitions/versions</c>: a definition version that this process has
+/// registered or that pipelines still run on, with how many run on it now; a version with running
+/// pipelines must stay registered in some saga process until they end (docs/operations.md).
+/// </summary>
+internal sealed record DefinitionVersionView(string Definition, string Version, bool Current, bool Registered, long Running);
+
 internal sealed record InputPropertyView(string Name, string Kind, bool Required);
 
 /// <summary>What <c>GET /api/pipelines/{id}</c> returns.</summary>
 internal sealed record PipelineView(
     Guid PipelineId,
     string Definition,
+    string DefinitionVersion,
     string Status,
     IReadOnlyDictionary<string, string> Tags,
     Guid? ParentPipelineId,
@@ -65,6 +78,7 @@ internal sealed record PipelineView(
     public static PipelineView From(PipelineState s) => new(
         s.CorrelationId,
         s.Definition,
+        s.DefinitionVersion,
         s.Status.ToString(),
         s.Tags,
         s.ParentPipelineId,
@@ -104,6 +118,7 @@ internal sealed record WorkItemView(int? Index, string Status, int Attempt, Date
 internal sealed record PipelineSummaryView(
     Guid PipelineId,
     string Definition,
+    string DefinitionVersion,
     string Status,
     IReadOnlyDictionary<string, string> Tags,
     Guid? ParentPipelineId,
@@ -116,6 +131,7 @@ internal sealed record PipelineSummaryView(
     public static PipelineSummaryView From(PipelineState s, PipelineDefinition? definition) => new(
         s.CorrelationId,
         s.Definition,
+        s.DefinitionVersion,
         s.Status.ToString(),
         s.Tags,
         s.ParentPipelineId,

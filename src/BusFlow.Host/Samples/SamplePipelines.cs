@@ -6,13 +6,14 @@ namespace BusFlow.Host.Samples;
 public static class SamplePipelines
 {
     /// <summary>The sample workers' names.</summary>
-    public static readonly string[] Workers = ["demo-step", "count-words", "sum-counts", "approval-step", "ledger-entry"];
+    public static readonly string[] Workers = ["demo-step", "count-words", "sum-counts", "approval-step", "ledger-entry", SampleRelease.Worker];
 
     /// <summary>
     /// Registers the sample pipelines, and their workers when <paramref name="runWorkers"/> is set;
     /// otherwise the workers are expected in other processes (the <c>worker</c> role).
+    /// <paramref name="releaseVersions"/>: the versions of <c>release</c> to register (<see cref="SampleRelease"/>).
     /// </summary>
-    public static void Register(BusFlowBuilder busflow, bool runWorkers = true)
+    public static void Register(BusFlowBuilder busflow, bool runWorkers = true, IReadOnlyCollection<string>? releaseVersions = null)
     {
         if (runWorkers)
         {
@@ -21,7 +22,8 @@ public static class SamplePipelines
                 .AddWorker("count-words", CountWords)
                 .AddWorker("sum-counts", SumCounts)
                 .AddWorker("approval-step", Approval)
-                .AddWorker("ledger-entry", SampleLedger.Entry);
+                .AddWorker("ledger-entry", SampleLedger.Entry)
+                .AddWorker(SampleRelease.Worker, SampleRelease.Step);
             busflow.Services.AddHostedService<SampleLedgerTable>();
         }
         else
@@ -46,7 +48,12 @@ public static class SamplePipelines
                 .Input(i => i.Optional("amount", InputKind.Number))
                 .Then("debit", s => s.Worker("ledger-entry"))
                 .Then("credit", s => s.Worker("ledger-entry")));
+        SampleRelease.Register(busflow, releaseVersions ?? ["1", "2"]);
     }
+
+    /// <summary>The versions of <c>release</c> that <c>Samples:ReleaseVersions</c> names (<c>1,2</c> when unset).</summary>
+    public static string[] ReleaseVersions(Microsoft.Extensions.Configuration.IConfiguration configuration) =>
+        configuration[SampleRelease.Setting] is { Length: > 0 } text ? text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : ["1", "2"];
 
     /// <summary>The <c>demo</c> DAG (fetch -> clean, enrich -> merge -> report), every step on the <c>demo-step</c> worker (<see cref="DemoStepHandler"/>).</summary>
     public static void Demo(PipelineBuilder p) => p

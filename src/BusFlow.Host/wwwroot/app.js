@@ -10,6 +10,8 @@ const samples = {
 const terminal = new Set(["PipelineCompleted", "PipelineFailed", "PipelineCancelled"]);
 const state = {
   definitions: new Map(),
+  // Shapes of definition versions other than the current ones ("name@version" -> definition, or null when not registered here).
+  versions: new Map(),
   pipelines: new Map(),   // id -> summary
   events: new Map(),      // id -> Map(seq -> event), for pipelines opened in the detail view
   selected: null,
@@ -55,10 +57,11 @@ function summaryFromEvent(e) {
   let p = state.pipelines.get(e.pipelineId);
   if (!p) {
     const definition = state.definitions.get(e.definition);
-    p = { pipelineId: e.pipelineId, definition: e.definition, status: "Running", startedAt: e.timestamp,
+    p = { pipelineId: e.pipelineId, definition: e.definition, definitionVersion: e.definitionVersion || "", status: "Running", startedAt: e.timestamp,
           stepsTotal: definition ? definition.steps.length : 0, done: new Set(), suspended: false };
     state.pipelines.set(e.pipelineId, p);
   }
+  if (e.type === "PipelineStarted" && e.definitionVersion) p.definitionVersion = e.definitionVersion;
   return p;
 }
 
@@ -145,11 +148,14 @@ function renderDetail() {
   const p = state.pipelines.get(id);
   const { steps, events, finished } = stepStates(id);
   const definitionName = p ? p.definition : events[0] && events[0].definition;
-  const definition = state.definitions.get(definitionName);
+  const started = events.find((e) => e.type === "PipelineStarted");
+  const version = (p && p.definitionVersion) || (started && started.definitionVersion) || "";
+  const definition = definitionOf(definitionName, version);
   const status = finished ? finished.replace("Pipeline", "") : (p ? p.status : "Running");
   const suspended = [...steps.entries()].filter(([, s]) => s.state === "suspended" && s.suspendId);
   const shown = status === "Running" && suspended.length ? "Suspended" : status;
   $("#detail-definition").textContent = definitionName || "";
+  $("#detail-version").textContent = version ? `version ${version}` : "";
   $("#detail-id").textContent = id;
   const badge = $("#detail-status");
   badge.textContent = shown;
@@ -157,6 +163,7 @@ function renderDetail() {
   badge.dataset.status = shown;
   $("#cancel").disabled = status !== "Running";
   renderSuspensions(id, suspended);
+  $("#dag").hidden = !definition;
   if (definition) renderDag(definition, steps);
   $("#timeline").replaceChildren(...events.map((e) => {
     const li = document.createElement("li");
@@ -166,6 +173,38 @@ function renderDetail() {
       e.willRetry ? "will retry" : "", e.reason || ""].filter(Boolean).join(" · ");
     li.innerHTML = `<span class="seq">${e.seq}</span><span class="type">${e.type}</span> ${escape(what)}`;
     return li;
+  }));
+}
+
+/**
+ * The definition a pipeline runs on: the current one of its name, or an older version registered
+ * here to drain (fetched once, then drawn); null while fetching or when this edge lacks that version.
+ */
+function definitionOf(name, version) {
+  const current = state.definitions.get(name);
+  if (!version || (current && current.version === version)) return current;
+  const key = `${name}@${version}`;
+  if (!state.versions.has(key)) {
+    state.versions.set(key, null);
+    api(`/api/definitions/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`)
+      .then((d) => { state.versions.set(key, d); renderDetail(); })
+      .catch(() => {});
+  }
+  return state.versions.get(key);
+}
+
+// ---- definition versions: what still runs on each, to know when an old one can go ---------
+
+async function renderVersions() {
+  const rows = await api("/api/definitions/versions");
+  $("#versions tbody").replaceChildren(...rows.map((v) => {
+    const tr = document.createElement("tr");
+    tr.dataset.definition = v.definition;
+    tr.dataset.version = v.version;
+    const role = v.current ? "current" : v.registered ? "draining" : "not here";
+    tr.innerHTML = `<td>${escape(v.definition)}</td><td><code>${escape(v.version)}</code></td>
+      <td><span class="version-role" data-role="${role}">${role}</span></td><td class="running">${v.running}</td>`;
+    return tr;
   }));
 }
 
@@ -288,7 +327,7 @@ async function reload() {
   state.position = list.position;
   for (const p of list.pipelines) {
     state.pipelines.set(p.pipelineId, {
-      pipelineId: p.pipelineId, definition: p.definition, status: p.status, startedAt: p.startedAt,
+      pipelineId: p.pipelineId, definition: p.definition, definitionVersion: p.definitionVersion, status: p.status, startedAt: p.startedAt,
       stepsTotal: p.stepsTotal, done: new Set(p.completedSteps), suspended: false,
     });
   }
@@ -336,8 +375,10 @@ $("#cancel").addEventListener("click", async () => {
     $("#definition").replaceChildren(...definitions.map((d) => new Option(d.name, d.name, d.name === "demo", d.name === "demo")));
     $("#input").value = JSON.stringify(samples[$("#definition").value] ?? {}, null, 2);
     await reload();
+    await renderVersions();
   } catch (error) {
     showError(`Cannot reach the BusFlow API: ${error.message}`);
   }
   connect();
+  setInterval(() => renderVersions().catch(() => {}), 5000);
 })();

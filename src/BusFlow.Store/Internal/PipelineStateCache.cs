@@ -93,6 +93,7 @@ internal sealed class PipelineStateCache(BusFlowStoreOptions options)
         Version = s.Version,
         Status = s.Status,
         Definition = s.Definition,
+        DefinitionVersion = s.DefinitionVersion,
         Input = s.Input,
         Tags = new Dictionary<string, string>(s.Tags),
         Tenant = s.Tenant,

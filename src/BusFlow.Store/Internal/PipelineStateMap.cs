@@ -20,6 +20,9 @@ internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
         e.Property(x => x.Version).IsConcurrencyToken();
         e.Property(x => x.CurrentState).HasMaxLength(64);
         e.Property(x => x.Definition).HasMaxLength(200);
+        e.Property(x => x.DefinitionVersion).HasMaxLength(64).HasDefaultValue("");
+        // Which definition versions still have running pipelines (PipelineStore.RunningVersionsAsync), to drain one.
+        e.HasIndex(x => new { x.Status, x.Definition, x.DefinitionVersion });
         e.Property(x => x.Status).HasConversion<string>().HasMaxLength(16);
         e.Property(x => x.ParentStepName).HasMaxLength(200);
         e.Property(x => x.FailedStep).HasMaxLength(200);

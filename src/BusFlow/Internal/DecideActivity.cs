@@ -11,7 +11,7 @@ internal sealed class DecideActivity<TMessage>(PipelineDecider decider, IPipelin
 {
     public async Task Execute(BehaviorContext<PipelineState, TMessage> context, IBehavior<PipelineState, TMessage> next)
     {
-        var decision = decider.Decide(context.Saga, context.Message);
+        var decision = decider.Decide(context.Saga, context.Message, waitedLongEnough: context.TryGetPayload<DefinitionWaitOver>(out _));
         await recorder.RecordAsync(context, context.Saga, decision);
         await next.Execute(context);
     }

@@ -10,13 +10,27 @@ namespace BusFlow.Internal;
 /// </summary>
 internal sealed partial class PipelineDecider(PipelineRegistry registry, TimeProvider time, ILogger<PipelineStateMachine> logger)
 {
-    public PipelineDecision Decide(PipelineState state, object message)
+    /// <summary>
+    /// Decides <paramref name="message"/> on the definition version the pipeline started on (a start
+    /// on the current version of its name). Without that version here it throws
+    /// <see cref="DefinitionUnavailableException"/>, leaving the pipeline to a process that has it,
+    /// unless <paramref name="waitedLongEnough"/>: then the pipeline fails (<c>unknown_version</c>, or
+    /// <c>unknown_definition</c> for a start).
+    /// </summary>
+    public PipelineDecision Decide(PipelineState state, object message, bool waitedLongEnough = false)
     {
         var now = time.GetUtcNow();
-        var name = message is StartPipeline start ? start.Definition : state.Definition;
-        if (registry.Find(name) is not { } definition)
+        var start = message as StartPipeline;
+        var name = start?.Definition ?? state.Definition;
+        if ((start is null ? registry.Find(name, state.DefinitionVersion) : registry.Find(name)) is not { } definition)
         {
-            return UnknownDefinition(state, message, name, now);
+            var pipelineId = start?.PipelineId ?? state.CorrelationId;
+            if (!waitedLongEnough)
+            {
+                throw new DefinitionUnavailableException(pipelineId, name, start is null ? state.DefinitionVersion : null);
+            }
+
+            return start is null ? UnknownVersion(state, now) : UnknownDefinition(state, start, now);
         }
 
         var engine = new PipelineEngine(definition, state, now);
@@ -54,12 +68,13 @@ internal sealed partial class PipelineDecider(PipelineRegistry registry, TimePro
         return engine.Decision;
     }
 
-    /// <summary>A start naming no registered pipeline (or a saga instance whose definition is gone) fails with a clear error.</summary>
-    private PipelineDecision UnknownDefinition(PipelineState state, object message, string name, DateTimeOffset now)
+    /// <summary>A start naming no registered pipeline fails with a clear error.</summary>
+    private PipelineDecision UnknownDefinition(PipelineState state, StartPipeline start, DateTimeOffset now)
     {
+        var name = start.Definition;
         LogUnknownDefinition(logger, name, state.CorrelationId);
         var decision = new PipelineDecision();
-        if (state.Status != PipelineStatus.Running || message is not StartPipeline start)
+        if (state.Status != PipelineStatus.Running)
         {
             return decision;
         }
@@ -90,6 +105,20 @@ internal sealed partial class PipelineDecider(PipelineRegistry registry, TimePro
 
         return decision;
     }
+
+    /// <summary>
+    /// A running pipeline whose definition version no process had within the wait fails: its steps
+    /// still running are told to stop, as for any failure, and a parent hears of it.
+    /// </summary>
+    private PipelineDecision UnknownVersion(PipelineState state, DateTimeOffset now)
+    {
+        LogUnknownVersion(logger, state.Definition, state.DefinitionVersion, state.CorrelationId);
+        var error = new StepError("unknown_version", $"No process has the definition '{state.Definition}' in the version '{state.DefinitionVersion}' this pipeline started on; register that version (Draining()) beside the new one until its pipelines end.");
+        return PipelineEngine.FailWithoutDefinition(state, error, now);
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "No process had the definition '{Definition}' in version '{Version}' within the wait; pipeline {PipelineId} fails with unknown_version")]
+    private static partial void LogUnknownVersion(ILogger logger, string definition, string version, Guid pipelineId);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "No pipeline definition named '{Definition}' is registered; pipeline {PipelineId} fails")]
     private static partial void LogUnknownDefinition(ILogger logger, string definition, Guid pipelineId);

@@ -19,6 +19,11 @@ internal static class PipelineDefinitionValidator
             errors.Add($"{where} it has no steps; add at least one with Step(), Then(), Map() or Child().");
         }
 
+        if (builder.VersionValue is { } version && !DefinitionVersion.IsValid(version))
+        {
+            errors.Add($"{where} the version '{version}' is not usable; use letters, digits, '.', '_' and '-', up to 64 characters.");
+        }
+
         if (builder.MaxParallelismValue < 1)
         {
             errors.Add($"{where} MaxParallelism must be at least 1 (was {builder.MaxParallelismValue}).");
@@ -184,7 +189,11 @@ internal static class PipelineDefinitionValidator
             });
         }
 
-        return new PipelineDefinition(builder.Name, steps, builder.MaxParallelismValue, builder.InputSchema);
+        return new PipelineDefinition(builder.Name, steps, builder.MaxParallelismValue, builder.InputSchema)
+        {
+            Version = builder.VersionValue ?? DefinitionVersion.Of(builder.Name, steps, builder.MaxParallelismValue),
+            Draining = builder.IsDraining,
+        };
     }
 
     private static IEnumerable<string> MapSourceOutput(StepBuilder step) =>

@@ -23,6 +23,7 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
     {
         state.CorrelationId = message.PipelineId;
         state.Definition = definition.Name;
+        state.DefinitionVersion = definition.Version;
         state.Input = message.Input;
         state.Tags = message.Tags is null ? [] : new Dictionary<string, string>(message.Tags, StringComparer.Ordinal);
         state.Tenant = state.Tags.GetValueOrDefault(PipelineTags.Tenant);
@@ -39,6 +40,7 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
             Definition = definition.Name,
             Input = message.Input,
             ParentStepName = message.ParentStepName,
+            DefinitionVersion = definition.Version,
         });
         Advance();
     }
@@ -348,9 +350,20 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         }
     }
 
-    private void FailPipeline(string failedStep, StepError error)
+    /// <summary>
+    /// Fails a running pipeline that no process could decide (<c>unknown_version</c>): what runs is
+    /// told to stop, as in any failure, with no definition at hand; the state alone says what runs.
+    /// </summary>
+    public static PipelineDecision FailWithoutDefinition(PipelineState state, StepError error, DateTimeOffset now)
     {
-        StopEverything($"step '{failedStep}' failed");
+        var engine = new PipelineEngine(new PipelineDefinition(state.Definition, [], 1) { Version = state.DefinitionVersion }, state, now);
+        engine.FailPipeline(null, error);
+        return engine.Decision;
+    }
+
+    private void FailPipeline(string? failedStep, StepError error)
+    {
+        StopEverything(failedStep is null ? error.Message : $"step '{failedStep}' failed");
         state.Status = PipelineStatus.Failed;
         state.FailedStep = failedStep;
         state.Error = error;

@@ -30,6 +30,9 @@ public sealed class RunningHost : IAsyncDisposable
 
     public Uri WebSocketUri => new($"ws://{BaseUri.Authority}/ws");
 
+    /// <summary>The settings the next <see cref="StartAgainAsync"/> starts the process with (change them to deploy another configuration).</summary>
+    public IDictionary<string, string?> Settings => _settings;
+
     /// <summary>The store's connection string the host runs with (its own SQLite file unless settings said otherwise).</summary>
     public string StoreConnectionString => _settings["BusFlow:Store:ConnectionString"]!;
 
