@@ -137,7 +137,8 @@ public sealed partial class BusFlowBuilder
     internal PipelineRegistry Build()
     {
         var workers = _workers.Keys.Concat(_remoteWorkers).ToHashSet(StringComparer.Ordinal);
-        var names = _pipelines.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        // A child starts on the current version of its name: a name registered only to drain cannot be one.
+        var names = _pipelines.Where(p => !p.IsDraining).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
         var errors = new List<string>();
         var definitions = new List<PipelineDefinition>();
         var unmarked = _pipelines.GroupBy(p => p.Name, StringComparer.Ordinal).Where(g => g.Count() > 1 && g.All(p => !p.IsDraining && p.VersionValue is null)).ToList();
@@ -171,8 +172,18 @@ public sealed partial class BusFlowBuilder
     /// <summary>Several registrations of one name are versions of it: each version once, exactly one not draining.</summary>
     private static IEnumerable<string> VersionErrors(List<PipelineDefinition> definitions)
     {
-        foreach (var name in definitions.GroupBy(d => d.Name, StringComparer.Ordinal).Where(g => g.Count() > 1))
+        foreach (var name in definitions.GroupBy(d => d.Name, StringComparer.Ordinal))
         {
+            if (name.Count() == 1)
+            {
+                if (name.Single().Draining)
+                {
+                    yield return $"The pipeline '{name.Key}' is registered only with Draining(); register the version new pipelines start on beside it.";
+                }
+
+                continue;
+            }
+
             foreach (var twice in name.GroupBy(d => d.Version, StringComparer.Ordinal).Where(g => g.Count() > 1))
             {
                 yield return $"The pipeline '{name.Key}' is registered {twice.Count()} times with the version '{twice.Key}'; register each version once (a changed definition gets another version, or name one with Version()).";

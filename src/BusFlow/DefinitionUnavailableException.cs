@@ -9,10 +9,12 @@ namespace BusFlow;
 /// </summary>
 public sealed class DefinitionUnavailableException : Exception
 {
-    public DefinitionUnavailableException(Guid pipelineId, string definition, string? version)
+    public DefinitionUnavailableException(Guid pipelineId, string definition, string? version, bool changedUnderSameVersion = false)
         : base(version is null
             ? $"Pipeline {pipelineId}: no definition named '{definition}' is registered in this process."
-            : $"Pipeline {pipelineId} runs '{definition}' version '{version}', which is not registered in this process.")
+            : changedUnderSameVersion
+                ? $"Pipeline {pipelineId} runs '{definition}' version '{version}', whose steps in this process are not the pipeline's: a changed definition must get another version."
+                : $"Pipeline {pipelineId} runs '{definition}' version '{(version.Length == 0 ? "(not recorded)" : version)}', which is not registered in this process.")
     {
         PipelineId = pipelineId;
         Definition = definition;

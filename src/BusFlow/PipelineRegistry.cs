@@ -37,4 +37,18 @@ public sealed class PipelineRegistry
     /// </summary>
     public PipelineDefinition? Find(string name, string version) =>
         version.Length == 0 ? Find(name) : _versions.GetValueOrDefault((name, version));
+
+    /// <summary>
+    /// The definition to decide a running pipeline on: its recorded version, provided its steps are
+    /// the pipeline's (a definition changed under the same named version is not decided on). A
+    /// pipeline started before versions were recorded gets the registered version whose steps are
+    /// its own, the current one first. Null when this process has none.
+    /// </summary>
+    internal PipelineDefinition? Deciding(PipelineState state) =>
+        state.DefinitionVersion.Length > 0
+            ? _versions.GetValueOrDefault((state.Definition, state.DefinitionVersion)) is { } recorded && SameSteps(recorded, state) ? recorded : null
+            : _versions.Values.Where(d => d.Name == state.Definition).OrderBy(d => d.Draining).FirstOrDefault(d => SameSteps(d, state));
+
+    private static bool SameSteps(PipelineDefinition definition, PipelineState state) =>
+        definition.Steps.Select(s => s.Name).SequenceEqual(state.Steps.Select(s => s.Name), StringComparer.Ordinal);
 }

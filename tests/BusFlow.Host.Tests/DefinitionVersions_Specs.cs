@@ -40,7 +40,7 @@ public sealed class When_a_deploy_changes_a_definition_while_its_pipelines_run
         await using var a = await RunningHost.StartAsync(Release("1"));
         using var clientA = new BusFlowClient(a.BaseUri);
         var old = new List<Guid>();
-        for (var i = 0; i < 3; i++)
+        for (var i = 0; i < 4; i++)
         {
             old.Add(await clientA.StartAsync("release", new { n = i }));
         }
@@ -54,7 +54,7 @@ public sealed class When_a_deploy_changes_a_definition_while_its_pipelines_run
         await using var b = await RunningHost.StartAsync(Release("1,2"));
         using var clientB = new BusFlowClient(b.BaseUri);
         var versions = await VersionsAsync(b);
-        Assert.Contains(new VersionRow("release", "1", Current: false, Registered: true, Running: 3), versions);
+        Assert.Contains(new VersionRow("release", "1", Current: false, Registered: true, Running: 4), versions);
         Assert.Contains(new VersionRow("release", "2", Current: true, Registered: true, Running: 0), versions);
         await a.KillAsync();
 
@@ -81,11 +81,24 @@ public sealed class When_a_deploy_changes_a_definition_while_its_pipelines_run
         var untouched = await clientC.GetStatusAsync(old[2]);
         Assert.Equal(("Running", waiting.LastSeq), (untouched.Status, untouched.LastSeq));
         Assert.Contains("runs 'release' version '1', which is not registered in this process", c.Output, StringComparison.Ordinal);
-        Assert.Contains(new VersionRow("release", "1", Current: false, Registered: false, Running: 1), await VersionsAsync(c));
+        Assert.Contains(new VersionRow("release", "1", Current: false, Registered: false, Running: 2), await VersionsAsync(c));
 
         // B comes back (its version 1 is still needed, the versions list said so): it decides the pipeline on version 1.
         await b.StartAgainAsync();
         await AssertRanAsync(clientC, old[2], "1", Version1);
+
+        // Version 1 is dropped for good (B stops, C restarts with a short wait): the last version 1
+        // pipeline, answered, waits that long for a process with its version, then fails saying why.
+        await b.KillAsync();
+        await c.KillAsync();
+        c.Settings["BusFlow:DefinitionWait"] = "00:00:06";
+        await c.StartAgainAsync();
+        var answered = DateTimeOffset.UtcNow;
+        await AnswerAsync(clientC, old[3]);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var failed = Assert.IsType<PipelineFailed>(await clientC.WatchAsync(old[3], cancellationToken: timeout.Token).LastAsync(timeout.Token));
+        Assert.Equal("unknown_version", failed.Error.Kind);
+        Assert.True(failed.Timestamp - answered >= TimeSpan.FromSeconds(6), $"failed {failed.Timestamp - answered} after the answer");
         Assert.DoesNotContain(await VersionsAsync(c), v => v.Running > 0);
     }
 

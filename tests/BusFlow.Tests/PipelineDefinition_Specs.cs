@@ -1,3 +1,5 @@
+using BusFlow.Contracts;
+using BusFlow.Internal;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace BusFlow.Tests;
@@ -1033,9 +1035,93 @@ public static class PipelineDefinition_Specs
             Assert.Equal(["1", "2"], registry.Versions.Select(d => d.Version).Order(StringComparer.Ordinal));
         }
 
+        private static PipelineRegistry Releases() => BusFlow(b => b
+            .AddRemoteWorker("w")
+            .AddPipeline("orders", p => p.Then("fetch", s => s.Worker("w")).Then("ship", s => s.Worker("w")).Version("1").Draining())
+            .AddPipeline("orders", p => p.Then("fetch", s => s.Worker("w")).Then("announce", s => s.Worker("w")).Version("2"))).Build();
+
+        private static PipelineDecider Decider(PipelineRegistry registry) =>
+            new(registry, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<PipelineStateMachine>.Instance);
+
+        /// <summary>A pipeline of <c>orders</c> with <c>fetch</c> running and <c>ship</c> pending, on <paramref name="version"/>.</summary>
+        private static PipelineState Running(string version, Guid execution, params string[] steps) => new()
+        {
+            CorrelationId = Guid.NewGuid(),
+            Definition = "orders",
+            DefinitionVersion = version,
+            Status = PipelineStatus.Running,
+            LastSeq = 2,
+            ParentPipelineId = Guid.NewGuid(),
+            Steps = [.. steps.Select((name, i) => new StepRun
+            {
+                Name = name,
+                Status = i == 0 ? StepStatus.Running : StepStatus.Pending,
+                Items = i == 0 ? [new WorkItem { Status = WorkStatus.Running, Attempt = 1, ExecutionId = execution }] : [],
+            })],
+        };
+
+        [Fact]
+        public void Should_decide_a_pipeline_started_before_versions_on_the_version_with_its_steps_and_record_it()
+        {
+            var registry = Releases();
+            var state = Running("", Guid.NewGuid(), "fetch", "ship");
+
+            Assert.Equal("1", registry.Deciding(state)!.Version);
+            Decider(registry).Decide(state, new WakePipeline(state.CorrelationId));
+            Assert.Equal("1", state.DefinitionVersion);
+            Assert.Equal(PipelineStatus.Running, state.Status);
+        }
+
+        [Fact]
+        public void Should_not_decide_a_pipeline_whose_named_version_has_other_steps_here()
+        {
+            var state = Running("2", Guid.NewGuid(), "fetch", "ship");
+
+            var unavailable = Assert.Throws<DefinitionUnavailableException>(() => Decider(Releases()).Decide(state, new WakePipeline(state.CorrelationId)));
+            Assert.Contains("a changed definition must get another version", unavailable.Message, StringComparison.Ordinal);
+            Assert.Equal((state.CorrelationId, "orders", "2"), (unavailable.PipelineId, unavailable.Definition, unavailable.Version));
+        }
+
+        [Fact]
+        public void Should_leave_a_pipeline_on_a_missing_version_undecided_then_fail_it_stopping_what_runs_and_telling_its_parent()
+        {
+            var execution = Guid.NewGuid();
+            var state = Running("0", execution, "fetch", "ship");
+            var decider = Decider(Releases());
+
+            Assert.Throws<DefinitionUnavailableException>(() => decider.Decide(state, new WakePipeline(state.CorrelationId)));
+            Assert.Equal((PipelineStatus.Running, 2L), (state.Status, state.LastSeq));
+
+            var decision = decider.Decide(state, new WakePipeline(state.CorrelationId), waitedLongEnough: true);
+            var failed = Assert.IsType<PipelineFailed>(Assert.Single(decision.Events));
+            Assert.Equal(("unknown_version", 3L, (string?)null), (failed.Error.Kind, failed.Seq, failed.FailedStep));
+            Assert.Equal([execution], Assert.Single(decision.StepCancels).ExecutionIds);
+            Assert.Equal(PipelineStatus.Failed, decision.ParentNotice!.Outcome);
+            Assert.Equal(PipelineStatus.Failed, state.Status);
+        }
+
+        [Fact]
+        public void Should_cancel_a_pipeline_on_a_missing_version_at_once()
+        {
+            var execution = Guid.NewGuid();
+            var state = Running("0", execution, "fetch", "ship");
+
+            var decision = Decider(Releases()).Decide(state, new CancelPipeline { PipelineId = state.CorrelationId, Reason = "old" });
+
+            Assert.Equal("old", Assert.IsType<PipelineCancelled>(Assert.Single(decision.Events)).Reason);
+            Assert.Equal([execution], Assert.Single(decision.StepCancels).ExecutionIds);
+            Assert.Equal(PipelineStatus.Cancelled, state.Status);
+        }
+
         [Fact]
         public void Should_refuse_versions_of_one_name_unless_exactly_one_takes_new_starts_and_each_is_registered_once()
         {
+            AssertReports(
+                Invalid(b => b.AddRemoteWorker("w").AddPipeline("orders", p => p.Step("a", s => s.Worker("w")).Draining())),
+                "'orders' is registered only with Draining()");
+            AssertReports(
+                Invalid(b => b.AddRemoteWorker("w").AddPipeline("sub", p => p.Step("a", s => s.Worker("w")).Draining()).AddPipeline("orders", p => p.Child("c", "sub"))),
+                "child pipeline 'sub'");
             AssertReports(
                 Invalid(b => b.AddRemoteWorker("w").AddPipeline("orders", p => p.Step("a", s => s.Worker("w")).Version("1")).AddPipeline("orders", p => p.Step("b", s => s.Worker("w")).Version("2"))),
                 "'orders' is registered in 2 versions, 2 of them for new starts", "Draining()");

@@ -43,8 +43,17 @@ internal sealed partial class DefinitionHandOff<TMessage>(BusFlowRoles roles, Ti
                 LogLeft(logger, unavailable.Message, roles.DefinitionWait);
             }
 
-            await Task.Delay(left < Pause ? left : Pause, time, context.CancellationToken);
-            var endpoint = await addresses.EndpointAsync(context, new Uri("queue:" + QueueNames.Saga), context.CancellationToken);
+            try
+            {
+                await Task.Delay(left < Pause ? left : Pause, time, context.CancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping: hand it on now rather than give it back unfinished (the in-memory
+                // transport would lose it, and the first hand-off's time would be forgotten).
+            }
+
+            var endpoint = await addresses.EndpointAsync(context, new Uri("queue:" + QueueNames.Saga), CancellationToken.None);
             await endpoint.Send(context.Message, Pipe.Execute<SendContext<TMessage>>(send =>
             {
                 send.MessageId = context.MessageId;
@@ -52,7 +61,7 @@ internal sealed partial class DefinitionHandOff<TMessage>(BusFlowRoles roles, Ti
                 send.ConversationId = context.ConversationId;
                 send.InitiatorId = context.InitiatorId;
                 send.Headers.Set(SinceHeader, since.ToString("O", CultureInfo.InvariantCulture));
-            }), context.CancellationToken);
+            }), CancellationToken.None);
         }
     }
 

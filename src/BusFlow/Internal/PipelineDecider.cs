@@ -22,15 +22,28 @@ internal sealed partial class PipelineDecider(PipelineRegistry registry, TimePro
         var now = time.GetUtcNow();
         var start = message as StartPipeline;
         var name = start?.Definition ?? state.Definition;
-        if ((start is null ? registry.Find(name, state.DefinitionVersion) : registry.Find(name)) is not { } definition)
+        if ((start is null ? registry.Deciding(state) : registry.Find(name)) is not { } definition)
         {
-            var pipelineId = start?.PipelineId ?? state.CorrelationId;
+            if (message is CancelPipeline cancel && state.Status == PipelineStatus.Running)
+            {
+                // A cancel needs no definition: what runs is in the state.
+                return PipelineEngine.CancelWithoutDefinition(state, cancel.Reason, now);
+            }
+
             if (!waitedLongEnough)
             {
-                throw new DefinitionUnavailableException(pipelineId, name, start is null ? state.DefinitionVersion : null);
+                throw start is null
+                    ? new DefinitionUnavailableException(state.CorrelationId, name, state.DefinitionVersion, registry.Find(name, state.DefinitionVersion) is not null && state.DefinitionVersion.Length > 0)
+                    : new DefinitionUnavailableException(start.PipelineId, name, null);
             }
 
             return start is null ? UnknownVersion(state, now) : UnknownDefinition(state, start, now);
+        }
+
+        if (start is null && state.DefinitionVersion.Length == 0)
+        {
+            // Started before versions were recorded: from now on it is decided on this one.
+            state.DefinitionVersion = definition.Version;
         }
 
         var engine = new PipelineEngine(definition, state, now);

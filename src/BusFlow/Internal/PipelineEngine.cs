@@ -356,10 +356,21 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
     /// </summary>
     public static PipelineDecision FailWithoutDefinition(PipelineState state, StepError error, DateTimeOffset now)
     {
-        var engine = new PipelineEngine(new PipelineDefinition(state.Definition, [], 1) { Version = state.DefinitionVersion }, state, now);
+        var engine = WithoutDefinition(state, now);
         engine.FailPipeline(null, error);
         return engine.Decision;
     }
+
+    /// <summary>Cancels a running pipeline whose definition version this process lacks: a cancel needs only the state.</summary>
+    public static PipelineDecision CancelWithoutDefinition(PipelineState state, string? reason, DateTimeOffset now)
+    {
+        var engine = WithoutDefinition(state, now);
+        engine.Cancel(reason);
+        return engine.Decision;
+    }
+
+    private static PipelineEngine WithoutDefinition(PipelineState state, DateTimeOffset now) =>
+        new(new PipelineDefinition(state.Definition, [], 1) { Version = state.DefinitionVersion }, state, now);
 
     private void FailPipeline(string? failedStep, StepError error)
     {
