@@ -176,6 +176,7 @@ public static partial class BusFlowEdgeExtensions
         Positive(options.StallTimeout, nameof(options.StallTimeout));
         Positive(options.HeartbeatInterval, nameof(options.HeartbeatInterval));
         Positive(options.GapTimeout, nameof(options.GapTimeout));
+        Positive(options.TailCheck, nameof(options.TailCheck));
         Positive(options.DrainTimeout, nameof(options.DrainTimeout));
         Positive(options.StartWait, nameof(options.StartWait));
         Positive(options.BrokerTimeout, nameof(options.BrokerTimeout));

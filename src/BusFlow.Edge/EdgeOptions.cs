@@ -57,6 +57,13 @@ public sealed class EdgeOptions
     /// <summary>How long live events may wait for an earlier position before the gap is read from the store.</summary>
     public TimeSpan GapTimeout { get; set; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// How long the live feed goes without an event before it asks the store whether it holds events
+    /// the bus never brought (lost at the tail, with no later event to reveal the gap). One small
+    /// query per edge node per interval while idle; none while events flow.
+    /// </summary>
+    public TimeSpan TailCheck { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>How long shutdown lets connections drain their buffers before closing them with 1001.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(5);
 

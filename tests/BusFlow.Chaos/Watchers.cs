@@ -77,13 +77,15 @@ public sealed class Watchers(Func<RoleProcess> edge, Random random)
     {
         var dropAfter = Pick(0.3) ? Next(1, 6) : int.MaxValue;
         var stallAt = Pick(0.1) ? Next(1, 4) : int.MaxValue;
+        var got = 0;
+        var failures = 0;
         while (!subscriber.Ended && !cancellationToken.IsCancellationRequested)
         {
             var node = edge();
+            var before = got;
             try
             {
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                var got = 0;
                 async Task<bool> Take(JsonElement e)
                 {
                     subscriber.Add(e);
@@ -130,7 +132,8 @@ public sealed class Watchers(Func<RoleProcess> edge, Random random)
             if (!subscriber.Ended)
             {
                 subscriber.Reconnects++;
-                await Task.Delay(TimeSpan.FromMilliseconds(Next(100, 600)), cancellationToken);
+                failures = got > before ? 0 : failures + 1;
+                await Task.Delay(Backoff(failures), cancellationToken);
             }
         }
     }
@@ -138,9 +141,11 @@ public sealed class Watchers(Func<RoleProcess> edge, Random random)
     /// <summary>Every pipeline's events with <paramref name="filter"/> (JSON members of the subscribe message), resuming by position, until cancelled.</summary>
     public async Task WatchAllAsync(Subscriber subscriber, string filter, TimeSpan dropEvery, CancellationToken cancellationToken)
     {
+        var failures = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
             var node = edge();
+            var before = subscriber.Events.Count;
             try
             {
                 using var drop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -165,10 +170,19 @@ public sealed class Watchers(Func<RoleProcess> edge, Random random)
             if (!cancellationToken.IsCancellationRequested)
             {
                 subscriber.Reconnects++;
-                await Task.Delay(TimeSpan.FromMilliseconds(Next(100, 600)), CancellationToken.None);
+                failures = subscriber.Events.Count > before ? 0 : failures + 1;
+                await Task.Delay(Backoff(failures), CancellationToken.None);
             }
         }
     }
+
+    /// <summary>
+    /// The pause before reconnecting, as a client should (BusFlow.Client does): 100-600 ms after a
+    /// connection that brought events, then doubling with jitter per attempt that brought none, up to
+    /// 5 s. Without it a thousand subscribers of a struggling edge keep it struggling.
+    /// </summary>
+    private TimeSpan Backoff(int failures) =>
+        TimeSpan.FromMilliseconds(Math.Min(5000, Next(100, 600) * Math.Pow(2, Math.Min(failures, 6))));
 
     /// <summary>Reads frames until <paramref name="take"/> says stop (true when the stream ended by itself).</summary>
     private static async Task<bool> WebSocketAsync(RoleProcess node, string subscribe, Func<JsonElement, Task<bool>> take, CancellationToken cancellationToken)

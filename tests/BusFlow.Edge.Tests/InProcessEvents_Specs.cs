@@ -57,3 +57,41 @@ public sealed class When_the_edge_runs_beside_the_store_that_commits_the_events
         }
     }
 }
+
+/// <summary>
+/// Events the bus never brings to the edge, with nothing after them to reveal the gap (the edge's
+/// temporary queue was lost with a broker node, say): the live feed's tail check reads them from
+/// the store (<see cref="EdgeOptions.TailCheck"/>).
+/// </summary>
+public sealed class When_the_bus_never_brings_the_last_events
+{
+    [Fact]
+    public async Task Should_relay_them_from_the_store_once_the_feed_has_been_idle()
+    {
+        // The outbox lease is another process's and the edge does not take this process's commits:
+        // no event reaches the live feed but by the store.
+        await using var db = await TestDatabase.Create(StoreProviderKind.Sqlite);
+        await db.MigrateAsync();
+        await using (var context = new BusFlowDbContext(db.ContextOptions()))
+        {
+            await context.Leases.Where(l => l.Name == "outbox")
+                .ExecuteUpdateAsync(s => s.SetProperty(l => l.Owner, "another process").SetProperty(l => l.ExpiresAt, DateTimeOffset.UtcNow.AddHours(1)));
+        }
+
+        await using var server = await EdgeServer.StartAsync(
+            edge: o =>
+            {
+                o.TakeCommittedEventsInProcess = false;
+                o.TailCheck = TimeSpan.FromMilliseconds(300);
+            },
+            database: db);
+        await using var ws = await WsClient.ConnectAsync(server.WebSocketUri());
+        await ws.SubscribeAsync("*");
+        var id = await server.Http.StartAsync("ticker", new { ticks = 2, delayMs = 0 });
+
+        var events = await ws.ReceiveUntilAsync(e => e.IsTerminal() && e.PipelineId() == id);
+
+        Assert.Equal(Enumerable.Range(1, events.Count).Select(s => (long)s), events.Select(e => e.Seq()));
+        Assert.Equal("PipelineCompleted", events[^1].Type());
+    }
+}

@@ -11,7 +11,10 @@ namespace BusFlow.Edge.Live;
 /// Turns the bus's event deliveries (at least once, in any order across pipelines) into one gapless
 /// stream in position order, and hands it to the hub. Positions are given without gaps, so a
 /// missing one is either still in flight on the bus or only in the store: after
-/// <see cref="EdgeOptions.GapTimeout"/> the gap is read from the store. Repeats are dropped, which
+/// <see cref="EdgeOptions.GapTimeout"/> the gap is read from the store. A gap at the tail has no
+/// later event to show it (the bus lost the last events, say the edge's temporary queue went with a
+/// broker node, and nothing has happened since): after <see cref="EdgeOptions.TailCheck"/> without an
+/// event the feed asks the store where it stands and reads what it missed. Repeats are dropped, which
 /// is what lets a store committing in this process hand its events over at once
 /// (<see cref="ICommittedEventsListener"/>) while their bus copies still come.
 /// </summary>
@@ -26,6 +29,7 @@ internal sealed partial class LiveFeed(
     private readonly SortedDictionary<long, PipelineEvent> _pending = [];
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TimeSpan _gapTimeout = options.Value.GapTimeout;
+    private readonly TimeSpan _tailCheck = options.Value.TailCheck;
     private long _head;
 
     /// <summary>The last position handed to the hub.</summary>
@@ -70,7 +74,7 @@ internal sealed partial class LiveFeed(
         var gapAt = 0L;
         while (!stoppingToken.IsCancellationRequested)
         {
-            var waitFor = Timeout.InfiniteTimeSpan;
+            var waitFor = _tailCheck;
             if (_pending.Count > 0)
             {
                 var left = _gapTimeout.TotalMilliseconds - (Environment.TickCount64 - gapSince);
@@ -83,6 +87,10 @@ internal sealed partial class LiveFeed(
                 {
                     Accept(e);
                 }
+            }
+            else if (_pending.Count == 0)
+            {
+                await CheckTailAsync(stoppingToken);
             }
 
             Drain();
@@ -151,11 +159,30 @@ internal sealed partial class LiveFeed(
         }
     }
 
-    private async Task FillGapAsync(CancellationToken stoppingToken)
+    /// <summary>Nothing came for a while: reads from the store what it holds past the head, if anything.</summary>
+    private async Task CheckTailAsync(CancellationToken stoppingToken)
     {
         try
         {
-            var until = _pending.Keys.First();
+            var last = await reader.LastPositionAsync(stoppingToken);
+            if (last > _head)
+            {
+                LogTailBehind(logger, last - _head, _head);
+                await FillGapAsync(last, stoppingToken);
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            LogGapFillFailed(logger, ex, _head);
+        }
+    }
+
+    private Task FillGapAsync(CancellationToken stoppingToken) => FillGapAsync(_pending.Keys.First(), stoppingToken);
+
+    private async Task FillGapAsync(long until, CancellationToken stoppingToken)
+    {
+        try
+        {
             while (_head < until)
             {
                 var page = await reader.ReadAllPageAsync(_head, 1000, stoppingToken);
@@ -203,6 +230,9 @@ internal sealed partial class LiveFeed(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Reading a gap after position {Position} from the store failed; retrying")]
     private static partial void LogGapFillFailed(ILogger logger, Exception exception, long position);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "The store holds {Count} events past the live feed's position {Position} that the bus did not bring; reading them")]
+    private static partial void LogTailBehind(ILogger logger, long count, long position);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The live feed cannot read the store yet (attempt {Attempt}); retrying")]
     private static partial void LogStoreAway(ILogger logger, Exception exception, int attempt);
