@@ -12,8 +12,12 @@
 set -euo pipefail
 trap 'echo "tests/rabbitmq-cluster.sh: \"$BASH_COMMAND\" failed" >&2' ERR
 DIR=${BUSFLOW_RABBITMQ_CLUSTER_DIR:-/tmp/busflow-services/rabbitmq-cluster}
+HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=/usr/lib/rabbitmq/bin
 mkdir -p "$DIR"
+# The servers and CLI tools run from the data folder: a `reset` or `join_cluster` run elsewhere
+# left a Mnesia.<node> folder in the caller's directory (the repository's root).
+cd "$DIR"
 
 node_env() {
   local n=$1
@@ -83,7 +87,7 @@ case ${1:-} in
     ;;
   env)
     # The chaos runner's broker settings (tests/servers.sh's single broker for everything else).
-    echo "BUSFLOW_TEST_RABBITMQ=amqp://guest:guest@127.0.0.1:5681/ BUSFLOW_RABBITMQ_MANAGEMENT_PORT=15681 BUSFLOW_RABBITMQ_NODES=127.0.0.1:5681,127.0.0.1:5682,127.0.0.1:5683 BUSFLOW_RABBITMQ_CLUSTER_CTL=$(cd "$(dirname "$0")" && pwd)/rabbitmq-cluster.sh"
+    echo "BUSFLOW_TEST_RABBITMQ=amqp://guest:guest@127.0.0.1:5681/ BUSFLOW_RABBITMQ_MANAGEMENT_PORT=15681 BUSFLOW_RABBITMQ_NODES=127.0.0.1:5681,127.0.0.1:5682,127.0.0.1:5683 BUSFLOW_RABBITMQ_CLUSTER_CTL=$HERE/rabbitmq-cluster.sh"
     ;;
   *)
     echo "usage: $0 start|stop|kill N|start-node N|stop-app N|start-app N|env" >&2

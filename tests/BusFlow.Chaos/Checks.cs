@@ -83,11 +83,15 @@ public static class Checks
             Over("every pipeline's seqs gapless, each once", byPipeline.Count, byPipeline.Select(p =>
                 p.Value.Select(r => r.Seq).SequenceEqual(Enumerable.Range(1, p.Value.Count).Select(i => (long)i)) ? null : $"{p.Key}: seqs {string.Join(",", p.Value.Select(r => r.Seq))}")),
             Over("store-wide positions given, unique, increasing with seq", rows.Count, PositionProblems(rows, byPipeline)),
-            Over("every enlisted ledger effect exactly once per completed step", started.Count(s => s.Definition == "ledger"), started.Where(s => s.Definition == "ledger").Select(s =>
+            // A step's effect commits with its report; a pipeline cut off by the drain may hold an
+            // effect whose report the saga has not applied yet (its end is checked above), never two.
+            Over("every enlisted ledger effect at most once per step, and once per step of a completed pipeline", started.Count(s => s.Definition == "ledger"), started.Where(s => s.Definition == "ledger").Select(s =>
             {
                 var completed = byPipeline.GetValueOrDefault(s.Id, []).Count(r => r.Type == "StepCompleted");
+                var ended = byPipeline.GetValueOrDefault(s.Id, []).Any(r => r.Type == "PipelineCompleted");
                 var entries = ledger.Where(l => l.Pipeline == s.Id).ToList();
-                return entries.Count == completed && completed == 2 && entries.Distinct().Count() == entries.Count
+                var once = entries.Select(e => e.Step).Distinct(StringComparer.Ordinal).Count() == entries.Count && entries.Count >= completed;
+                return once && (!ended || (completed == 2 && entries.Count == 2))
                     ? null
                     : $"{s.Id}: {completed} steps completed, ledger rows {string.Join(", ", entries.Select(e => $"{e.Step}#{e.Attempt}"))}";
             })),
