@@ -15,6 +15,7 @@ DIR=${BUSFLOW_RABBITMQ_CLUSTER_DIR:-/tmp/busflow-services/rabbitmq-cluster}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=/usr/lib/rabbitmq/bin
 mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
 # The servers and CLI tools run from the data folder: a `reset` or `join_cluster` run elsewhere
 # left a Mnesia.<node> folder in the caller's directory (the repository's root).
 cd "$DIR"

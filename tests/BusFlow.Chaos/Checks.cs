@@ -90,7 +90,9 @@ public static class Checks
                 var completed = byPipeline.GetValueOrDefault(s.Id, []).Count(r => r.Type == "StepCompleted");
                 var ended = byPipeline.GetValueOrDefault(s.Id, []).Any(r => r.Type == "PipelineCompleted");
                 var entries = ledger.Where(l => l.Pipeline == s.Id).ToList();
-                var once = entries.Select(e => e.Step).Distinct(StringComparer.Ordinal).Count() == entries.Count && entries.Count >= completed;
+                // The steps run in turn (debit, then credit): the first `completed` of them have their rows.
+                var once = entries.Select(e => e.Step).Distinct(StringComparer.Ordinal).Count() == entries.Count
+                    && new[] { "debit", "credit" }.Take(completed).All(step => entries.Any(e => e.Step == step));
                 return once && (!ended || (completed == 2 && entries.Count == 2))
                     ? null
                     : $"{s.Id}: {completed} steps completed, ledger rows {string.Join(", ", entries.Select(e => $"{e.Step}#{e.Attempt}"))}";

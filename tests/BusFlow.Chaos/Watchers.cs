@@ -181,8 +181,11 @@ public sealed class Watchers(Func<RoleProcess> edge, Random random)
     /// connection that brought events, then doubling with jitter per attempt that brought none, up to
     /// 5 s. Without it a thousand subscribers of a struggling edge keep it struggling.
     /// </summary>
-    private TimeSpan Backoff(int failures) =>
-        TimeSpan.FromMilliseconds(Math.Min(5000, Next(100, 600) * Math.Pow(2, Math.Min(failures, 6))));
+    private TimeSpan Backoff(int failures)
+    {
+        var cap = (int)Math.Min(5000, 600 * Math.Pow(2, Math.Min(failures, 6)));
+        return TimeSpan.FromMilliseconds(Next(cap / 6, cap));
+    }
 
     /// <summary>Reads frames until <paramref name="take"/> says stop (true when the stream ended by itself).</summary>
     private static async Task<bool> WebSocketAsync(RoleProcess node, string subscribe, Func<JsonElement, Task<bool>> take, CancellationToken cancellationToken)

@@ -65,17 +65,20 @@ public sealed class When_the_edge_runs_beside_the_store_that_commits_the_events
 /// </summary>
 public sealed class When_the_bus_never_brings_the_last_events
 {
-    [Fact]
-    public async Task Should_relay_them_from_the_store_once_the_feed_has_been_idle()
+    [Theory]
+    [InlineData(StoreProviderKind.Sqlite)]
+    [InlineData(StoreProviderKind.Postgres)]
+    public async Task Should_relay_them_from_the_store_once_the_feed_has_been_idle(StoreProviderKind provider)
     {
         // The outbox lease is another process's and the edge does not take this process's commits:
         // no event reaches the live feed but by the store.
-        await using var db = await TestDatabase.Create(StoreProviderKind.Sqlite);
+        await using var db = await TestDatabase.Create(provider);
         await db.MigrateAsync();
         await using (var context = new BusFlowDbContext(db.ContextOptions()))
         {
-            await context.Leases.Where(l => l.Name == "outbox")
+            var taken = await context.Leases.Where(l => l.Name == "outbox")
                 .ExecuteUpdateAsync(s => s.SetProperty(l => l.Owner, "another process").SetProperty(l => l.ExpiresAt, DateTimeOffset.UtcNow.AddHours(1)));
+            Assert.Equal(1, taken);
         }
 
         await using var server = await EdgeServer.StartAsync(
@@ -93,5 +96,10 @@ public sealed class When_the_bus_never_brings_the_last_events
 
         Assert.Equal(Enumerable.Range(1, events.Count).Select(s => (long)s), events.Select(e => e.Seq()));
         Assert.Equal("PipelineCompleted", events[^1].Type());
+        await using (var context = new BusFlowDbContext(db.ContextOptions()))
+        {
+            var lease = await context.Leases.SingleAsync(l => l.Name == "outbox");
+            Assert.Equal(("another process", 0L), (lease.Owner, lease.DeliveredUpTo));
+        }
     }
 }

@@ -30,6 +30,8 @@ internal sealed partial class LiveFeed(
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TimeSpan _gapTimeout = options.Value.GapTimeout;
     private readonly TimeSpan _tailCheck = options.Value.TailCheck;
+    private int _tailFailures;
+    private long _tailRetryAt;
     private long _head;
 
     /// <summary>The last position handed to the hub.</summary>
@@ -125,11 +127,15 @@ internal sealed partial class LiveFeed(
             return false;
         }
 
+        // The wait is cancelled, not abandoned, at its timeout: an abandoned one stays registered
+        // with the channel until the next write, and an idle feed times out every TailCheck.
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        wait.CancelAfter(timeout);
         try
         {
-            return await _incoming.Reader.WaitToReadAsync(stoppingToken).AsTask().WaitAsync(timeout, stoppingToken);
+            return await _incoming.Reader.WaitToReadAsync(wait.Token);
         }
-        catch (TimeoutException)
+        catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
         {
             return false;
         }
@@ -160,20 +166,36 @@ internal sealed partial class LiveFeed(
     }
 
     /// <summary>Nothing came for a while: reads from the store what it holds past the head, if anything.</summary>
+    /// <remarks>
+    /// Bounded by <see cref="EdgeOptions.TailCheck"/> (at least a second), so that a database that
+    /// does not answer holds up the live events behind it no longer than that; after a failure the
+    /// next check waits longer, up to a minute.
+    /// </remarks>
     private async Task CheckTailAsync(CancellationToken stoppingToken)
     {
+        if (Environment.TickCount64 < _tailRetryAt)
+        {
+            return;
+        }
+
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        bounded.CancelAfter(_tailCheck < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : _tailCheck);
         try
         {
-            var last = await reader.LastPositionAsync(stoppingToken);
+            var last = await reader.LastPositionAsync(bounded.Token);
             if (last > _head)
             {
                 LogTailBehind(logger, last - _head, _head);
-                await FillGapAsync(last, stoppingToken);
+                await FillGapAsync(last, bounded.Token);
             }
+
+            _tailFailures = 0;
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
         {
-            LogGapFillFailed(logger, ex, _head);
+            _tailFailures++;
+            _tailRetryAt = Environment.TickCount64 + (long)Math.Min(60_000, 1000 * Math.Pow(2, Math.Min(_tailFailures, 6)));
+            LogTailCheckFailed(logger, ex.Message, _head, _tailFailures);
         }
     }
 
@@ -230,6 +252,9 @@ internal sealed partial class LiveFeed(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Reading a gap after position {Position} from the store failed; retrying")]
     private static partial void LogGapFillFailed(ILogger logger, Exception exception, long position);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "The live feed could not ask the store past position {Position} ({Failures} in a row): {Reason}; asking again later")]
+    private static partial void LogTailCheckFailed(ILogger logger, string reason, long position, int failures);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "The store holds {Count} events past the live feed's position {Position} that the bus did not bring; reading them")]
     private static partial void LogTailBehind(ILogger logger, long count, long position);
