@@ -70,7 +70,7 @@ public static class BusFlowEndpointConfigurator
                 var partitioner = e.CreatePartitioner(SagaPartitions);
                 var time = context.GetRequiredService<TimeProvider>();
                 var addresses = context.GetRequiredService<SendAddresses>();
-                var logger = context.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(DefinitionHandOff<>).FullName!.Split('`')[0]);
+                var logger = context.GetRequiredService<ILoggerFactory>().CreateLogger("BusFlow.Internal.DefinitionHandOff");
 
                 // A message of a pipeline whose definition version this process lacks goes to one that
                 // has it; then one pipeline's messages are decided one at a time, in arrival order.

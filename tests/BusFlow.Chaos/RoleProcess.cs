@@ -12,6 +12,11 @@ namespace BusFlow.Chaos;
 /// </summary>
 public sealed class RoleProcess(string name, string role, Dictionary<string, string?> settings) : IAsyncDisposable
 {
+    /// <summary>BUSFLOW_CHAOS_LOGS: a folder that keeps every line of every process, stamped, to look into a run (read and made once).</summary>
+    private static readonly string? LogFolder = Environment.GetEnvironmentVariable("BUSFLOW_CHAOS_LOGS") is { Length: > 0 } folder
+        ? Directory.CreateDirectory(folder).FullName
+        : null;
+
     private readonly Queue<string> _tail = new();
     private Process? _process;
 
@@ -212,10 +217,8 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
 
         lock (_tail)
         {
-            // BUSFLOW_CHAOS_LOGS names a folder that keeps every line of every process, stamped, to look into a run.
-            if (Environment.GetEnvironmentVariable("BUSFLOW_CHAOS_LOGS") is { Length: > 0 } folder)
+            if (LogFolder is { } folder)
             {
-                Directory.CreateDirectory(folder);
                 File.AppendAllText(Path.Combine(folder, $"{Name}.log"), $"{DateTime.UtcNow:HH:mm:ss.fff} {line}\n");
             }
 

@@ -36,6 +36,18 @@ public sealed class Subscriber(string name, string transport)
         }
     }
 
+    /// <summary>How many events it received, without copying them.</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_received)
+            {
+                return _received.Count;
+            }
+        }
+    }
+
     public long Last(bool byPosition)
     {
         lock (_received)
@@ -145,7 +157,7 @@ public sealed class Watchers(Func<RoleProcess> edge, Random random)
         while (!cancellationToken.IsCancellationRequested)
         {
             var node = edge();
-            var before = subscriber.Events.Count;
+            var before = subscriber.Count;
             try
             {
                 using var drop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -170,7 +182,7 @@ public sealed class Watchers(Func<RoleProcess> edge, Random random)
             if (!cancellationToken.IsCancellationRequested)
             {
                 subscriber.Reconnects++;
-                failures = subscriber.Events.Count > before ? 0 : failures + 1;
+                failures = subscriber.Count > before ? 0 : failures + 1;
                 await Task.Delay(Backoff(failures), CancellationToken.None);
             }
         }
