@@ -27,6 +27,14 @@ public sealed class BusFlowOptions
     /// </summary>
     public TimeSpan? DefinitionWait { get; set; }
 
+    /// <summary>
+    /// <c>BusFlow:StartTimeout</c> (<c>hh:mm:ss</c>): a process whose start (the store's checks and
+    /// migrations, the bus connecting and declaring its queues) has not finished by then ends itself
+    /// with an error, for its supervisor to start it again, instead of staying up and never ready.
+    /// Default 5 minutes; <c>00:00:00</c> waits for ever. Raise it when a start applies a long migration.
+    /// </summary>
+    public TimeSpan StartTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary><c>BusFlow:RabbitMq</c>: where the broker is, when <see cref="Transport"/> is RabbitMq.</summary>
     public RabbitMqOptions RabbitMq { get; set; } = new();
 }

@@ -3,6 +3,8 @@ using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace BusFlow;
 
@@ -76,6 +78,12 @@ public static class BusFlowServiceCollectionExtensions
             o.StartTimeout = TimeSpan.FromSeconds(60);
             o.StopTimeout = TimeSpan.FromSeconds(30);
         });
+        services.AddSingleton<IHostedService>(sp => new StartWatchdog(
+            sp.GetRequiredService<IHostApplicationLifetime>(),
+            options.StartTimeout,
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<StartWatchdog>>(),
+            Environment.FailFast));
         services.AddOptions<BusFlowOptions>().BindConfiguration(BusFlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddMassTransit(x =>
         {

@@ -48,6 +48,7 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, BusTap tap
 
     private async Task InjectAsync(string kind)
     {
+        var start = clock.Elapsed.TotalSeconds;
         try
         {
             await InjectOnceAsync(kind);
@@ -56,7 +57,7 @@ public sealed class FaultInjector(Topology topology, LoadDriver load, BusTap tap
         {
             lock (Failed)
             {
-                Failed.Add($"{kind} at {clock.Elapsed.TotalSeconds:0} s: {ex.GetType().Name}: {ex.Message.Split('\n')[0]}");
+                Failed.Add($"{kind} at {start:0} s, failed at {clock.Elapsed.TotalSeconds:0} s: {ex.GetType().Name}: {ex.Message.Split('\n')[0]}");
             }
         }
     }

@@ -64,9 +64,12 @@ var report = Report.Build(settings, run, load, faults.Injected, checks, tally, s
 
 // The processes' last lines come before the table, so that a log cut to its end (a CI summary) still
 // shows the table and which checks broke.
-foreach (var process in checks.All(c => c.Held) && !args.Contains("--tails") ? [] : topology.Processes)
+// Stack frames left out, and the processes a failed fault names last, nearest the table.
+var named = faults.Failed.SelectMany(f => topology.Processes.Where(p => f.Contains(p.Name, StringComparison.Ordinal))).ToHashSet();
+RoleProcess[] tails = checks.All(c => c.Held) && !args.Contains("--tails") ? [] : [.. topology.Processes.OrderBy(named.Contains)];
+foreach (var process in tails)
 {
-    Console.WriteLine($"--- {process.Name}: last lines ---\n{process.Tail}");
+    Console.WriteLine($"--- {process.Name}: last lines ---\n{process.ShortTail(named.Contains(process) ? 80 : 30)}");
 }
 
 Console.WriteLine(report);

@@ -17,6 +17,9 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
         ? Directory.CreateDirectory(folder).FullName
         : null;
 
+    /// <summary>How long a start may take until <c>/health/ready</c> answers, above the host's BusFlow:StartTimeout set here.</summary>
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(150);
+
     private readonly Queue<string> _tail = new();
     private Process? _process;
 
@@ -47,6 +50,15 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
             {
                 return string.Join('\n', _tail);
             }
+        }
+    }
+
+    /// <summary>The last <paramref name="lines"/> lines of <see cref="Tail"/> without stack frames, for a report cut to its end.</summary>
+    public string ShortTail(int lines)
+    {
+        lock (_tail)
+        {
+            return string.Join('\n', _tail.Where(l => !l.TrimStart().StartsWith("at ", StringComparison.Ordinal) && !l.TrimStart().StartsWith("--- End of", StringComparison.Ordinal)).TakeLast(lines));
         }
     }
 
@@ -107,6 +119,11 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
             WorkingDirectory = Path.GetTempPath(),
         };
         start.Environment["Logging__LogLevel__Default"] = "Warning";
+        // What a start waits for (the bus connecting, its endpoints ready), in a tail that a start cut off shows.
+        start.Environment["Logging__LogLevel__MassTransit"] = "Information";
+        start.Environment["Logging__LogLevel__Microsoft.Hosting.Lifetime"] = "Information";
+        // Below ReadyTimeout: a start that waits for good ends the process, which is then started again.
+        start.Environment["BusFlow__StartTimeout"] = "00:01:30";
         start.Environment["BusFlow__Roles"] = Role;
         foreach (var (key, value) in settings)
         {
@@ -121,7 +138,7 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
         _process = process;
         Paused = false;
         using var http = new HttpClient { BaseAddress = BaseUri, Timeout = TimeSpan.FromSeconds(5) };
-        var deadline = DateTime.UtcNow.AddSeconds(120);
+        var deadline = DateTime.UtcNow + ReadyTimeout;
         while (true)
         {
             if (process.HasExited)
@@ -134,7 +151,7 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
                 using var ready = await http.GetAsync("/health/ready", cancellationToken);
                 if (ready.IsSuccessStatusCode)
                 {
-                    var took = DateTime.UtcNow - deadline.AddSeconds(-120);
+                    var took = DateTime.UtcNow - (deadline - ReadyTimeout);
                     SlowestStart = took > SlowestStart ? took : SlowestStart;
                     Record($"chaos: ready after {took.TotalSeconds:0.0} s");
                     return;
@@ -146,7 +163,7 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
 
             if (DateTime.UtcNow > deadline)
             {
-                throw new TimeoutException($"{Name} was not ready within 120 s:\n{Tail}");
+                throw new TimeoutException($"{Name} was not ready within {ReadyTimeout.TotalSeconds:0} s:\n{Tail}");
             }
 
             await Task.Delay(200, cancellationToken);
