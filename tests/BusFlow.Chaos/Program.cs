@@ -7,6 +7,7 @@ using BusFlow.Chaos;
 var settings = ChaosSettings.Parse(args);
 var run = DateTime.UtcNow.ToString("MMddHHmmss", CultureInfo.InvariantCulture) + Random.Shared.Next(100, 999).ToString(CultureInfo.InvariantCulture);
 Console.WriteLine($"chaos run {run}: profile {settings.Profile}, {settings.Load.TotalSeconds:0} s of load at {settings.Rate} pipelines/s, a fault every {settings.FaultEvery.TotalSeconds:0.#} s{(settings.RandomFaults ? ", kinds at random" : ", kinds in turn")}, seed {settings.Seed}");
+Console.WriteLine($"host: {RoleProcess.HostDescription}");
 await using var servers = await ChaosServers.Create();
 await using var topology = await Topology.StartAsync(servers, edges: 2, sagas: 2, workers: 2);
 Console.WriteLine($"started {string.Join(", ", topology.Processes.Select(p => $"{p.Name} {p.BaseUri}"))}{(ChaosServers.ClusterNodes.Count > 0 ? $" on a RabbitMQ cluster of {ChaosServers.ClusterNodes.Count} nodes with quorum queues" : "")}");

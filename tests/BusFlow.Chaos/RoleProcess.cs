@@ -62,14 +62,50 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
         }
     }
 
+    /// <summary>
+    /// The host the processes run: <c>BUSFLOW_CHAOS_HOST</c>, a published BusFlow.Host.dll (tests/run.sh
+    /// and tests/chaos.sh publish it as docker-compose.yml does: Release, ReadyToRun), or else the
+    /// build output of the runner's own configuration.
+    /// </summary>
     public static string HostAssembly
     {
         get
         {
+            if (Environment.GetEnvironmentVariable("BUSFLOW_CHAOS_HOST") is { Length: > 0 } published)
+            {
+                return File.Exists(published) ? Path.GetFullPath(published) : throw new FileNotFoundException($"BUSFLOW_CHAOS_HOST names {published}, which does not exist: dotnet publish src/BusFlow.Host -c Release -o <folder>");
+            }
+
             var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
             var path = Path.Combine(BusFlow.Benchmarks.BenchMachine.RepositoryRoot, "src", "BusFlow.Host", "bin", configuration, "net10.0", "BusFlow.Host.dll");
             return File.Exists(path) ? path : throw new FileNotFoundException($"BusFlow.Host is not built at {path}: dotnet build -c {configuration} src/BusFlow.Host");
         }
+    }
+
+    /// <summary>What <see cref="HostAssembly"/> is, for the report; a publish must be ReadyToRun, as docker-compose.yml's is.</summary>
+    public static string HostDescription
+    {
+        get
+        {
+            var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
+            if (Environment.GetEnvironmentVariable("BUSFLOW_CHAOS_HOST") is not { Length: > 0 })
+            {
+                return $"BusFlow.Host's build output ({configuration})";
+            }
+
+            // The host and the largest package it starts: both compiled ahead of time, or the publish lost it.
+            var folder = Path.GetDirectoryName(HostAssembly)!;
+            var jit = new[] { "BusFlow.Host.dll", "MassTransit.dll", "Microsoft.EntityFrameworkCore.dll" }.Where(f => !IsReadyToRun(Path.Combine(folder, f))).ToList();
+            return jit.Count == 0
+                ? "BusFlow.Host published (Release, ReadyToRun)"
+                : throw new InvalidOperationException($"BUSFLOW_CHAOS_HOST: {string.Join(", ", jit)} in {folder} not ReadyToRun; BusFlow.Host.csproj's PublishReadyToRun is lost");
+        }
+    }
+
+    private static bool IsReadyToRun(string path)
+    {
+        using var reader = new System.Reflection.PortableExecutable.PEReader(File.OpenRead(path));
+        return reader.PEHeaders.CorHeader is { ManagedNativeHeaderDirectory.Size: > 0 };
     }
 
     /// <summary>Starts that ended with the process exiting by itself before it was ready (started again, as docker-compose.yml's <c>restart: on-failure</c> does).</summary>
