@@ -22,6 +22,9 @@ public sealed record StartPipeline
 
     /// <summary>The parent's step that starts this child.</summary>
     public string? ParentStepName { get; init; }
+
+    /// <summary>The W3C trace context of the request (or the parent's transition) that starts the pipeline, when traced: the pipeline's trace continues it.</summary>
+    public string? TraceParent { get; init; }
 }
 
 /// <summary>Asks a running pipeline to stop: nothing new is dispatched, running steps get a cancellation signal.</summary>

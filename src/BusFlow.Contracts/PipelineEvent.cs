@@ -45,6 +45,14 @@ public abstract record PipelineEvent
     /// <summary>Set on events of a child pipeline: the pipeline whose step started it.</summary>
     public Guid? ParentPipelineId { get; init; }
 
+    /// <summary>
+    /// The W3C trace context (<c>traceparent</c>) of the transition that decided the event, when it
+    /// was traced: a subscriber continues the pipeline's trace from here, as with the CloudEvents
+    /// distributed tracing extension. Left out of the JSON when absent.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? TraceParent { get; init; }
+
     /// <summary>The event type name, as used on the wire and in filters.</summary>
     [JsonIgnore]
     public string EventType => GetType().Name;

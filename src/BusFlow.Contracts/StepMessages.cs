@@ -43,6 +43,9 @@ public sealed record ExecuteStep
 
     /// <summary>When the step was suspended and then answered: the answer.</summary>
     public JsonElement? Resume { get; init; }
+
+    /// <summary>The W3C trace context of the transition that dispatched the attempt, when it was traced: the attempt's span joins that trace.</summary>
+    public string? TraceParent { get; init; }
 }
 
 /// <summary>A worker's progress report from inside a step.</summary>

@@ -88,6 +88,30 @@ public static partial class BusFlowEdgeExtensions
     }
 
     /// <summary>
+    /// Asks for the edge's callers on another route of the application (the host's <c>/metrics</c>):
+    /// the host check, and an API key or token when auth is on (401 without), as on the edge's own
+    /// routes. Call before mapping the route.
+    /// </summary>
+    public static IApplicationBuilder RequireBusFlowCaller(this IApplicationBuilder app, PathString path) =>
+        app.UseWhen(http => http.Request.Path.StartsWithSegments(path), branch => branch.Use(async (http, next) =>
+        {
+            var hosts = http.RequestServices.GetRequiredService<HostPolicy>();
+            var resolver = http.RequestServices.GetRequiredService<IBusFlowPrincipalResolver>();
+            if (!hosts.Allows(http.Request))
+            {
+                await Problems.Of(StatusCodes.Status400BadRequest, "host_not_allowed", "Host not allowed", $"This node does not answer to '{Problems.Truncate(http.Request.Host.Host)}'; BusFlow:Edge:AllowedHosts names the hosts it serves.").ExecuteAsync(http);
+            }
+            else if (await resolver.ResolveAsync(http) is null)
+            {
+                await Problems.Unauthorized().ExecuteAsync(http);
+            }
+            else
+            {
+                await next(http);
+            }
+        }));
+
+    /// <summary>
     /// Without auth, the edge serves loopback only unless <see cref="EdgeAuthOptions.AllowAnonymousNetworkAccess"/>
     /// says otherwise: configured URLs beyond loopback throw here, before the server listens; a
     /// listener set up in code is caught once the server started (the host stops, and meanwhile the

@@ -19,6 +19,7 @@ if (string.IsNullOrEmpty(builder.Configuration["urls"]))
 }
 
 var roles = HostRoles.Read(builder.Configuration);
+builder.AddHostTelemetry(roles);
 builder.Services.AddBusFlow(builder.Configuration, busflow =>
 {
     busflow.RunSaga = roles.Saga;
@@ -31,6 +32,7 @@ builder.Services.AddBusFlow(builder.Configuration, busflow =>
 });
 
 var app = builder.Build();
+app.MapHostMetrics(roles);
 if (roles.Edge)
 {
     app.UseDefaultFiles();

@@ -39,6 +39,8 @@ public static class BusFlowStoreExtensions
         services.AddScoped<IPipelineDecisionRecorder, StoreDecisionRecorder>();
         services.AddSingleton<DecisionOutbox>();
         services.AddSingleton<StoreWriteGate>();
+        services.AddMetrics();
+        services.AddSingleton<StoreMetrics>();
         services.AddSingleton<PipelineStateCache>();
         services.AddSingleton<GroupCommit>();
         services.AddHostedService(sp => sp.GetRequiredService<GroupCommit>());

@@ -51,6 +51,7 @@ public sealed partial class PipelineStore(IDbContextFactory<BusFlowDbContext> da
             Status = p.Status,
             Definition = p.Definition,
             DefinitionVersion = p.DefinitionVersion,
+            TraceParent = p.TraceParent,
             Tags = p.Tags,
             Tenant = p.Tenant,
             ParentPipelineId = p.ParentPipelineId,

@@ -31,6 +31,8 @@ public static class BusFlowServiceCollectionExtensions
         configurator.TryAddSingleton<ColocatedSteps>();
         configurator.TryAddSingleton<PipelineClock>();
         configurator.TryAddSingleton<PipelineFollowUp>();
+        configurator.AddMetrics();
+        configurator.TryAddSingleton<PipelineMetrics>();
         configurator.TryAddSingleton(SendAddresses.AsGiven);
         configurator.TryAddScoped<IPipelineDecisionRecorder, BusDecisionRecorder>();
         configurator.TryAddScoped<IStepReportOutbox, BusStepReportOutbox>();

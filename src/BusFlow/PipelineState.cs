@@ -54,6 +54,12 @@ public sealed class PipelineState : SagaStateMachineInstance, ISagaVersion
     /// <summary>The version of <see cref="Definition"/> the pipeline started on and is decided on; empty for a pipeline started before versions were recorded.</summary>
     public string DefinitionVersion { get; set; } = "";
 
+    /// <summary>
+    /// The W3C trace context of the pipeline's first traced transition: every later transition joins
+    /// that trace, whichever process, path or timer brings its message. Null while it was never traced.
+    /// </summary>
+    public string? TraceParent { get; set; }
+
     public JsonElement? Input { get; set; }
 
     public Dictionary<string, string> Tags { get; set; } = [];

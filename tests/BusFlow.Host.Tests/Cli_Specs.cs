@@ -77,7 +77,10 @@ public sealed partial class When_watching_from_the_terminal
 
     private static async Task<(int Code, string Output, string Error)> RunAsync(RunningHost host, Func<string, Task>? onLine, params string[] args)
     {
-        var cli = Path.Combine(AppContext.BaseDirectory, "busflow.dll");
+        // The CLI's own build output: its assembly (busflow) is not referenced here, since assembly
+        // names are compared without case and it would hide BusFlow's.
+        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+        var cli = Path.Combine(RunningHost.RepositoryRoot, "src", "BusFlow.Cli", "bin", configuration, "net10.0", "busflow.dll");
         var start = new ProcessStartInfo("dotnet", [cli, .. args, "--url", host.BaseUri.ToString()])
         {
             RedirectStandardOutput = true,

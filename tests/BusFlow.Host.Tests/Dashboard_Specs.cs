@@ -79,6 +79,52 @@ public sealed class When_a_person_uses_the_dashboard(ITestOutputHelper output) :
     }
 
     [Fact]
+    public async Task Should_draw_each_step_s_attempts_retries_and_suspensions_on_a_timeline_and_chart_the_live_rate()
+    {
+        await using var host = await RunningHost.StartAsync();
+        var page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 1000 } });
+        await page.GotoAsync(host.BaseUri.ToString());
+        await Assertions.Expect(page.Locator("#connection")).ToHaveTextAsync("live");
+
+        // A retried step: its failed first attempt and its second, one after the other on its row.
+        await page.SelectOptionAsync("#definition", "demo");
+        await page.FillAsync("#input", """{"delayMs":100,"progressTicks":0,"flakyStep":"enrich"}""");
+        await page.ClickAsync("#start-button");
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Completed", new() { Timeout = 30_000 });
+        await Assertions.Expect(page.Locator("#gantt .bar[data-step='enrich']")).ToHaveCountAsync(2);
+        await Assertions.Expect(page.Locator("#gantt .bar[data-step='enrich'][data-attempt='1']")).ToHaveAttributeAsync("data-kind", "retrying");
+        await Assertions.Expect(page.Locator("#gantt .bar[data-step='enrich'][data-attempt='2']")).ToHaveAttributeAsync("data-kind", "completed");
+        foreach (var step in new[] { "fetch", "clean", "merge", "report" })
+        {
+            await Assertions.Expect(page.Locator($"#gantt .bar[data-step='{step}']")).ToHaveAttributeAsync("data-kind", "completed");
+        }
+
+        // Bars in time order: merge starts after enrich's second attempt ends.
+        var enrich = await page.Locator("#gantt .bar[data-step='enrich'][data-attempt='2']").BoundingBoxAsync();
+        var merge = await page.Locator("#gantt .bar[data-step='merge']").BoundingBoxAsync();
+        Assert.True(merge!.X >= enrich!.X + enrich.Width - 1, $"merge at {merge.X}, enrich ends at {enrich.X + enrich.Width}");
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Artifact("dashboard-timeline-retry.png"), FullPage = true });
+
+        // A suspension: its wait drawn while it lasts, then the step's run after the answer.
+        await page.SelectOptionAsync("#definition", "approval");
+        await page.ClickAsync("#start-button");
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Suspended", new() { Timeout = 20_000 });
+        await Assertions.Expect(page.Locator("#gantt .bar[data-step='approve'][data-kind='suspended']")).ToHaveCountAsync(1);
+        await page.ClickAsync(".suspension button:has-text('Approve')");
+        await Assertions.Expect(page.Locator("#detail-status")).ToHaveTextAsync("Completed", new() { Timeout = 20_000 });
+        await Assertions.Expect(page.Locator("#gantt .bar[data-step='approve'][data-kind='suspended']")).ToHaveCountAsync(1);
+        await Assertions.Expect(page.Locator("#gantt .bar[data-step='publish']")).ToHaveAttributeAsync("data-kind", "completed");
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Artifact("dashboard-timeline-suspension.png"), FullPage = true });
+
+        // The live chart counted both pipelines' ends and their steps' durations.
+        await Assertions.Expect(page.Locator("#chart")).ToHaveAttributeAsync("data-finished", "2", new() { Timeout = 5_000 });
+        Assert.True(int.Parse(await page.Locator("#chart").GetAttributeAsync("data-steps") ?? "0", System.Globalization.CultureInfo.InvariantCulture) >= 8);
+        await Assertions.Expect(page.Locator("#p95")).ToContainTextAsync(" ms over ");
+        await Assertions.Expect(page.Locator("#chart path.finished")).ToHaveAttributeAsync("d", new System.Text.RegularExpressions.Regex("^M"));
+        await page.Locator("#chart").ScreenshotAsync(new LocatorScreenshotOptions { Path = Artifact("dashboard-live-chart.png") });
+    }
+
+    [Fact]
     public async Task Should_answer_a_suspension_and_cancel_a_run_and_show_readable_errors()
     {
         await using var host = await RunningHost.StartAsync();

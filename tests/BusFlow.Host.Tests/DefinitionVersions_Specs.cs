@@ -9,6 +9,8 @@ using BusFlow.Store.Tests.Support;
 
 namespace BusFlow.Host.Tests;
 
+using PipelineStatus = BusFlow.Client.PipelineStatus;
+
 /// <summary>
 /// A deploy that changes a definition while its pipelines run (docs/operations.md, "Deploying a
 /// changed pipeline"), with the <c>release</c> sample: version 1 runs build, approve (suspends) and

@@ -91,6 +91,10 @@ namespace BusFlow.Store.Migrations.Postgres.Migrations
                     b.Property<string>("Tenant")
                         .HasColumnType("text");
 
+                    b.Property<string>("TraceParent")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
                     b.Property<int>("Version")
                         .IsConcurrencyToken()
                         .HasColumnType("integer");

@@ -32,9 +32,10 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                 name: "IX_busflow_events_DeliveredAt",
                 table: "busflow_events");
 
-            migrationBuilder.DropColumn(
-                name: "DeliveredAt",
-                table: "busflow_events");
+            // SQLite drops the column in place (3.35 and later; its index is gone above), inside the
+            // migration's transaction. EF Core's DropColumn rebuilt the table instead, which must run
+            // outside a transaction and warned so on every first start of a new database.
+            migrationBuilder.Sql("""ALTER TABLE busflow_events DROP COLUMN "DeliveredAt";""");
         }
 
         /// <inheritdoc />

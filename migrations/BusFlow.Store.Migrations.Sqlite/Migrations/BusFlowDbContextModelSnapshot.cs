@@ -86,6 +86,10 @@ namespace BusFlow.Store.Migrations.Sqlite.Migrations
                     b.Property<string>("Tenant")
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("TraceParent")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
                     b.Property<int>("Version")
                         .IsConcurrencyToken()
                         .HasColumnType("INTEGER");

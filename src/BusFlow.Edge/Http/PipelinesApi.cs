@@ -147,7 +147,7 @@ internal static partial class PipelinesApi
             // so a start whose publish failed after its key was claimed still happens.
             if (await store.FindAsync(pipelineId, http.RequestAborted) is null)
             {
-                if (await PublishCommandAsync(http, publish, new StartPipeline { PipelineId = pipelineId, Definition = name, Input = input, Tags = tags }) is { } unavailable)
+                if (await PublishCommandAsync(http, publish, new StartPipeline { PipelineId = pipelineId, Definition = name, Input = input, Tags = tags, TraceParent = PipelineActivities.Current }) is { } unavailable)
                 {
                     return unavailable;
                 }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using BusFlow.Edge.Auth;
 using BusFlow.Store;
 using Microsoft.Extensions.Logging;
@@ -227,24 +228,29 @@ internal sealed partial class SubscriptionHub(
     /// <summary>Called by the live feed for each event, in position order, from one thread.</summary>
     public void Dispatch(EdgeEvent e)
     {
-        var delivered = false;
+        var delivered = 0;
         if (_byPipeline.TryGetValue(e.Event.PipelineId, out var subscribers))
         {
             foreach (var subscription in subscribers)
             {
-                delivered |= Offer(subscription, e);
+                delivered += Offer(subscription, e) ? 1 : 0;
             }
         }
 
         foreach (var subscription in Volatile.Read(ref _wildcards))
         {
-            delivered |= Offer(subscription, e);
+            delivered += Offer(subscription, e) ? 1 : 0;
         }
 
-        // One sample per event: from its arrival to its hand-off to the last live subscriber.
-        if (delivered)
+        // One sample per event: from its arrival to its hand-off to the last live subscriber; and,
+        // when the pipeline is traced, one span in its trace.
+        if (delivered > 0)
         {
             metrics.Broadcast(e.ReceivedAt);
+            if (e.Event.TraceParent is not null)
+            {
+                PipelineActivities.EventHandled(PipelineActivities.Push, e.Event, DateTimeOffset.UtcNow - Stopwatch.GetElapsedTime(e.ReceivedAt), delivered);
+            }
         }
 
         signals.Signal(e.Event.PipelineId);

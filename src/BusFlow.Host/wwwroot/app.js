@@ -165,6 +165,7 @@ function renderDetail() {
   renderSuspensions(id, suspended);
   $("#dag").hidden = !definition;
   if (definition) renderDag(definition, steps);
+  renderGantt(definition, events, finished);
   $("#timeline").replaceChildren(...events.map((e) => {
     const li = document.createElement("li");
     li.dataset.type = e.type;
@@ -262,6 +263,144 @@ function renderDag(definition, steps) {
   svg.setAttribute("xmlns", ns);
 }
 
+// ---- step timeline (Gantt): every attempt, retry and suspension of every step over time --------
+
+/**
+ * The bars of a pipeline's timeline from its events: per step (and map item), each attempt from
+ * its StepStarted to its StepCompleted or StepFailed (failed, or retrying when another attempt
+ * follows), and each suspension from its StepSuspended to the step's next event; what is still
+ * open runs to the pipeline's end (cancelled when it was cancelled) or to now.
+ */
+function ganttBars(events, finished) {
+  const bars = [];
+  const open = new Map(); // "step#item" -> the open bar
+  const at = (e) => Date.parse(e.timestamp);
+  const close = (key, end, kind) => {
+    const bar = open.get(key);
+    if (!bar) return;
+    bar.end = Math.max(end, bar.start);
+    if (kind) bar.kind = kind;
+    open.delete(key);
+  };
+  let end = null;
+  for (const e of events) {
+    if (terminal.has(e.type)) end = at(e);
+    if (!e.stepName) continue;
+    const key = `${e.stepName}#${e.itemIndex ?? ""}`;
+    const t = at(e);
+    switch (e.type) {
+      case "StepStarted":
+        close(key, t);
+        open.set(key, { step: e.stepName, item: e.itemIndex, attempt: e.attempt, start: t, end: null, kind: "running" });
+        bars.push(open.get(key));
+        break;
+      case "StepCompleted":
+      case "StepFailed": {
+        const kind = e.type === "StepCompleted" ? "completed" : e.willRetry ? "retrying" : "failed";
+        if (open.has(key) && open.get(key).kind === "running") {
+          close(key, t, kind);
+        } else {
+          close(key, t);
+          // A whole map step completes without its own StepStarted bar: drawn from its first item.
+          const first = bars.find((b) => b.step === e.stepName);
+          if (e.itemIndex == null && first && first.item != null) break;
+          bars.push({ step: e.stepName, item: e.itemIndex, attempt: e.attempt, start: t - (e.durationMs || 0), end: t, kind });
+        }
+        break;
+      }
+      case "StepSuspended":
+        close(key, t, "completed");
+        open.set(key, { step: e.stepName, item: e.itemIndex, attempt: e.attempt, start: t, end: null, kind: "suspended" });
+        bars.push(open.get(key));
+        break;
+    }
+  }
+  const until = end ?? Date.now();
+  for (const bar of open.values()) {
+    bar.end = until;
+    if (finished === "PipelineCancelled") bar.kind = "cancelled";
+    else if (end == null) bar.open = true;
+  }
+  return bars;
+}
+
+function renderGantt(definition, events, finished) {
+  const svg = $("#gantt");
+  const started = events.find((e) => e.type === "PipelineStarted");
+  const bars = started ? ganttBars(events, finished) : [];
+  svg.hidden = bars.length === 0;
+  if (svg.hidden) return;
+  const order = definition ? definition.steps.map((s) => s.name) : [];
+  for (const b of bars) if (!order.includes(b.step)) order.push(b.step);
+  const t0 = Date.parse(started.timestamp);
+  const t1 = Math.max(t0 + 1, ...bars.map((b) => b.end));
+  const label = 110, width = 560, row = 26, top = 20;
+  const x = (t) => label + ((t - t0) / (t1 - t0)) * width;
+  const height = top + order.length * row + 4;
+  svg.setAttribute("viewBox", `0 0 ${label + width + 10} ${height}`);
+  svg.style.height = `${height}px`;
+  const parts = [`<text class="axis" x="${label}" y="12">0 s</text><text class="axis end" x="${label + width}" y="12">${((t1 - t0) / 1000).toFixed(1)} s</text>`];
+  order.forEach((name, i) => {
+    const y = top + i * row;
+    parts.push(`<text class="name" x="0" y="${y + 16}">${escape(name)}</text><line class="lane" x1="${label}" x2="${label + width}" y1="${y + row - 2}" y2="${y + row - 2}"/>`);
+    const mine = bars.filter((b) => b.step === name);
+    const items = [...new Set(mine.map((b) => b.item ?? -1))];
+    for (const b of mine) {
+      // Map items share the step's row, each in a slice of its own.
+      const slice = (row - 6) / items.length;
+      const by = y + 2 + items.indexOf(b.item ?? -1) * slice;
+      const bw = Math.max(2, x(b.end) - x(b.start));
+      const what = `${name}${b.item != null ? ` [${b.item}]` : ""} attempt ${b.attempt}: ${b.kind}${b.open ? " (so far)" : ""}, ${((b.end - b.start) / 1000).toFixed(2)} s`;
+      parts.push(`<rect class="bar ${b.kind}" data-step="${escape(name)}" data-kind="${b.kind}" data-attempt="${b.attempt}" x="${x(b.start).toFixed(1)}" y="${by.toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(2, slice - 2).toFixed(1)}"><title>${escape(what)}</title></rect>`);
+    }
+  });
+  svg.innerHTML = parts.join("");
+}
+
+// ---- live chart: pipelines finished per second and step duration percentiles, last minute -----
+
+const live = { finished: [], steps: [] }; // [time ms], [{ t, ms }] from the "*" subscription, live only
+
+function recordLive(e) {
+  const t = Date.parse(e.timestamp);
+  if (Date.now() - t > 60_000) return; // a replay of older events is history, not the live rate
+  if (terminal.has(e.type)) live.finished.push(t);
+  if (e.type === "StepCompleted" && e.durationMs != null) live.steps.push({ t, ms: e.durationMs });
+}
+
+function percentile(sorted, p) {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : null;
+}
+
+function renderChart() {
+  const now = Date.now();
+  live.finished = live.finished.filter((t) => now - t <= 60_000);
+  live.steps = live.steps.filter((s) => now - s.t <= 60_000);
+  const seconds = 60, w = 300, h = 90;
+  const perSecond = Array.from({ length: seconds }, (_, i) => live.finished.filter((t) => Math.floor((now - t) / 1000) === seconds - 1 - i).length);
+  // Step duration percentiles per 5 s window.
+  const windows = Array.from({ length: 12 }, (_, i) => {
+    const inWindow = live.steps.filter((s) => Math.floor((now - s.t) / 5000) === 11 - i).map((s) => s.ms).sort((a, b) => a - b);
+    return { p50: percentile(inWindow, 0.5), p95: percentile(inWindow, 0.95) };
+  });
+  const maxRate = Math.max(1, ...perSecond);
+  const maxMs = Math.max(1, ...windows.map((x) => x.p95 ?? 0));
+  const line = (points) => points.filter(Boolean).map(([px, py], i) => `${i ? "L" : "M"}${px.toFixed(1)},${py.toFixed(1)}`).join(" ");
+  const rate = line(perSecond.map((n, i) => [(i / (seconds - 1)) * w, h - (n / maxRate) * (h - 10)]));
+  const pLine = (key) => line(windows.map((x, i) => (x[key] == null ? null : [((i + 0.5) / 12) * w, h - (x[key] / maxMs) * (h - 10)])));
+  const svg = $("#chart");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h + 12}`);
+  svg.innerHTML = `<path class="finished" d="${rate}"/><path class="p50" d="${pLine("p50")}"/><path class="p95" d="${pLine("p95")}"/>
+    <text class="axis" x="0" y="${h + 11}">-60 s</text><text class="axis end" x="${w}" y="${h + 11}">now</text>
+    <text class="axis" x="2" y="9">${maxRate}/s · ${Math.round(maxMs)} ms</text>`;
+  const recent = live.finished.filter((t) => now - t <= 10_000).length / 10;
+  $("#rate").textContent = recent.toFixed(1);
+  const all = live.steps.map((s) => s.ms).sort((a, b) => a - b);
+  $("#p95").textContent = all.length ? `${Math.round(percentile(all, 0.95))} ms over ${all.length} steps` : "–";
+  svg.dataset.finished = String(live.finished.length);
+  svg.dataset.steps = String(live.steps.length);
+}
+
 function escape(text) {
   return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
@@ -300,6 +439,7 @@ function connect() {
     for (const e of events) {
       if (e.position > state.position) state.position = e.position;
       applyToSummary(e);
+      recordLive(e);
       if (state.events.has(e.pipelineId)) state.events.get(e.pipelineId).set(e.seq, e);
     }
     if (events.length > 0) scheduleRender();
@@ -381,4 +521,6 @@ $("#cancel").addEventListener("click", async () => {
   }
   connect();
   setInterval(() => renderVersions().catch(() => {}), 5000);
+  renderChart();
+  setInterval(renderChart, 1000);
 })();

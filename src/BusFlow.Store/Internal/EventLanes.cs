@@ -30,14 +30,16 @@ internal sealed partial class EventLanes : IAsyncDisposable
     private readonly BusFlowStoreOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private readonly StoreMetrics _metrics;
     private readonly CancellationTokenSource _stopping;
     private readonly Channel<(PipelineEventRecord Row, Batch Batch)>[] _lanes;
     private readonly Channel<Batch> _marks;
     private readonly Task[] _publishers;
     private readonly Task _marker;
 
-    public EventLanes(IDbContextFactory<BusFlowDbContext> databases, StoreWriteGate writes, IBus bus, BusFlowStoreOptions options, TimeProvider time, ILogger logger, CancellationToken stoppingToken)
+    public EventLanes(IDbContextFactory<BusFlowDbContext> databases, StoreWriteGate writes, IBus bus, BusFlowStoreOptions options, TimeProvider time, StoreMetrics metrics, ILogger logger, CancellationToken stoppingToken)
     {
+        _metrics = metrics;
         _databases = databases;
         _writes = writes;
         _bus = bus;
@@ -130,6 +132,7 @@ internal sealed partial class EventLanes : IAsyncDisposable
         {
             try
             {
+                var started = _time.GetUtcNow();
                 Task publishing;
                 if (_options.EventPublishing == EventPublishMode.Batched)
                 {
@@ -146,6 +149,11 @@ internal sealed partial class EventLanes : IAsyncDisposable
 
                 // A publish the client never completes (broker restarted under it) counts as failed.
                 await publishing.WaitAsync(_options.BrokerConfirmTimeout, _time, _stopping.Token);
+                _metrics.Published(events);
+                foreach (var e in events)
+                {
+                    PipelineActivities.EventHandled(PipelineActivities.Deliver, e, started);
+                }
 
                 if (failures > 0)
                 {

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Threading.Channels;
 using BusFlow.Contracts;
 using Microsoft.EntityFrameworkCore;
@@ -27,6 +28,7 @@ internal sealed partial class GroupCommit(
     PipelineStateCache states,
     IEnumerable<ICommittedEventsListener> listeners,
     BusFlowStoreOptions options,
+    StoreMetrics metrics,
     ILogger<GroupCommit> logger) : BackgroundService
 {
     private readonly ICommittedEventsListener[] _listeners = [.. listeners];
@@ -145,7 +147,7 @@ internal sealed partial class GroupCommit(
     /// left it); then one SaveChanges, the steps' enlisted effects, the multi-row event inserts with
     /// their positions and one commit, after which the event rows go to the delivery.
     /// </summary>
-    private async Task CommitAsync(IReadOnlyList<GroupMember> members, CancellationToken cancellationToken)
+    private async Task CommitAsync(List<GroupMember> members, CancellationToken cancellationToken)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         // Changes are detected once, before the write: left on, EF Core compared every tracked row of
@@ -159,7 +161,7 @@ internal sealed partial class GroupCommit(
             var group = new GroupTransaction(db);
             foreach (var member in members.Where(m => !m.ReadsState))
             {
-                await member.AddToAsync(group, cancellationToken);
+                await AddAsync(member, group, cancellationToken);
             }
 
             // A pipeline this process committed last is not read back (PipelineStateCache); the rest are read at once.
@@ -190,10 +192,11 @@ internal sealed partial class GroupCommit(
 
             foreach (var member in members.Where(m => m.ReadsState))
             {
-                await member.AddToAsync(group, cancellationToken);
+                await AddAsync(member, group, cancellationToken);
             }
 
             using var turn = await writes.EnterAsync(cancellationToken);
+            var writing = Stopwatch.GetTimestamp();
             // Positions are given in list order, so one pipeline's event rows must be inserted in seq
             // order across members: every member hands them over for the multi-row insert, sorted here.
             var events = group.BulkEvents;
@@ -222,6 +225,7 @@ internal sealed partial class GroupCommit(
             // until this commit, and every other group's positions wait for it.
             await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, events, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
+            metrics.Committed(writing, members.Count);
             states.Committed(written);
             signal.Committed(events);
             HandToListeners(events);
@@ -236,6 +240,13 @@ internal sealed partial class GroupCommit(
         {
             await db.Database.CloseConnectionAsync();
         }
+    }
+
+    /// <summary>Adds a member under its own flow's activity (restored when this returns).</summary>
+    private static async Task AddAsync(GroupMember member, GroupTransaction group, CancellationToken cancellationToken)
+    {
+        Activity.Current = member.Activity;
+        await member.AddToAsync(group, cancellationToken);
     }
 
     /// <summary>
@@ -288,15 +299,16 @@ internal sealed partial class GroupCommit(
     private Task ChainAfterCommit(GroupMember member)
     {
         var previous = _afterCommitTails.GetValueOrDefault(member.PipelineId) ?? Task.CompletedTask;
-        var next = RunAfterAsync(previous, member.AfterCommit);
+        var next = RunAfterAsync(previous, member.AfterCommit, member.Activity);
         _afterCommitTails[member.PipelineId] = next;
         _ = next.ContinueWith(_ => _afterCommitTails.TryRemove(KeyValuePair.Create(member.PipelineId, next)), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         return next;
 
-        static async Task RunAfterAsync(Task previous, Func<Task> work)
+        static async Task RunAfterAsync(Task previous, Func<Task> work, Activity? activity)
         {
             // The previous member's failure is its own caller's to see.
             await previous.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing | ConfigureAwaitOptions.ForceYielding);
+            Activity.Current = activity;
             await work();
         }
     }
@@ -312,6 +324,13 @@ internal sealed partial class GroupCommit(
 internal abstract class GroupMember(Guid pipelineId)
 {
     public Guid PipelineId => pipelineId;
+
+    /// <summary>
+    /// The activity of the flow that made the member (a consume, a step run): the group's writer
+    /// adds the member and runs its after-commit work under it, so that what they decide and send
+    /// stays in that flow's trace.
+    /// </summary>
+    public Activity? Activity { get; } = Activity.Current;
 
     /// <summary>True once its group committed; false when the group failed and it must be tried alone.</summary>
     public TaskCompletionSource<bool> Committed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);

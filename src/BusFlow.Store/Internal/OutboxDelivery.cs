@@ -32,6 +32,7 @@ internal sealed partial class OutboxDelivery(
     StoreWriteGate writes,
     BusFlowStoreOptions options,
     TimeProvider time,
+    StoreMetrics metrics,
     ILogger<OutboxDelivery> logger) : BackgroundService
 {
     public const string LeaseName = "outbox";
@@ -60,7 +61,7 @@ internal sealed partial class OutboxDelivery(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await using var lanes = new EventLanes(databases, writes, bus, options, time, logger, stoppingToken);
+        await using var lanes = new EventLanes(databases, writes, bus, options, time, metrics, logger, stoppingToken);
         var failures = 0;
         // The store is looked at when the poll's interval passed, when something woke the delivery
         // for it, and after a round that read a full batch from it; rows handed over by this

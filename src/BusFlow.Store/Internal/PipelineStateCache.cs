@@ -94,6 +94,7 @@ internal sealed class PipelineStateCache(BusFlowStoreOptions options)
         Status = s.Status,
         Definition = s.Definition,
         DefinitionVersion = s.DefinitionVersion,
+        TraceParent = s.TraceParent,
         Input = s.Input,
         Tags = new Dictionary<string, string>(s.Tags),
         Tenant = s.Tenant,

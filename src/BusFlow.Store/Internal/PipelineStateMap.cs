@@ -21,6 +21,7 @@ internal sealed class PipelineStateMap : IEntityTypeConfiguration<PipelineState>
         e.Property(x => x.CurrentState).HasMaxLength(64);
         e.Property(x => x.Definition).HasMaxLength(200);
         e.Property(x => x.DefinitionVersion).HasMaxLength(64).HasDefaultValue("");
+        e.Property(x => x.TraceParent).HasMaxLength(64);
         // Which definition versions still have running pipelines (PipelineStore.RunningVersionsAsync), to drain one.
         e.HasIndex(x => new { x.Status, x.Definition, x.DefinitionVersion });
         e.Property(x => x.Status).HasConversion<string>().HasMaxLength(16);

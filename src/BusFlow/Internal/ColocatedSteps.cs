@@ -56,6 +56,8 @@ internal sealed partial class ColocatedSteps(
         {
             // The scope lives until the outcome committed: enlisted effects may use its services.
             await using var scope = scopes.CreateAsyncScope();
+            // The run and the transition its outcome folds into, under the step's span.
+            using var activity = PipelineActivities.Step(command);
             StepOutcome? outcome;
             using (slot)
             {

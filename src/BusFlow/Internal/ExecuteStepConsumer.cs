@@ -38,6 +38,8 @@ internal sealed partial class ExecuteStepConsumer(
             return;
         }
 
+        // The run and its report (sent under it: the saga's transition continues the trace from here).
+        using var activity = PipelineActivities.Step(command);
         StepOutcome? outcome;
         using (await slots.EnterAsync(command.Worker, context.CancellationToken))
         {

@@ -19,6 +19,35 @@ internal sealed partial class PipelineDecider(PipelineRegistry registry, TimePro
     /// </summary>
     public PipelineDecision Decide(PipelineState state, object message, bool waitedLongEnough = false)
     {
+        using var activity = PipelineActivities.Transition(state, message, (message as StartPipeline)?.TraceParent ?? state.TraceParent);
+        var decision = DecideOnce(state, message, waitedLongEnough);
+        if (activity?.Id is { } traceParent)
+        {
+            // Later transitions join the trace the pipeline's first traced one began or continued;
+            // the events, step commands and child starts name this one, so that their delivery,
+            // push and run join it whichever process and path carries them.
+            state.TraceParent ??= traceParent;
+            for (var i = 0; i < decision.ChildStarts.Count; i++)
+            {
+                decision.ChildStarts[i] = decision.ChildStarts[i] with { TraceParent = traceParent };
+            }
+
+            for (var i = 0; i < decision.Events.Count; i++)
+            {
+                decision.Events[i] = decision.Events[i] with { TraceParent = traceParent };
+            }
+
+            for (var i = 0; i < decision.StepCommands.Count; i++)
+            {
+                decision.StepCommands[i] = decision.StepCommands[i] with { TraceParent = traceParent };
+            }
+        }
+
+        return decision;
+    }
+
+    private PipelineDecision DecideOnce(PipelineState state, object message, bool waitedLongEnough)
+    {
         var now = time.GetUtcNow();
         var start = message as StartPipeline;
         var name = start?.Definition ?? state.Definition;

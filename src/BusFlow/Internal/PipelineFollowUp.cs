@@ -4,17 +4,22 @@ using Microsoft.Extensions.Logging;
 namespace BusFlow.Internal;
 
 /// <summary>
-/// What happens once a transition is durable: the clock learns the next deadline and in-process
-/// observers see the events. Running it only after commit means a wake-up never reads a state older
+/// What happens once a transition is durable: the clock learns the next deadline, the <c>BusFlow</c>
+/// meter counts the events and in-process observers see them. Running it only after commit means a wake-up never reads a state older
 /// than the deadline it was scheduled for, and observers never see an event that was rolled back.
 /// </summary>
-internal sealed partial class PipelineFollowUp(PipelineClock clock, IEnumerable<IPipelineObserver> observers, ILogger<PipelineFollowUp> logger)
+internal sealed partial class PipelineFollowUp(PipelineClock clock, PipelineMetrics metrics, IEnumerable<IPipelineObserver> observers, ILogger<PipelineFollowUp> logger)
 {
     public async Task AfterCommitAsync(Guid pipelineId, DateTimeOffset? nextDeadline, IReadOnlyList<PipelineEvent> events, CancellationToken cancellationToken)
     {
         if (nextDeadline is { } deadline)
         {
             clock.Schedule(pipelineId, deadline);
+        }
+
+        foreach (var e in events)
+        {
+            metrics.Record(e);
         }
 
         foreach (var observer in observers)

@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using BusFlow.Contracts;
+
+namespace BusFlow;
+
+/// <summary>
+/// BusFlow's spans (activity source <c>BusFlow</c>), one trace per pipeline run: each transition
+/// (<c>busflow.transition</c>), each step run in its worker's process (<c>busflow.step</c>), each
+/// event's delivery to the bus (<c>busflow.deliver</c>) and its push to an edge's subscribers
+/// (<c>busflow.push</c>). A transition is a child of the message that caused it (MassTransit carries
+/// the context in the message's headers), a step run of the transition that dispatched it (the
+/// command names it, for a command sent late from the outbox or run in the saga's process), and an
+/// event's delivery and push of the transition that decided it (the event names it, as the
+/// CloudEvents tracing extension's <c>traceparent</c> does). Nothing is created without a listener.
+/// </summary>
+public static class PipelineActivities
+{
+    private static readonly ActivitySource Source = new(BusFlowTelemetry.Name);
+
+    /// <summary>
+    /// A transition of <paramref name="state"/> applying <paramref name="message"/>, in the trace of
+    /// <paramref name="traceParent"/> (the pipeline's, or for a start the request's); under the
+    /// current activity (the message's consume) when that is in the same trace, else linked to it.
+    /// </summary>
+    internal static Activity? Transition(PipelineState state, object message, string? traceParent)
+    {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
+
+        var parent = Parent(traceParent);
+        var current = Activity.Current;
+        ActivityLink[]? links = current is not null && current.TraceId != parent.TraceId ? [new ActivityLink(current.Context)] : null;
+        var activity = Source.StartActivity("busflow.transition", ActivityKind.Internal, parent, links: links);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("busflow.pipeline.id", state.CorrelationId);
+            activity.SetTag("busflow.definition", (message as StartPipeline)?.Definition ?? state.Definition);
+            activity.SetTag("busflow.message", message.GetType().Name);
+            TagTenant(activity, (message as StartPipeline)?.Tags ?? state.Tags);
+        }
+
+        return activity;
+    }
+
+    /// <summary>A step run; its parent is the current activity when it is in the dispatching transition's trace, else that transition.</summary>
+    internal static Activity? Step(ExecuteStep command)
+    {
+        var parent = Parent(command.TraceParent);
+        var activity = Source.StartActivity("busflow.step", ActivityKind.Internal, parent);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("busflow.pipeline.id", command.PipelineId);
+            activity.SetTag("busflow.definition", command.Definition);
+            activity.SetTag("busflow.step", command.StepName);
+            activity.SetTag("busflow.attempt", command.Attempt);
+            activity.SetTag("busflow.worker", command.Worker);
+            if (command.ItemIndex is { } item)
+            {
+                activity.SetTag("busflow.item", item);
+            }
+
+            TagTenant(activity, command.Tags);
+        }
+
+        return activity;
+    }
+
+    /// <summary>An event confirmed by the broker (or, at an edge, pushed to <paramref name="subscribers"/>), from <paramref name="started"/> until now.</summary>
+    public static void EventHandled(string name, PipelineEvent e, DateTimeOffset started, int? subscribers = null)
+    {
+        if (e.TraceParent is null || !Source.HasListeners() || !ActivityContext.TryParse(e.TraceParent, null, out var parent))
+        {
+            return;
+        }
+
+        using var activity = Source.StartActivity(name, name == Deliver ? ActivityKind.Producer : ActivityKind.Internal, parent, startTime: started);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("busflow.pipeline.id", e.PipelineId);
+            activity.SetTag("busflow.definition", e.Definition);
+            activity.SetTag("busflow.event.type", e.EventType);
+            activity.SetTag("busflow.event.seq", e.Seq);
+            if (subscribers is { } count)
+            {
+                activity.SetTag("busflow.subscribers", count);
+            }
+
+            TagTenant(activity, e.Tags);
+        }
+    }
+
+    /// <summary>The span of an event's delivery to the bus.</summary>
+    public const string Deliver = "busflow.deliver";
+
+    /// <summary>The span of an event's push to an edge's subscribers.</summary>
+    public const string Push = "busflow.push";
+
+    /// <summary>The current activity's W3C <c>traceparent</c>, for a start request.</summary>
+    public static string? Current => Activity.Current is { IdFormat: ActivityIdFormat.W3C } current ? current.Id : null;
+
+    private static ActivityContext Parent(string? traceParent)
+    {
+        var current = Activity.Current;
+        if (traceParent is null || !ActivityContext.TryParse(traceParent, null, out var dispatched))
+        {
+            return current?.Context ?? default;
+        }
+
+        return current is not null && current.TraceId == dispatched.TraceId ? current.Context : dispatched;
+    }
+
+    private static void TagTenant(Activity activity, IReadOnlyDictionary<string, string> tags)
+    {
+        if (tags.TryGetValue(PipelineTags.Tenant, out var tenant))
+        {
+            activity.SetTag("busflow.tenant", tenant);
+        }
+    }
+}
