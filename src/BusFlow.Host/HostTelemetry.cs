@@ -21,19 +21,24 @@ internal static class HostTelemetry
         var telemetry = builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("busflow", serviceInstanceId: $"{Environment.MachineName}/{Environment.ProcessId}")
                 .AddAttributes([new("busflow.roles", roles.ToString())]))
-            .WithTracing(tracing => tracing
-                .AddBusFlowInstrumentation()
-                .AddAspNetCoreInstrumentation(o => o.Filter = http => !IsScrapeOrProbe(http.Request.Path))
-                .AddHttpClientInstrumentation())
             .WithMetrics(metrics => metrics
                 .AddBusFlowInstrumentation()
                 .AddAspNetCoreInstrumentation()
                 .AddRuntimeInstrumentation()
                 .AddPrometheusExporter());
-        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        if (string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
-            telemetry.UseOtlpExporter();
+            // No collector: no spans are recorded (nothing would take them), so a transition costs
+            // nothing for tracing and events carry no traceParent.
+            return;
         }
+
+        telemetry
+            .WithTracing(tracing => tracing
+                .AddBusFlowInstrumentation()
+                .AddAspNetCoreInstrumentation(o => o.Filter = http => !IsScrapeOrProbe(http.Request.Path))
+                .AddHttpClientInstrumentation())
+            .UseOtlpExporter();
     }
 
     /// <summary>

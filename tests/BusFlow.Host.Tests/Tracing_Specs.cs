@@ -35,6 +35,8 @@ public sealed class When_a_pipeline_is_traced_across_processes
         settings["BusFlow:Roles"] = "worker";
         settings["BusFlow:Store:Provider"] = "Postgres";
         settings["BusFlow:Store:ConnectionString"] = db.ConnectionString;
+        // The host records spans only with a collector to send them to; nothing listens on this one.
+        settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9";
         await using var worker = await RunningHost.StartAsync(settings);
 
         var edge = new Uri(app.Urls.First());
