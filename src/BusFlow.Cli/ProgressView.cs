@@ -6,95 +6,30 @@ using BusFlow.Contracts;
 namespace BusFlow.Cli;
 
 /// <summary>
-/// Draws a pipeline in the terminal: the events as they come, and below them one progress bar per
-/// step, redrawn in place on a terminal. When the output is a file or a pipe, bars are printed as
-/// lines whenever a step's bar changes.
+/// Plain lines for output that is not a terminal (a file, a pipe, <c>--plain</c>): each event as it
+/// comes, and a step's bar as a line whenever the bar changes.
 /// </summary>
-internal sealed class ProgressView(TextWriter output, IReadOnlyList<string> steps, bool interactive)
+internal sealed class ProgressView(TextWriter output, IReadOnlyList<string> steps)
 {
     private const int BarWidth = 24;
-    private readonly Dictionary<string, StepLine> _steps = steps.ToDictionary(s => s, _ => new StepLine(), StringComparer.Ordinal);
-    private int _barsDrawn;
+    private readonly Steps _steps = new(steps);
 
     public void Show(PipelineEvent e)
     {
-        var changed = e is StepEvent step ? Apply(step) : null;
-        if (interactive)
+        var changed = _steps.Apply(e);
+        output.WriteLine(Describe(e));
+        if (changed is not null)
         {
-            ClearBars();
-            output.WriteLine(Describe(e));
-            DrawBars();
-        }
-        else
-        {
-            output.WriteLine(Describe(e));
-            if (changed is not null)
-            {
-                output.WriteLine(Bar(changed, _steps[changed]));
-            }
+            output.WriteLine(Bar(changed, _steps.Lines[changed]));
         }
 
         output.Flush();
     }
 
-    private string? Apply(StepEvent e)
-    {
-        if (!_steps.TryGetValue(e.StepName, out var line))
-        {
-            line = _steps[e.StepName] = new StepLine();
-        }
-
-        var before = (line.State, line.Percent, line.Attempt);
-        line.Attempt = Math.Max(line.Attempt, e.Attempt);
-        switch (e)
-        {
-            case StepStarted:
-                line.State = "running";
-                break;
-            case StepProgress { Percent: { } percent }:
-                line.Percent = Math.Clamp(percent, 0, 100);
-                break;
-            case StepCompleted when e.ItemIndex is null:
-                line.State = "completed";
-                line.Percent = 100;
-                break;
-            case StepFailed { WillRetry: true }:
-                line.State = "retrying";
-                line.Percent = 0;
-                break;
-            case StepFailed:
-                line.State = "failed";
-                break;
-            case StepSuspended:
-                line.State = "waiting for an answer";
-                break;
-        }
-
-        return before == (line.State, line.Percent, line.Attempt) ? null : e.StepName;
-    }
-
-    private void ClearBars()
-    {
-        if (_barsDrawn > 0)
-        {
-            output.Write($"\u001b[{_barsDrawn}A\u001b[J");
-        }
-    }
-
-    private void DrawBars()
-    {
-        foreach (var (name, line) in _steps)
-        {
-            output.WriteLine(Bar(name, line));
-        }
-
-        _barsDrawn = _steps.Count;
-    }
-
     private string Bar(string name, StepLine line)
     {
         var filled = (int)Math.Round(line.Percent / 100 * BarWidth);
-        var width = Math.Max(8, _steps.Keys.Max(k => k.Length));
+        var width = Math.Max(8, _steps.Lines.Keys.Max(k => k.Length));
         var attempt = line.Attempt > 1 ? $" (attempt {line.Attempt})" : "";
         return string.Create(CultureInfo.InvariantCulture, $"  {name.PadRight(width)} [{new string('#', filled)}{new string('-', BarWidth - filled)}] {line.Percent,3:0}% {line.State}{attempt}");
     }
@@ -138,7 +73,55 @@ internal sealed class ProgressView(TextWriter output, IReadOnlyList<string> step
         return text.ToString();
     }
 
-    private sealed class StepLine
+    /// <summary>Each step's state, percent and attempt, from its events.</summary>
+    internal sealed class Steps(IReadOnlyList<string> names)
+    {
+        public Dictionary<string, StepLine> Lines { get; } = names.ToDictionary(s => s, _ => new StepLine(), StringComparer.Ordinal);
+
+        /// <summary>Applies an event; the step's name when its line changed.</summary>
+        public string? Apply(PipelineEvent pipelineEvent)
+        {
+            if (pipelineEvent is not StepEvent e)
+            {
+                return null;
+            }
+
+            if (!Lines.TryGetValue(e.StepName, out var line))
+            {
+                line = Lines[e.StepName] = new StepLine();
+            }
+
+            var before = (line.State, line.Percent, line.Attempt);
+            line.Attempt = Math.Max(line.Attempt, e.Attempt);
+            switch (e)
+            {
+                case StepStarted:
+                    line.State = "running";
+                    break;
+                case StepProgress { Percent: { } percent }:
+                    line.Percent = Math.Clamp(percent, 0, 100);
+                    break;
+                case StepCompleted when e.ItemIndex is null:
+                    line.State = "completed";
+                    line.Percent = 100;
+                    break;
+                case StepFailed { WillRetry: true }:
+                    line.State = "retrying";
+                    line.Percent = 0;
+                    break;
+                case StepFailed:
+                    line.State = "failed";
+                    break;
+                case StepSuspended:
+                    line.State = "waiting for an answer";
+                    break;
+            }
+
+            return before == (line.State, line.Percent, line.Attempt) ? null : e.StepName;
+        }
+    }
+
+    internal sealed class StepLine
     {
         public string State { get; set; } = "pending";
 

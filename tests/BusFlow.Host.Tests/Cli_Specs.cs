@@ -65,6 +65,83 @@ public sealed partial class When_watching_from_the_terminal
         Assert.Contains("pipeline_not_found", missingError, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Should_draw_a_live_table_of_the_steps_on_a_terminal()
+    {
+        await using var host = await RunningHost.StartAsync();
+        // A pseudo-terminal (script(1)): the CLI sees a terminal, as a person's shell gives it.
+        var command = string.Join(' ', new[] { "dotnet", Cli, "start", "demo", "--input", """{"delayMs":30,"progressTicks":2,"flakyStep":"enrich"}""", "--url", host.BaseUri.ToString() }.Select(Quote));
+        var start = new ProcessStartInfo("script", ["-qfec", command, "/dev/null"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.Environment["TERM"] = "xterm-256color";
+        start.Environment["COLUMNS"] = "120";
+        start.Environment["LINES"] = "50";
+        using var process = Process.Start(start)!;
+        var raw = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromMinutes(2)).Token);
+        Assert.Equal(0, process.ExitCode);
+
+        // Redrawn in place with escape sequences; without them, the last drawing shows every step done.
+        Assert.Contains("\u001b[", raw, StringComparison.Ordinal);
+        var text = AnsiPattern().Replace(raw, "");
+        Assert.Contains("╭", text, StringComparison.Ordinal);
+        foreach (var step in new[] { "fetch", "clean", "enrich", "merge", "report" })
+        {
+            Assert.Matches($@"│ {step} +│ ━{{24}} 100% │ completed", text);
+        }
+
+        Assert.Matches(@"│ enrich +│ ─{24}   0% │ retrying", text);
+        Assert.Contains("PipelineCompleted", text, StringComparison.Ordinal);
+        Assert.EndsWith("pipeline completed", text.TrimEnd(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Should_show_help_and_a_pipeline_s_steps_and_complete_definitions()
+    {
+        await using var host = await RunningHost.StartAsync();
+        var (help, helpOutput, _) = await RunAsync(host, null, "--help");
+        Assert.Equal(0, help);
+        foreach (var verb in new[] { "start", "watch", "answer", "cancel", "status" })
+        {
+            Assert.Matches($@"(?m)^  {verb} ", helpOutput);
+        }
+
+        // The shell's completion (dotnet-suggest) asks through the [suggest] directive; definitions come from the edge.
+        var line = $"--url {host.BaseUri} start wo";
+        var (suggest, suggestions, _) = await RunAsync(host, null, $"[suggest:{line.Length}]", line);
+        Assert.Equal(0, suggest);
+        Assert.Equal(["wordcount"], suggestions.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+
+        var (started, startOutput, _) = await RunAsync(host, null, "start", "ledger", "--plain");
+        Assert.Equal(0, started);
+        var id = Regex.Match(startOutput, "started ledger pipeline ([0-9a-f-]{36})").Groups[1].Value;
+        var (status, statusOutput, _) = await RunAsync(host, null, "status", id);
+        Assert.Equal(0, status);
+        Assert.Contains($"ledger", statusOutput, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^  debit +Completed +attempts 1$", statusOutput);
+        Assert.Matches(@"(?m)^  credit +Completed +attempts 1$", statusOutput);
+
+        var (usage, _, usageError) = await RunAsync(host, null, "watch", "not-an-id");
+        Assert.Equal(2, usage);
+        Assert.Contains("'not-an-id' is not a pipeline id", usageError, StringComparison.Ordinal);
+        Assert.Contains("busflow watch --help", usageError, StringComparison.Ordinal);
+    }
+
+    private static string Cli
+    {
+        get
+        {
+            // The CLI's own build output: its assembly (busflow) is not referenced here, since assembly
+            // names are compared without case and it would hide BusFlow's.
+            var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+            return Path.Combine(RunningHost.RepositoryRoot, "src", "BusFlow.Cli", "bin", configuration, "net10.0", "busflow.dll");
+        }
+    }
+
+    private static string Quote(string word) => "'" + word.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    [GeneratedRegex(@"\u001b\[[0-9;?]*[A-Za-z]|\u001b\][^\u0007]*\u0007|\r")]
+    private static partial Regex AnsiPattern();
+
     private static void AssertGapless(string output)
     {
         var seqs = SeqPattern().Matches(output).Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
@@ -77,11 +154,9 @@ public sealed partial class When_watching_from_the_terminal
 
     private static async Task<(int Code, string Output, string Error)> RunAsync(RunningHost host, Func<string, Task>? onLine, params string[] args)
     {
-        // The CLI's own build output: its assembly (busflow) is not referenced here, since assembly
-        // names are compared without case and it would hide BusFlow's.
-        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
-        var cli = Path.Combine(RunningHost.RepositoryRoot, "src", "BusFlow.Cli", "bin", configuration, "net10.0", "busflow.dll");
-        var start = new ProcessStartInfo("dotnet", [cli, .. args, "--url", host.BaseUri.ToString()])
+        // A directive ([suggest:N] "<command line>") carries its own command line.
+        string[] url = args[0].StartsWith('[') ? [] : ["--url", host.BaseUri.ToString()];
+        var start = new ProcessStartInfo("dotnet", [Cli, .. args, .. url])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
