@@ -51,9 +51,14 @@ internal sealed class PipelineView(BusFlowClient client, Uri url, string? apiKey
             case PipelineFailed failed:
                 Console.WriteLine($"pipeline failed at {failed.FailedStep}: {failed.Error.Message}");
                 return CliCommands.PipelineDidNotComplete;
-            default:
+            case PipelineCancelled:
                 Console.WriteLine("pipeline cancelled");
                 return CliCommands.PipelineDidNotComplete;
+            default:
+                // Its end was before --after: the status says how it ended.
+                var ended = await client.GetStatusAsync(id, cancellationToken);
+                Console.WriteLine($"pipeline {ended.Status.ToLowerInvariant()}");
+                return ended.Status == "Completed" ? CliCommands.Done : CliCommands.PipelineDidNotComplete;
         }
     }
 

@@ -89,26 +89,19 @@ public static partial class BusFlowEdgeExtensions
 
     /// <summary>
     /// Asks for the edge's callers on another route of the application (the host's <c>/metrics</c>):
-    /// the host check, and an API key or token when auth is on (401 without), as on the edge's own
-    /// routes. Call before mapping the route.
+    /// the same checks as the edge's own routes (host, listener, origin, an API key or token when
+    /// auth is on). Call before mapping the route.
     /// </summary>
     public static IApplicationBuilder RequireBusFlowCaller(this IApplicationBuilder app, PathString path) =>
         app.UseWhen(http => http.Request.Path.StartsWithSegments(path), branch => branch.Use(async (http, next) =>
         {
-            var hosts = http.RequestServices.GetRequiredService<HostPolicy>();
-            var resolver = http.RequestServices.GetRequiredService<IBusFlowPrincipalResolver>();
-            if (!hosts.Allows(http.Request))
+            if (await PrincipalFilter.CheckAsync(http) is { } refused)
             {
-                await Problems.Of(StatusCodes.Status400BadRequest, "host_not_allowed", "Host not allowed", $"This node does not answer to '{Problems.Truncate(http.Request.Host.Host)}'; BusFlow:Edge:AllowedHosts names the hosts it serves.").ExecuteAsync(http);
+                await refused.ExecuteAsync(http);
+                return;
             }
-            else if (await resolver.ResolveAsync(http) is null)
-            {
-                await Problems.Unauthorized().ExecuteAsync(http);
-            }
-            else
-            {
-                await next(http);
-            }
+
+            await next(http);
         }));
 
     /// <summary>

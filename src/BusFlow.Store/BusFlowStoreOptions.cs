@@ -45,8 +45,12 @@ public sealed class BusFlowStoreOptions
     /// How long one publish or send may wait for the broker's confirmation before it counts as
     /// failed and is tried again (the same MessageId, so receivers de-duplicate a late original).
     /// RabbitMQ.Client 7 can leave a publish waiting forever when the broker restarts under it
-    /// (rabbitmq-dotnet-client#1930, reported against 7.2.1 and still open when BusFlow moved to
-    /// MassTransit 8.5.12 with RabbitMQ.Client 7.2.2); without this bound the delivery would stall.
+    /// (rabbitmq-dotnet-client#1930, reported against 7.2.1 with the client's automatic recovery,
+    /// still open with 7.2.2). Checked again with MassTransit 8.5.12 and 7.2.2 (session 17): 14 broker
+    /// restarts under 32 publishing loops, 1.73 million publishes, none left pending; but MassTransit
+    /// reconnects through its own supervisor with the client's recovery off, the path #1930 needs,
+    /// and a network cut without a close was not tried. The bound stays: it costs nothing when the
+    /// broker answers, and without it one lost confirmation would stall the delivery for good.
     /// </summary>
     public TimeSpan BrokerConfirmTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

@@ -80,12 +80,13 @@ public static class BusFlowServiceCollectionExtensions
             o.StartTimeout = TimeSpan.FromSeconds(60);
             o.StopTimeout = TimeSpan.FromSeconds(30);
         });
-        services.AddSingleton<IHostedService>(sp => new StartWatchdog(
+        services.AddSingleton(sp => new StartWatchdog(
             sp.GetRequiredService<IHostApplicationLifetime>(),
             options.StartTimeout,
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<StartWatchdog>>(),
             Environment.FailFast));
+        services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<StartWatchdog>());
         services.AddOptions<BusFlowOptions>().BindConfiguration(BusFlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddMassTransit(x =>
         {

@@ -47,6 +47,11 @@ public static class PipelineActivities
     /// <summary>A step run; its parent is the current activity when it is in the dispatching transition's trace, else that transition.</summary>
     internal static Activity? Step(ExecuteStep command)
     {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
+
         var parent = Parent(command.TraceParent);
         var activity = Source.StartActivity("busflow.step", ActivityKind.Internal, parent);
         if (activity is { IsAllDataRequested: true })
@@ -97,13 +102,20 @@ public static class PipelineActivities
     /// <summary>The span of an event's push to an edge's subscribers.</summary>
     public const string Push = "busflow.push";
 
-    /// <summary>The current activity's W3C <c>traceparent</c>, for a start request.</summary>
-    public static string? Current => Activity.Current is { IdFormat: ActivityIdFormat.W3C } current ? current.Id : null;
+    /// <summary>
+    /// The current activity's W3C <c>traceparent</c> when it is recorded (a tracer samples it), for a
+    /// start request; null otherwise (ASP.NET Core keeps an activity per request for its logs even
+    /// when nothing traces, and a context no tracer recorded would leave the pipeline untraced).
+    /// </summary>
+    public static string? Current => Activity.Current is { Recorded: true, IdFormat: ActivityIdFormat.W3C } current ? current.Id : null;
+
+    /// <summary>The activity's <c>traceparent</c> when it is recorded in W3C form (what a pipeline and its messages keep).</summary>
+    internal static string? TraceParentOf(Activity? activity) => activity is { Recorded: true, IdFormat: ActivityIdFormat.W3C } ? activity.Id : null;
 
     private static ActivityContext Parent(string? traceParent)
     {
         var current = Activity.Current;
-        if (traceParent is null || !ActivityContext.TryParse(traceParent, null, out var dispatched))
+        if (traceParent is null || !ActivityContext.TryParse(traceParent, null, out var dispatched) || (dispatched.TraceFlags & ActivityTraceFlags.Recorded) == 0)
         {
             return current?.Context ?? default;
         }

@@ -76,7 +76,7 @@ public sealed partial class When_watching_from_the_terminal
         start.Environment["COLUMNS"] = "120";
         start.Environment["LINES"] = "50";
         using var process = Process.Start(start)!;
-        var raw = await process.StandardOutput.ReadToEndAsync();
+        var raw = await process.StandardOutput.ReadToEndAsync().WaitAsync(TimeSpan.FromMinutes(2));
         await process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromMinutes(2)).Token);
         Assert.Equal(0, process.ExitCode);
 

@@ -10,9 +10,16 @@ internal static class PrincipalFilter
 {
     private static readonly object ItemKey = new();
 
-    public static async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    public static async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next) =>
+        await CheckAsync(context.HttpContext) ?? await next(context);
+
+    /// <summary>
+    /// The edge's checks of a caller, in order: the host, a listener beyond loopback without auth,
+    /// the origin, the credentials. Null when the caller may go on (its principal then in the
+    /// request's items), else the answer that refuses it.
+    /// </summary>
+    public static async ValueTask<IResult?> CheckAsync(HttpContext http)
     {
-        var http = context.HttpContext;
         var hosts = http.RequestServices.GetRequiredService<HostPolicy>();
         if (!hosts.Allows(http.Request))
         {
@@ -43,7 +50,7 @@ internal static class PrincipalFilter
         }
 
         http.Items[ItemKey] = principal;
-        return await next(context);
+        return null;
     }
 
     /// <summary>The caller resolved for this request.</summary>

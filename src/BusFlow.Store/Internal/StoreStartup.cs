@@ -38,6 +38,8 @@ internal sealed partial class StoreStartup(
                     || !await history.ExistsAsync(cancellationToken)
                     || (await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
                 {
+                    // However long it takes: a migration cut off by the start watchdog would leave its lock.
+                    using var migrating = services.GetService<StartWatchdog>()?.Hold();
                     await db.Database.MigrateAsync(cancellationToken);
                 }
             }

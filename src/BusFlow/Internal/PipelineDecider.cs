@@ -21,7 +21,7 @@ internal sealed partial class PipelineDecider(PipelineRegistry registry, TimePro
     {
         using var activity = PipelineActivities.Transition(state, message, (message as StartPipeline)?.TraceParent ?? state.TraceParent);
         var decision = DecideOnce(state, message, waitedLongEnough);
-        if (activity?.Id is { } traceParent)
+        if (PipelineActivities.TraceParentOf(activity) is { } traceParent)
         {
             // Later transitions join the trace the pipeline's first traced one began or continued;
             // the events, step commands and child starts name this one, so that their delivery,

@@ -9,7 +9,9 @@ namespace BusFlow.Internal;
 /// instead of leaving it up and never ready. A start that fails already ends the process; this is
 /// for one that waits for good: MassTransit's bus start, cancelled at its own timeout while the
 /// broker comes and goes, can wait for its receive endpoints without end. Armed before any hosted
-/// service starts, disarmed once the host has started.
+/// service starts, disarmed once the host has started; not counting while the store applies
+/// migrations (<see cref="Hold"/>: a migration cut off would leave its lock and fail every later
+/// start), nor under a debugger.
 /// </summary>
 internal sealed partial class StartWatchdog(
     IHostApplicationLifetime lifetime,
@@ -18,17 +20,59 @@ internal sealed partial class StartWatchdog(
     ILogger<StartWatchdog> logger,
     Action<string> end) : IHostedLifecycleService, IDisposable
 {
+    private readonly Lock _lock = new();
     private ITimer? _timer;
+    private int _holds;
 
     public Task StartingAsync(CancellationToken cancellationToken)
     {
-        if (timeout > TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
+        if (timeout > TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan && !System.Diagnostics.Debugger.IsAttached)
         {
-            _timer = time.CreateTimer(_ => Expire(), null, timeout, Timeout.InfiniteTimeSpan);
-            lifetime.ApplicationStarted.Register(() => _timer.Dispose());
+            lock (_lock)
+            {
+                _timer = time.CreateTimer(_ => Expire(), null, timeout, Timeout.InfiniteTimeSpan);
+            }
+
+            lifetime.ApplicationStarted.Register(Dispose);
         }
 
         return Task.CompletedTask;
+    }
+
+    /// <summary>Stops the count until the returned handle is disposed; then it starts again from the whole timeout.</summary>
+    public IDisposable Hold()
+    {
+        lock (_lock)
+        {
+            _holds++;
+            _timer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+
+        return new Release(this);
+    }
+
+    private void Resume()
+    {
+        lock (_lock)
+        {
+            if (--_holds == 0)
+            {
+                _timer?.Change(timeout, Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
+
+    private sealed class Release(StartWatchdog watchdog) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                watchdog.Resume();
+            }
+        }
     }
 
     private void Expire()
@@ -53,7 +97,14 @@ internal sealed partial class StartWatchdog(
 
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    public void Dispose() => _timer?.Dispose();
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _timer?.Dispose();
+            _timer = null;
+        }
+    }
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "{Message}")]
     private static partial void LogStuck(ILogger logger, string message);

@@ -100,6 +100,8 @@ public sealed class RunningHost : IAsyncDisposable
         {
             if (process.HasExited)
             {
+                // Until the redirected output is read to its end: its last lines say why.
+                process.WaitForExit();
                 throw new InvalidOperationException($"BusFlow.Host exited with {process.ExitCode}:\n{Output}");
             }
 
