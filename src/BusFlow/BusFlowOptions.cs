@@ -28,12 +28,13 @@ public sealed class BusFlowOptions
     public TimeSpan? DefinitionWait { get; set; }
 
     /// <summary>
-    /// <c>BusFlow:StartTimeout</c> (<c>hh:mm:ss</c>): a process whose start (the store's checks and
-    /// migrations, the bus connecting and declaring its queues) has not finished by then ends itself
-    /// with an error, for its supervisor to start it again, instead of staying up and never ready.
-    /// Default 5 minutes; <c>00:00:00</c> waits for ever. Raise it when a start applies a long migration.
+    /// <c>BusFlow:StartTimeout</c> (<c>hh:mm:ss</c>): a process whose start (the store's check, the
+    /// bus connecting and declaring its queues; not the time migrations take) has not finished by
+    /// then ends itself with an error, for its supervisor to start it again, instead of staying up
+    /// and never ready. Unset (or zero): never. BusFlow.Host sets 5 minutes in its appsettings.json;
+    /// an application of its own opts in, since the process ends even if it meant to survive a failed start.
     /// </summary>
-    public TimeSpan StartTimeout { get; set; } = TimeSpan.FromMinutes(5);
+    public TimeSpan? StartTimeout { get; set; }
 
     /// <summary><c>BusFlow:RabbitMq</c>: where the broker is, when <see cref="Transport"/> is RabbitMq.</summary>
     public RabbitMqOptions RabbitMq { get; set; } = new();

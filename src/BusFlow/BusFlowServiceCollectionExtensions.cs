@@ -82,7 +82,7 @@ public static class BusFlowServiceCollectionExtensions
         });
         services.AddSingleton(sp => new StartWatchdog(
             sp.GetRequiredService<IHostApplicationLifetime>(),
-            options.StartTimeout,
+            options.StartTimeout ?? TimeSpan.Zero,
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<StartWatchdog>>(),
             Environment.FailFast));

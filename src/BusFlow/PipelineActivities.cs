@@ -44,7 +44,11 @@ public static class PipelineActivities
         return activity;
     }
 
-    /// <summary>A step run; its parent is the current activity when it is in the dispatching transition's trace, else that transition.</summary>
+    /// <summary>
+    /// A step run, under the transition that dispatched it (a co-located step runs in the flow of
+    /// the step before it, and would otherwise nest under that one); the current activity (the
+    /// command's receive) is linked when it is another.
+    /// </summary>
     internal static Activity? Step(ExecuteStep command)
     {
         if (!Source.HasListeners())
@@ -52,8 +56,12 @@ public static class PipelineActivities
             return null;
         }
 
-        var parent = Parent(command.TraceParent);
-        var activity = Source.StartActivity("busflow.step", ActivityKind.Internal, parent);
+        var current = Activity.Current;
+        var parent = command.TraceParent is { } traceParent && ActivityContext.TryParse(traceParent, null, out var dispatched) && (dispatched.TraceFlags & ActivityTraceFlags.Recorded) != 0
+            ? dispatched
+            : current?.Context ?? default;
+        ActivityLink[]? links = current is not null && current.Context != parent ? [new ActivityLink(current.Context)] : null;
+        var activity = Source.StartActivity("busflow.step", ActivityKind.Internal, parent, links: links);
         if (activity is { IsAllDataRequested: true })
         {
             activity.SetTag("busflow.pipeline.id", command.PipelineId);

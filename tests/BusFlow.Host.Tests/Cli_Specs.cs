@@ -114,6 +114,11 @@ public sealed partial class When_watching_from_the_terminal
         var (started, startOutput, _) = await RunAsync(host, null, "start", "ledger", "--plain");
         Assert.Equal(0, started);
         var id = Regex.Match(startOutput, "started ledger pipeline ([0-9a-f-]{36})").Groups[1].Value;
+        // A watch after the end of a finished pipeline says how it ended, at once.
+        var (late, lateOutput, _) = await RunAsync(host, null, "watch", id, "--after", "1000", "--plain");
+        Assert.Equal(0, late);
+        Assert.Equal("pipeline completed", lateOutput.Trim());
+
         var (status, statusOutput, _) = await RunAsync(host, null, "status", id);
         Assert.Equal(0, status);
         Assert.Contains($"ledger", statusOutput, StringComparison.Ordinal);

@@ -28,7 +28,7 @@ public sealed class When_a_pipeline_is_traced_across_processes
     {
         await using var db = await TestDatabase.Create(StoreProviderKind.Postgres);
         await using var vhost = await RabbitMqVirtualHost.Create();
-        var spans = new List<Activity>();
+        var spans = new SpanList();
         await using var app = await StartAsync(spans, db, vhost.BusFlowSettings(), runWorkers: false);
 
         var settings = vhost.BusFlowSettings();
@@ -49,11 +49,7 @@ public sealed class When_a_pipeline_is_traced_across_processes
         Assert.Equal("PipelineCompleted", seen[^1].Type());
         app.Services.GetRequiredService<TracerProvider>().ForceFlush();
         await Task.Delay(200);
-        List<Activity> local;
-        lock (spans)
-        {
-            local = [.. spans];
-        }
+        var local = spans.Snapshot();
 
         // The start request is the trace's root.
         var root = Assert.Single(local, s => s.Kind == ActivityKind.Server && s.GetTagItem("http.route") as string == "/api/pipelines" && s.GetTagItem("http.request.method") as string == "POST");
@@ -89,19 +85,21 @@ public sealed class When_a_pipeline_is_traced_across_processes
     public async Task Should_tag_each_step_run_in_the_saga_s_process_with_the_pipeline_step_attempt_and_tenant()
     {
         await using var db = await TestDatabase.Create(StoreProviderKind.Sqlite);
-        var spans = new List<Activity>();
+        var spans = new SpanList();
         await using var app = await StartAsync(spans, db, [], runWorkers: true);
         using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
         var id = await http.StartAsync("demo", new { delayMs = 5, progressTicks = 0, flakyStep = "enrich" }, tags: new() { ["tenant"] = "acme" });
         await http.WaitForEndAsync(id);
         app.Services.GetRequiredService<TracerProvider>().ForceFlush();
-        List<Activity> local;
-        lock (spans)
+        // A co-located step's span ends after its outcome committed: the last may end just after the pipeline did.
+        List<Activity> local = [], steps = [];
+        for (var i = 0; i < 50 && steps.Count < 6; i++)
         {
-            local = [.. spans];
+            await Task.Delay(100);
+            local = spans.Snapshot();
+            steps = [.. local.Where(s => s.OperationName == "busflow.step" && (Guid?)s.GetTagItem("busflow.pipeline.id") == id)];
         }
 
-        var steps = local.Where(s => s.OperationName == "busflow.step" && (Guid?)s.GetTagItem("busflow.pipeline.id") == id).ToList();
         var root = Assert.Single(local, s => s.Kind == ActivityKind.Server && s.GetTagItem("http.route") as string == "/api/pipelines");
         Assert.All(steps, s => Assert.Equal(root.TraceId, s.TraceId));
         Assert.Equal(["clean", "enrich", "enrich", "fetch", "merge", "report"], steps.Select(s => (string)s.GetTagItem("busflow.step")!).Order());
@@ -111,7 +109,7 @@ public sealed class When_a_pipeline_is_traced_across_processes
     }
 
     /// <summary>The edge and the saga in this process (and the sample workers when <paramref name="runWorkers"/>), its spans in <paramref name="spans"/>.</summary>
-    private static async Task<WebApplication> StartAsync(List<Activity> spans, TestDatabase db, Dictionary<string, string?> settings, bool runWorkers)
+    private static async Task<WebApplication> StartAsync(SpanList spans, TestDatabase db, Dictionary<string, string?> settings, bool runWorkers)
     {
         var builder = WebApplication.CreateBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
@@ -131,5 +129,64 @@ public sealed class When_a_pipeline_is_traced_across_processes
         app.MapBusFlowEdge();
         await app.StartAsync();
         return app;
+    }
+
+    /// <summary>The exporter's list, safe to read while spans of other threads still end.</summary>
+    private sealed class SpanList : ICollection<Activity>
+    {
+        private readonly List<Activity> _spans = [];
+
+        public int Count
+        {
+            get
+            {
+                lock (_spans)
+                {
+                    return _spans.Count;
+                }
+            }
+        }
+
+        public bool IsReadOnly => false;
+
+        public List<Activity> Snapshot()
+        {
+            lock (_spans)
+            {
+                return [.. _spans];
+            }
+        }
+
+        public void Add(Activity item)
+        {
+            lock (_spans)
+            {
+                _spans.Add(item);
+            }
+        }
+
+        public void Clear()
+        {
+            lock (_spans)
+            {
+                _spans.Clear();
+            }
+        }
+
+        public bool Contains(Activity item) => Snapshot().Contains(item);
+
+        public void CopyTo(Activity[] array, int arrayIndex) => Snapshot().CopyTo(array, arrayIndex);
+
+        public bool Remove(Activity item)
+        {
+            lock (_spans)
+            {
+                return _spans.Remove(item);
+            }
+        }
+
+        public IEnumerator<Activity> GetEnumerator() => Snapshot().GetEnumerator();
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 }

@@ -21,16 +21,19 @@ internal sealed partial class StartWatchdog(
     Action<string> end) : IHostedLifecycleService, IDisposable
 {
     private readonly Lock _lock = new();
+
+    /// <summary>The timeout, within what a timer takes (about 49 days).</summary>
+    private TimeSpan Due => timeout < TimeSpan.FromDays(40) ? timeout : TimeSpan.FromDays(40);
     private ITimer? _timer;
     private int _holds;
 
     public Task StartingAsync(CancellationToken cancellationToken)
     {
-        if (timeout > TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan && !System.Diagnostics.Debugger.IsAttached)
+        if (timeout > TimeSpan.Zero && !System.Diagnostics.Debugger.IsAttached)
         {
             lock (_lock)
             {
-                _timer = time.CreateTimer(_ => Expire(), null, timeout, Timeout.InfiniteTimeSpan);
+                _timer = time.CreateTimer(_ => Expire(), null, Due, Timeout.InfiniteTimeSpan);
             }
 
             lifetime.ApplicationStarted.Register(Dispose);
@@ -57,7 +60,7 @@ internal sealed partial class StartWatchdog(
         {
             if (--_holds == 0)
             {
-                _timer?.Change(timeout, Timeout.InfiniteTimeSpan);
+                _timer?.Change(Due, Timeout.InfiniteTimeSpan);
             }
         }
     }
@@ -77,6 +80,15 @@ internal sealed partial class StartWatchdog(
 
     private void Expire()
     {
+        lock (_lock)
+        {
+            // A callback queued just before a Hold or the start's end does nothing.
+            if (_holds > 0 || _timer is null)
+            {
+                return;
+            }
+        }
+
         if (lifetime.ApplicationStarted.IsCancellationRequested || lifetime.ApplicationStopping.IsCancellationRequested)
         {
             return;
