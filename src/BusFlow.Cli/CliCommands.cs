@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Completions;
 using System.CommandLine.Parsing;
-using System.Net.Http.Json;
 using System.Text.Json;
 using BusFlow.Client;
 
@@ -133,13 +132,7 @@ internal static class CliCommands
     {
         try
         {
-            using var http = new HttpClient { BaseAddress = context.ParseResult.GetValue(Url), Timeout = TimeSpan.FromSeconds(1) };
-            if (context.ParseResult.GetValue(ApiKey) is { } key)
-            {
-                http.DefaultRequestHeaders.Add("X-Api-Key", key);
-            }
-
-            var definitions = http.GetFromJsonAsync<JsonElement>("api/definitions").GetAwaiter().GetResult();
+            var definitions = PipelineView.DefinitionsAsync(context.ParseResult.GetValue(Url)!, context.ParseResult.GetValue(ApiKey), TimeSpan.FromSeconds(1), CancellationToken.None).GetAwaiter().GetResult();
             return [.. definitions.EnumerateArray()
                 .Select(d => d.GetProperty("name").GetString()!)
                 .Where(name => name.StartsWith(context.WordToComplete, StringComparison.Ordinal))

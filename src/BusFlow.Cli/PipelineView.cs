@@ -100,16 +100,22 @@ internal sealed class PipelineView(BusFlowClient client, Uri url, string? apiKey
 
     private async Task<IReadOnlyList<string>> StepNamesAsync(string definition, CancellationToken cancellationToken)
     {
-        using var http = new HttpClient { BaseAddress = url };
+        var definitions = await DefinitionsAsync(url, apiKey, Timeout.InfiniteTimeSpan, cancellationToken);
+        return [.. definitions.EnumerateArray()
+            .Where(d => d.GetProperty("name").GetString() == definition)
+            .SelectMany(d => d.GetProperty("steps").EnumerateArray().Select(s => s.GetProperty("name").GetString()!))];
+    }
+
+    /// <summary><c>GET /api/definitions</c> of the edge (BusFlowClient has no call for it yet), for step names and completion.</summary>
+    public static async Task<JsonElement> DefinitionsAsync(Uri url, string? apiKey, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient { BaseAddress = url, Timeout = timeout };
         if (apiKey is { } key)
         {
             http.DefaultRequestHeaders.Add("X-Api-Key", key);
         }
 
-        var definitions = await http.GetFromJsonAsync<JsonElement>("api/definitions", cancellationToken);
-        return [.. definitions.EnumerateArray()
-            .Where(d => d.GetProperty("name").GetString() == definition)
-            .SelectMany(d => d.GetProperty("steps").EnumerateArray().Select(s => s.GetProperty("name").GetString()!))];
+        return await http.GetFromJsonAsync<JsonElement>("api/definitions", cancellationToken);
     }
 }
 

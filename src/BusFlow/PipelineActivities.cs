@@ -57,9 +57,7 @@ public static class PipelineActivities
         }
 
         var current = Activity.Current;
-        var parent = command.TraceParent is { } traceParent && ActivityContext.TryParse(traceParent, null, out var dispatched) && (dispatched.TraceFlags & ActivityTraceFlags.Recorded) != 0
-            ? dispatched
-            : current?.Context ?? default;
+        var parent = Recorded(command.TraceParent) is { } dispatched ? dispatched : current?.Context ?? default;
         ActivityLink[]? links = current is not null && current.Context != parent ? [new ActivityLink(current.Context)] : null;
         var activity = Source.StartActivity("busflow.step", ActivityKind.Internal, parent, links: links);
         if (activity is { IsAllDataRequested: true })
@@ -83,7 +81,7 @@ public static class PipelineActivities
     /// <summary>An event confirmed by the broker (or, at an edge, pushed to <paramref name="subscribers"/>), from <paramref name="started"/> until now.</summary>
     public static void EventHandled(string name, PipelineEvent e, DateTimeOffset started, int? subscribers = null)
     {
-        if (e.TraceParent is null || !Source.HasListeners() || !ActivityContext.TryParse(e.TraceParent, null, out var parent))
+        if (!Source.HasListeners() || Recorded(e.TraceParent) is not { } parent)
         {
             return;
         }
@@ -123,13 +121,17 @@ public static class PipelineActivities
     private static ActivityContext Parent(string? traceParent)
     {
         var current = Activity.Current;
-        if (traceParent is null || !ActivityContext.TryParse(traceParent, null, out var dispatched) || (dispatched.TraceFlags & ActivityTraceFlags.Recorded) == 0)
+        if (Recorded(traceParent) is not { } dispatched)
         {
             return current?.Context ?? default;
         }
 
         return current is not null && current.TraceId == dispatched.TraceId ? current.Context : dispatched;
     }
+
+    /// <summary>The context a <c>traceparent</c> names, when it parses and a tracer recorded it; else null.</summary>
+    private static ActivityContext? Recorded(string? traceParent) =>
+        traceParent is not null && ActivityContext.TryParse(traceParent, null, out var context) && (context.TraceFlags & ActivityTraceFlags.Recorded) != 0 ? context : null;
 
     private static void TagTenant(Activity activity, IReadOnlyDictionary<string, string> tags)
     {

@@ -76,21 +76,22 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
                 return File.Exists(published) ? Path.GetFullPath(published) : throw new FileNotFoundException($"BUSFLOW_CHAOS_HOST names {published}, which does not exist: dotnet publish src/BusFlow.Host -c Release -o <folder>");
             }
 
-            var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
-            var path = Path.Combine(BusFlow.Benchmarks.BenchMachine.RepositoryRoot, "src", "BusFlow.Host", "bin", configuration, "net10.0", "BusFlow.Host.dll");
-            return File.Exists(path) ? path : throw new FileNotFoundException($"BusFlow.Host is not built at {path}: dotnet build -c {configuration} src/BusFlow.Host");
+            var path = Path.Combine(BusFlow.Benchmarks.BenchMachine.RepositoryRoot, "src", "BusFlow.Host", "bin", Configuration, "net10.0", "BusFlow.Host.dll");
+            return File.Exists(path) ? path : throw new FileNotFoundException($"BusFlow.Host is not built at {path}: dotnet build -c {Configuration} src/BusFlow.Host");
         }
     }
+
+    /// <summary>The runner's own build configuration, whose host build output it runs without BUSFLOW_CHAOS_HOST.</summary>
+    private static string Configuration => AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
 
     /// <summary>What <see cref="HostAssembly"/> is, for the report; a publish must be ReadyToRun, as docker-compose.yml's is.</summary>
     public static string HostDescription
     {
         get
         {
-            var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
             if (Environment.GetEnvironmentVariable("BUSFLOW_CHAOS_HOST") is not { Length: > 0 })
             {
-                return $"BusFlow.Host's build output ({configuration})";
+                return $"BusFlow.Host's build output ({Configuration})";
             }
 
             // The host and the largest package it starts: both compiled ahead of time, or the publish lost it.
