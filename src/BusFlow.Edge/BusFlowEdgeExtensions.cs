@@ -3,7 +3,6 @@ using BusFlow.Edge.Auth;
 using BusFlow.Edge.Http;
 using BusFlow.Edge.Live;
 using BusFlow.Edge.WebSockets;
-using MassTransit;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
@@ -58,7 +57,7 @@ public static partial class BusFlowEdgeExtensions
         // Every edge node gets every event on its own auto-deleted queue.
         var machine = new string([.. Environment.MachineName.ToLowerInvariant().Where(char.IsAsciiLetterOrDigit).Take(20)]);
         var node = $"busflow-edge-{machine}-{Guid.NewGuid():N}";
-        ((IBusRegistrationConfigurator)services).AddConsumer<EdgeEventConsumer>().Endpoint(e =>
+        busflow.Bus.AddConsumer<EdgeEventConsumer>().Endpoint(e =>
         {
             e.Name = node;
             e.Temporary = true;
@@ -67,9 +66,24 @@ public static partial class BusFlowEdgeExtensions
         return busflow;
     }
 
+    /// <summary>
+    /// The edge reads pipelines, events and idempotency keys through the core's read seams; a
+    /// process that registered none (no <c>UseStore</c>) is told so at start, not at its first request.
+    /// </summary>
+    private static void RequireReadSeams(IServiceProvider services)
+    {
+        var registered = services.GetRequiredService<IServiceProviderIsService>();
+        var missing = new[] { typeof(IPipelineQueries), typeof(IPipelineEventLog), typeof(IIdempotencyKeys) }.Where(t => !registered.IsService(t)).Select(t => t.Name).ToList();
+        if (missing.Count > 0)
+        {
+            throw new InvalidOperationException($"The web edge reads through {string.Join(", ", missing)}, and none is registered: call UseStore(...) inside AddBusFlow (BusFlow.Store), or register an implementation of each.");
+        }
+    }
+
     /// <summary>Maps <c>/api</c>, <c>/ws</c> and <c>/health</c>. Call after building the app.</summary>
     public static IEndpointRouteBuilder MapBusFlowEdge(this WebApplication app)
     {
+        RequireReadSeams(app.Services);
         var options = app.Services.GetRequiredService<IOptions<EdgeOptions>>().Value;
         app.Use((http, next) => CorkedStream.UnderWebSockets(http, next, "/ws"));
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = options.HeartbeatInterval, KeepAliveTimeout = options.HeartbeatInterval * 2 });

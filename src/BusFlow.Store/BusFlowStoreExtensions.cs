@@ -5,6 +5,7 @@ using MassTransit.Saga;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 
 namespace BusFlow.Store;
@@ -59,8 +60,15 @@ public static class BusFlowStoreExtensions
 
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());
+        // The read seams the web edge and other readers depend on (BusFlow's IPipelineQueries,
+        // IPipelineEventLog, IIdempotencyKeys), each one instance with its concrete type.
         services.AddSingleton<PipelineEventReader>();
+        services.AddSingleton<IPipelineEventLog>(sp => sp.GetRequiredService<PipelineEventReader>());
         services.AddSingleton<PipelineStore>();
+        services.AddSingleton<IPipelineQueries>(sp => sp.GetRequiredService<PipelineStore>());
+        services.AddSingleton<IdempotencyKeyStore>();
+        services.AddSingleton<IIdempotencyKeys>(sp => sp.GetRequiredService<IdempotencyKeyStore>());
+        services.TryAddSingleton(TimeProvider.System);
         services.AddHealthChecks().AddCheck<StoreHealthCheck>(StoreHealthCheck.Name, tags: ["ready"]);
 
         busflow.TreatAsTransient(IsTransient);

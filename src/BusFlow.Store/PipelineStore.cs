@@ -1,11 +1,10 @@
 using BusFlow.Store.Internal;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Logging;
 
 namespace BusFlow.Store;
 
 /// <summary>Read access to pipeline state for status queries (the saga alone writes it).</summary>
-public sealed partial class PipelineStore(IDbContextFactory<BusFlowDbContext> databases, ILogger<PipelineStore> logger)
+public sealed class PipelineStore(IDbContextFactory<BusFlowDbContext> databases) : IPipelineQueries
 {
     public async Task<PipelineState?> FindAsync(Guid pipelineId, CancellationToken cancellationToken = default)
     {
@@ -86,50 +85,12 @@ public sealed partial class PipelineStore(IDbContextFactory<BusFlowDbContext> da
     }
 
     /// <summary>A suspension of a pipeline, open or closed; null when there is none by that id.</summary>
-    public async Task<SuspensionRecord?> FindSuspensionAsync(Guid pipelineId, Guid suspendId, CancellationToken cancellationToken = default)
+    public async Task<PipelineSuspension?> FindSuspensionAsync(Guid pipelineId, Guid suspendId, CancellationToken cancellationToken = default)
     {
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        return await db.Suspensions.AsNoTracking().FirstOrDefaultAsync(s => s.SuspendId == suspendId && s.PipelineId == pipelineId, cancellationToken);
+        return await db.Suspensions.AsNoTracking()
+            .Where(s => s.SuspendId == suspendId && s.PipelineId == pipelineId)
+            .Select(s => new PipelineSuspension(s.SuspendId, s.PipelineId, s.StepName, s.ItemIndex, s.CreatedAt, s.ExpiresAt, s.ClosedAt))
+            .FirstOrDefaultAsync(cancellationToken);
     }
-
-    /// <summary>The idempotency key record, if the key was claimed.</summary>
-    public async Task<IdempotencyKeyRecord?> FindKeyAsync(string scope, string key, CancellationToken cancellationToken = default)
-    {
-        await using var db = await databases.CreateDbContextAsync(cancellationToken);
-        return await db.IdempotencyKeys.AsNoTracking().FirstOrDefaultAsync(k => k.Scope == scope && k.Key == key, cancellationToken);
-    }
-
-    /// <summary>
-    /// Claims an idempotency key for a request: the first claim stores it; later claims get the stored
-    /// record back, whose <see cref="IdempotencyKeyRecord.RequestHash"/> tells a repeat from a conflict.
-    /// </summary>
-    public async Task<IdempotencyKeyRecord> ClaimKeyAsync(string scope, string key, string requestHash, Guid pipelineId, CancellationToken cancellationToken = default)
-    {
-        await using var db = await databases.CreateDbContextAsync(cancellationToken);
-
-        // A repeat (the usual case of a used key) finds its record without a failed insert, which
-        // EF Core would log as an error; only two requests racing with one new key still meet the
-        // unique index below.
-        if (await db.IdempotencyKeys.AsNoTracking().FirstOrDefaultAsync(k => k.Scope == scope && k.Key == key, cancellationToken) is { } existing)
-        {
-            LogRepeat(logger, scope, existing.PipelineId);
-            return existing;
-        }
-
-        var record = new IdempotencyKeyRecord { Scope = scope, Key = key, RequestHash = requestHash, PipelineId = pipelineId, CreatedAt = DateTimeOffset.UtcNow };
-        db.IdempotencyKeys.Add(record);
-        try
-        {
-            await db.SaveChangesAsync(cancellationToken);
-            return record;
-        }
-        catch (DbUpdateException e) when (StoreProvider.IsUniqueViolation(e))
-        {
-            db.ChangeTracker.Clear();
-            return await db.IdempotencyKeys.AsNoTracking().SingleAsync(k => k.Scope == scope && k.Key == key, cancellationToken);
-        }
-    }
-
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Idempotency key of scope {Scope} used again; answering with pipeline {PipelineId}")]
-    private static partial void LogRepeat(ILogger logger, string scope, Guid pipelineId);
 }

@@ -12,13 +12,19 @@ public sealed partial class BusFlowBuilder
     private readonly Dictionary<string, WorkerRegistration> _workers = new(StringComparer.Ordinal);
     private readonly HashSet<string> _remoteWorkers = new(StringComparer.Ordinal);
 
-    internal BusFlowBuilder(IServiceCollection services)
+    internal BusFlowBuilder(IBusRegistrationConfigurator bus)
     {
-        Services = services;
+        Bus = bus;
     }
 
     /// <summary>The service collection, for registering what handlers and observers need.</summary>
-    public IServiceCollection Services { get; }
+    public IServiceCollection Services => Bus;
+
+    /// <summary>
+    /// MassTransit's registration that BusFlow is added to, for parts that add consumers or
+    /// endpoints of their own (the web edge adds its event consumer here).
+    /// </summary>
+    public IBusRegistrationConfigurator Bus { get; }
 
     /// <summary>Run the pipeline saga in this process (default true). Turn off in worker-only processes.</summary>
     public bool RunSaga { get; set; } = true;

@@ -33,18 +33,21 @@ var memory = new Memory(topology, clock);
 var sampling = memory.SampleAsync(TimeSpan.FromSeconds(5), end.Token);
 
 using var loadStop = new CancellationTokenSource(settings.Load);
-using var abort = new CancellationTokenSource(settings.Load + settings.Drain);
+// The drain's time counts from when the last fault was repaired (below); this bound only ends a run
+// whose faults never finish.
+using var abort = new CancellationTokenSource(settings.Load + settings.Drain + TimeSpan.FromMinutes(5));
 var faults = new FaultInjector(topology, load, tap, random, clock, abort.Token);
 var faulting = faults.RunAsync(settings.FaultEvery, settings.RandomFaults, loadStop.Token, settings.Kinds);
 await load.RunAsync(settings.Rate, loadStop.Token, abort.Token);
 var loadSeconds = clock.Elapsed.TotalSeconds;
 Console.WriteLine($"load stopped at {loadSeconds:0} s: {load.Started.Count} pipelines started; waiting for the faults in progress and for every pipeline's end");
 await faulting;
+abort.CancelAfter(settings.Drain);
 try
 {
     await load.DrainAsync();
 }
-catch (OperationCanceledException)
+catch (Exception) when (abort.IsCancellationRequested)
 {
     Console.WriteLine($"drain cut off after {settings.Drain.TotalSeconds:0} s");
 }

@@ -1,11 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
-using BusFlow.Edge.Tests.Support;
-using BusFlow.Host.Tests.Support;
-using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
-using BusFlow.Store.Tests.Support;
 using Xunit.Abstractions;
 
 namespace BusFlow.Edge.Tests;

@@ -1,6 +1,5 @@
 using BusFlow.Edge.Tests.Support;
 using BusFlow.Store;
-using BusFlow.Store.Tests.Support;
 using Microsoft.EntityFrameworkCore;
 
 namespace BusFlow.Edge.Tests;

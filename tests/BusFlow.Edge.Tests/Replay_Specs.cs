@@ -284,7 +284,7 @@ public sealed class When_subscribers_ask_for_the_same_page_at_once
     public async Task Should_give_every_subscriber_every_event_once_in_order_with_its_own_bytes(StoreProviderKind provider)
     {
         const int Events = 5_000;
-        await using var database = await BusFlow.Store.Tests.Support.TestDatabase.Create(provider);
+        await using var database = await BusFlow.Testing.TestDatabase.Create(provider);
         await using var server = await EdgeServer.StartAsync(database: database);
         var id = Guid.NewGuid();
         await using (var db = await server.Services.GetRequiredService<IDbContextFactory<BusFlowDbContext>>().CreateDbContextAsync())

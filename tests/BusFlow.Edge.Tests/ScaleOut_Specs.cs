@@ -1,8 +1,4 @@
-using BusFlow.Edge.Tests.Support;
-using BusFlow.Host.Tests.Support;
-using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
-using BusFlow.Store.Tests.Support;
 using Xunit.Abstractions;
 
 namespace BusFlow.Edge.Tests;

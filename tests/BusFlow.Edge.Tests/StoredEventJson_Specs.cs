@@ -3,7 +3,6 @@ using System.Text;
 using System.Text.Json;
 using BusFlow.Contracts;
 using BusFlow.Edge.Live;
-using BusFlow.Store;
 
 namespace BusFlow.Edge.Tests;
 

@@ -2,9 +2,7 @@ using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 using BusFlow.Edge.Tests.Support;
-using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
-using BusFlow.Store.Tests.Support;
 
 namespace BusFlow.Edge.Tests;
 

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
-using BusFlow.Host.Tests.Support;
 
 namespace BusFlow.Host.Tests;
 

@@ -1,7 +1,6 @@
 using System.Net;
 using BusFlow.Client;
 using BusFlow.Contracts;
-using BusFlow.Host.Tests.Support;
 
 namespace BusFlow.Host.Tests;
 

@@ -1,4 +1,3 @@
-using BusFlow.Host.Tests.Support;
 using Microsoft.Playwright;
 using Xunit.Abstractions;
 

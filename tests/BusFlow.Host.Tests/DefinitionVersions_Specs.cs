@@ -2,10 +2,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using BusFlow.Client;
 using BusFlow.Contracts;
-using BusFlow.Host.Tests.Support;
-using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
-using BusFlow.Store.Tests.Support;
 
 namespace BusFlow.Host.Tests;
 

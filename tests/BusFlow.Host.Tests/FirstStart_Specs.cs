@@ -1,4 +1,3 @@
-using BusFlow.Host.Tests.Support;
 
 namespace BusFlow.Host.Tests;
 

@@ -1,8 +1,6 @@
 using System.Globalization;
 using System.Net;
 using System.Text.RegularExpressions;
-using BusFlow.Edge.Tests.Support;
-using BusFlow.Host.Tests.Support;
 
 namespace BusFlow.Host.Tests;
 

@@ -1,7 +1,5 @@
 using System.Net;
 using System.Text.Json;
-using BusFlow.Edge.Tests.Support;
-using BusFlow.Host.Tests.Support;
 
 namespace BusFlow.Host.Tests;
 

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using BusFlow.Host.Tests.Support;
 
 namespace BusFlow.Host.Tests;
 

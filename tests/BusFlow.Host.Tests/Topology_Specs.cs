@@ -1,10 +1,7 @@
 using System.Text.RegularExpressions;
 using BusFlow.Client;
 using BusFlow.Contracts;
-using BusFlow.Host.Tests.Support;
-using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
-using BusFlow.Store.Tests.Support;
 using Xunit.Abstractions;
 
 namespace BusFlow.Host.Tests;

@@ -1,11 +1,7 @@
 using System.Diagnostics;
 using BusFlow.Edge;
-using BusFlow.Edge.Tests.Support;
 using BusFlow.Host.Samples;
-using BusFlow.Host.Tests.Support;
-using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
-using BusFlow.Store.Tests.Support;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;

@@ -3,8 +3,6 @@ using BusFlow.Contracts;
 using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
 using BusFlow.Store.Internal;
-using BusFlow.Store.Tests.Support;
-using BusFlow.Tests.Support;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;

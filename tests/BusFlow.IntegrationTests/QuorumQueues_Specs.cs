@@ -2,7 +2,6 @@ using System.Text.Json;
 using BusFlow.Contracts;
 using BusFlow.Host.Samples;
 using BusFlow.IntegrationTests.Support;
-using BusFlow.Tests.Support;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using BusFlow.Contracts;
 using BusFlow.IntegrationTests.Support;
-using static BusFlow.Tests.Support.EventAssertions;
+using static BusFlow.Testing.EventAssertions;
 
 namespace BusFlow.IntegrationTests;
 

@@ -3,13 +3,11 @@ using System.Diagnostics;
 using BusFlow.Contracts;
 using BusFlow.IntegrationTests.Support;
 using BusFlow.Store;
-using BusFlow.Store.Tests.Support;
-using BusFlow.Tests.Support;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;
-using static BusFlow.Tests.Support.EventAssertions;
+using static BusFlow.Testing.EventAssertions;
 
 namespace BusFlow.IntegrationTests;
 

@@ -1,5 +1,6 @@
 using BusFlow.Contracts;
 using BusFlow.Internal;
+using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace BusFlow.Tests;
@@ -27,9 +28,10 @@ public static class PipelineDefinition_Specs
 
     private static BusFlowBuilder BusFlow(Action<BusFlowBuilder> configure)
     {
-        var builder = new BusFlowBuilder(new ServiceCollection());
-        configure(builder);
-        return builder;
+        BusFlowBuilder? builder = null;
+        new ServiceCollection().AddMassTransit(bus => builder = new BusFlowBuilder(bus));
+        configure(builder!);
+        return builder!;
     }
 
     private static Task<StepResult> Succeed(StepContext context) => Task.FromResult(StepResult.Success());

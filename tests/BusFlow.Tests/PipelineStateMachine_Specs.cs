@@ -3,7 +3,7 @@ using System.Text.Json;
 using BusFlow.Contracts;
 using BusFlow.Tests.Support;
 using MassTransit;
-using static BusFlow.Tests.Support.EventAssertions;
+using static BusFlow.Testing.EventAssertions;
 
 namespace BusFlow.Tests;
 

@@ -4,7 +4,7 @@ using BusFlow.Contracts;
 using BusFlow.Tests.Support;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
-using static BusFlow.Tests.Support.EventAssertions;
+using static BusFlow.Testing.EventAssertions;
 
 namespace BusFlow.Tests;
 

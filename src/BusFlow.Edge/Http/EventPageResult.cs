@@ -1,5 +1,4 @@
 using System.Text.Json;
-using BusFlow.Store;
 using Microsoft.AspNetCore.Http;
 
 namespace BusFlow.Edge.Http;

@@ -5,182 +5,165 @@ using BusFlow.Contracts;
 using BusFlow.Edge.Auth;
 using BusFlow.Edge.Live;
 using BusFlow.Edge.WebSockets;
-using BusFlow.Store;
 using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
 
 namespace BusFlow.Edge.Http;
 
-/// <summary>The REST API of design.md's wire contract (docs/protocol.md).</summary>
+/// <summary>
+/// The REST API of design.md's wire contract (docs/protocol.md): typed handlers over the engine's
+/// read seams (<see cref="IPipelineQueries"/>, <see cref="IPipelineEventLog"/>,
+/// <see cref="IIdempotencyKeys"/>), which the host's store implements.
+/// </summary>
 internal static partial class PipelinesApi
 {
-    private const int MaxBodyBytes = 1024 * 1024;
     private const int MaxIdempotencyKeyLength = 128;
 
+    // Bodies are read by hand (JsonBody), whatever their Content-Type, and checked for what the edge
+    // needs: no Accepts metadata, whose routing policy would answer 415 before the edge's own checks
+    // (an Origin refused, a body too large) could give their reasons.
     public static void Map(IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/api");
-        api.MapGet("/definitions", (PipelineRegistry registry) =>
-            Results.Ok(registry.Definitions.OrderBy(d => d.Name, StringComparer.Ordinal).Select(d => DefinitionView.From(d, registry))));
-        api.MapGet("/definitions/versions", VersionsAsync);
-        api.MapGet("/definitions/{name}/versions/{version}", (string name, string version, PipelineRegistry registry) =>
-            registry.Find(name, version) is { } definition && version.Length > 0
-                ? Results.Ok(DefinitionView.From(definition, registry))
-                : Problems.Of(StatusCodes.Status404NotFound, "definition_version_not_found", "Definition version not found", $"This process has no definition '{Problems.Truncate(name)}' in the version '{Problems.Truncate(version)}'."));
-        api.MapPost("/pipelines", StartAsync);
-        api.MapGet("/pipelines", ListAsync);
-        api.MapGet("/pipelines/{id}", StatusAsync);
-        api.MapPost("/pipelines/{id}/cancel", CancelAsync);
-        api.MapGet("/pipelines/{id}/events", EventsAsync);
-        api.MapGet("/pipelines/{id}/stream", StreamAsync);
-        api.MapPost("/pipelines/{id}/actions/{suspendId}", ActionAsync);
-        api.MapGet("/metrics", (EdgeMetrics metrics) => Results.Ok(metrics.Snapshot()));
+        var api = app.MapGroup("/api").WithTags("BusFlow").ProducesProblem(StatusCodes.Status401Unauthorized);
+        api.MapGet("/definitions", ListDefinitions)
+            .WithName("ListDefinitions").WithSummary("The pipeline definitions this process runs, current versions");
+        api.MapGet("/definitions/versions", VersionsAsync)
+            .WithName("ListDefinitionVersions").WithSummary("Definition versions this process has or that pipelines still run on, with how many run");
+        api.MapGet("/definitions/{name}/versions/{version}", DefinitionVersion)
+            .WithName("GetDefinitionVersion").WithSummary("One version of a definition, as this process has it");
+        api.MapPost("/pipelines", StartAsync)
+            .WithName("StartPipeline").WithSummary("Starts a pipeline; repeatable with an Idempotency-Key header");
+        api.MapGet("/pipelines", ListAsync)
+            .WithName("ListPipelines").WithSummary("The latest pipelines the caller may see, and the store position read before them");
+        api.MapGet("/pipelines/{id}", StatusAsync)
+            .WithName("GetPipeline").WithSummary("A pipeline's status and step tree");
+        api.MapPost("/pipelines/{id}/cancel", CancelAsync)
+            .WithName("CancelPipeline").WithSummary("Asks a running pipeline to cancel");
+        api.MapGet("/pipelines/{id}/events", EventsAsync)
+            .WithName("ReadPipelineEvents").WithSummary("A page of a pipeline's events after a seq; waits up to waitMs for one (long-poll)")
+            .Produces(StatusCodes.Status200OK, contentType: "application/json");
+        api.MapGet("/pipelines/{id}/stream", StreamAsync)
+            .WithName("StreamPipelineEvents").WithSummary("A pipeline's events as server-sent events, resuming after Last-Event-ID")
+            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
+        api.MapPost("/pipelines/{id}/actions/{suspendId}", ActionAsync)
+            .WithName("AnswerSuspension").WithSummary("Answers a suspended step; repeatable with the same body");
+        api.MapGet("/metrics", (EdgeMetrics metrics) => TypedResults.Ok(metrics.Snapshot()))
+            .WithName("EdgeMetrics").WithSummary("This edge node's connection and latency figures");
     }
 
-    private static async Task<IResult> StartAsync(
-        HttpContext http,
-        PipelineRegistry registry,
-        PipelineStore store,
-        PipelineSignals signals,
-        IPublishEndpoint publish,
-        IOptions<EdgeOptions> options)
+    private static Ok<IEnumerable<DefinitionView>> ListDefinitions(PipelineRegistry registry) =>
+        TypedResults.Ok(registry.Definitions.OrderBy(d => d.Name, StringComparer.Ordinal).Select(d => DefinitionView.From(d, registry)));
+
+    private static Results<Ok<DefinitionView>, ProblemHttpResult> DefinitionVersion(string name, string version, PipelineRegistry registry) =>
+        registry.Find(name, version) is { } definition && version.Length > 0
+            ? TypedResults.Ok(DefinitionView.From(definition, registry))
+            : Problems.Of(StatusCodes.Status404NotFound, "definition_version_not_found", "Definition version not found", $"This process has no definition '{Problems.Truncate(name)}' in the version '{Problems.Truncate(version)}'.");
+
+    /// <summary>
+    /// A start, in its steps: read and check the request; claim its Idempotency-Key (a repeat gets
+    /// the pipeline of the first request); publish it unless the pipeline exists; wait briefly until
+    /// the saga has recorded it, so that a status read right after the 202 finds it.
+    /// </summary>
+    private static async Task<Results<Accepted<PipelineAccepted>, ProblemHttpResult>> StartAsync(HttpContext http, [AsParameters] EdgeServices edge, IPublishEndpoint publish)
     {
-        var principal = http.Principal();
-        var (body, problem) = await ReadJsonAsync(http.Request);
+        var (body, bodyProblem) = await JsonBody.ReadAsync(http.Request);
+        if (bodyProblem is not null)
+        {
+            return bodyProblem;
+        }
+
+        var (request, problem) = StartRequest.Read(body, edge.Registry, edge.Options.Value, http.Principal());
         if (problem is not null)
         {
             return problem;
         }
 
-        if (body.ValueKind != JsonValueKind.Object)
+        var (pipelineId, keyProblem) = await ClaimStartAsync(http, edge.Keys, request!);
+        if (keyProblem is not null)
         {
-            return Problems.Invalid("invalid_body", "The body is a JSON object: {\"definition\":\"demo\",\"input\":{...},\"tags\":{\"k\":\"v\"}}.");
+            return keyProblem;
         }
 
-        if (!body.TryGetProperty("definition", out var nameElement) || nameElement.ValueKind != JsonValueKind.String)
+        if (await PublishStartAsync(http, edge, publish, request!, pipelineId) is { } unavailable)
         {
-            return Problems.Invalid("invalid_body", "\"definition\" is required: the name of a registered pipeline definition.");
+            return unavailable;
         }
 
-        var name = nameElement.GetString()!;
-        var definition = registry.Find(name);
-        if (definition is null)
-        {
-            return Problems.Of(
-                StatusCodes.Status422UnprocessableEntity,
-                "unknown_definition",
-                "Unknown pipeline definition",
-                $"No pipeline definition is named '{Problems.Truncate(name)}'. Known: {string.Join(", ", registry.Definitions.Select(d => d.Name).Order(StringComparer.Ordinal))}.");
-        }
+        return TypedResults.Accepted($"/api/pipelines/{pipelineId}", new PipelineAccepted(pipelineId));
+    }
 
-        JsonElement? input = body.TryGetProperty("input", out var inputElement) && inputElement.ValueKind != JsonValueKind.Null ? inputElement.Clone() : null;
-        if (definition.Input?.Validate(input) is { Count: > 0 } inputErrors)
-        {
-            return Results.Problem(
-                statusCode: StatusCodes.Status422UnprocessableEntity,
-                title: "Invalid input",
-                detail: $"The input does not fit the '{name}' pipeline: {string.Join("; ", inputErrors)}.",
-                type: "https://busflow.dev/problems/invalid_input",
-                extensions: new Dictionary<string, object?> { ["code"] = "invalid_input", ["errors"] = inputErrors });
-        }
-        var tags = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (body.TryGetProperty("tags", out var tagElement) && tagElement.ValueKind != JsonValueKind.Null)
-        {
-            if (tagElement.ValueKind != JsonValueKind.Object)
-            {
-                return Problems.Invalid("invalid_tags", "\"tags\" is an object of string values.");
-            }
-
-            foreach (var tag in tagElement.EnumerateObject())
-            {
-                if (tag.Value.ValueKind != JsonValueKind.String)
-                {
-                    return Problems.Invalid("invalid_tags", $"Tag '{Problems.Truncate(tag.Name)}' must be a string.");
-                }
-
-                tags[tag.Name] = tag.Value.GetString()!;
-            }
-        }
-
-        if (StartLimits.Check(input, tags, options.Value) is { } tooLarge)
-        {
-            return tooLarge;
-        }
-
-        if (principal.Tenant is { } tenant)
-        {
-            if (tags.TryGetValue(BusFlowPrincipal.TenantTag, out var given) && given != tenant)
-            {
-                return Problems.Invalid("tenant_tag_reserved", $"The '{BusFlowPrincipal.TenantTag}' tag is set from your credentials.");
-            }
-
-            tags[BusFlowPrincipal.TenantTag] = tenant;
-        }
-
+    /// <summary>The new pipeline's id, or the first request's under a repeated Idempotency-Key; a key reused with another request is refused.</summary>
+    private static async Task<(Guid PipelineId, ProblemHttpResult? Problem)> ClaimStartAsync(HttpContext http, IIdempotencyKeys keys, StartRequest request)
+    {
         var pipelineId = NewId.NextGuid();
-        if (http.Request.Headers.TryGetValue("Idempotency-Key", out var keyHeader))
+        if (!http.Request.Headers.TryGetValue("Idempotency-Key", out var keyHeader))
         {
-            var key = keyHeader.ToString();
-            if (key.Length is 0 or > MaxIdempotencyKeyLength)
-            {
-                return Problems.Invalid("invalid_idempotency_key", $"Idempotency-Key must be 1 to {MaxIdempotencyKeyLength} characters.");
-            }
-
-            var hash = Hash($"{name}\n{(input is { } i ? JsonSerializer.Serialize(i) : "null")}\n{string.Join('\n', tags.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => $"{t.Key}={t.Value}"))}");
-            var claim = await store.ClaimKeyAsync("start", ScopedKey(principal.Tenant, key), hash, pipelineId, http.RequestAborted);
-            if (claim.RequestHash != hash)
-            {
-                return Problems.Of(StatusCodes.Status409Conflict, "idempotency_key_reused", "Idempotency key reused", "This Idempotency-Key was used with a different request body.");
-            }
-
-            pipelineId = claim.PipelineId;
+            return (pipelineId, null);
         }
 
-        using (var started = signals.Register(pipelineId))
+        var key = keyHeader.ToString();
+        if (key.Length is 0 or > MaxIdempotencyKeyLength)
         {
-            // A repeat of an accepted start publishes again (the saga ignores starts of a pipeline it has),
-            // so a start whose publish failed after its key was claimed still happens.
-            if (await store.FindAsync(pipelineId, http.RequestAborted) is null)
-            {
-                if (await PublishCommandAsync(http, publish, new StartPipeline { PipelineId = pipelineId, Definition = name, Input = input, Tags = tags, TraceParent = PipelineActivities.Current }) is { } unavailable)
-                {
-                    return unavailable;
-                }
-
-                if (await store.FindAsync(pipelineId, http.RequestAborted) is null)
-                {
-                    await started.WaitAsync(options.Value.StartWait, http.RequestAborted);
-                }
-            }
+            return (default, Problems.Invalid("invalid_idempotency_key", $"Idempotency-Key must be 1 to {MaxIdempotencyKeyLength} characters."));
         }
 
-        return Results.Accepted($"/api/pipelines/{pipelineId}", new { pipelineId });
+        var hash = Hash(request.Fingerprint());
+        var claim = await keys.ClaimAsync("start", ScopedKey(http.Principal().Tenant, key), hash, pipelineId, http.RequestAborted);
+        return claim.RequestHash == hash
+            ? (claim.PipelineId, null)
+            : (default, Problems.Of(StatusCodes.Status409Conflict, "idempotency_key_reused", "Idempotency key reused", "This Idempotency-Key was used with a different request body."));
+    }
+
+    /// <summary>
+    /// Publishes the start unless the pipeline is already recorded, then waits up to
+    /// <see cref="EdgeOptions.StartWait"/> for the saga to record it. A repeat of an accepted start
+    /// publishes again (the saga ignores starts of a pipeline it has), so a start whose publish
+    /// failed after its key was claimed still happens.
+    /// </summary>
+    private static async Task<ProblemHttpResult?> PublishStartAsync(HttpContext http, EdgeServices edge, IPublishEndpoint publish, StartRequest request, Guid pipelineId)
+    {
+        using var started = edge.Signals.Register(pipelineId);
+        if (await edge.Pipelines.FindAsync(pipelineId, http.RequestAborted) is not null)
+        {
+            return null;
+        }
+
+        var command = new StartPipeline { PipelineId = pipelineId, Definition = request.Name, Input = request.Input, Tags = request.Tags, TraceParent = PipelineActivities.Current };
+        if (await PublishCommandAsync(http, edge, publish, command) is { } unavailable)
+        {
+            return unavailable;
+        }
+
+        if (await edge.Pipelines.FindAsync(pipelineId, http.RequestAborted) is null)
+        {
+            await started.WaitAsync(edge.Options.Value.StartWait, http.RequestAborted);
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Which definition versions this process has and which still have running pipelines (of the
+    /// caller's tenant, for a tenant's key), so that an operator knows when an old version can go.
+    /// </summary>
+    private static async Task<Ok<IEnumerable<DefinitionVersionView>>> VersionsAsync(HttpContext http, [AsParameters] EdgeServices edge)
+    {
+        var running = await edge.Pipelines.RunningVersionsAsync(http.Principal().Tenant, http.RequestAborted);
+        var registered = edge.Registry.Versions.ToDictionary(d => (Definition: d.Name, d.Version), d => !d.Draining);
+        return TypedResults.Ok<IEnumerable<DefinitionVersionView>>(registered.Keys.Union(running.Keys)
+            .Select(k => new DefinitionVersionView(k.Definition, k.Version, registered.GetValueOrDefault(k), registered.ContainsKey(k), running.GetValueOrDefault(k)))
+            .OrderBy(v => v.Definition, StringComparer.Ordinal).ThenByDescending(v => v.Current).ThenBy(v => v.Version, StringComparer.Ordinal));
     }
 
     /// <summary>
     /// The latest pipelines the caller may see, newest first, and the store position read before
     /// them: subscribing to <c>*</c> after it misses nothing that happened since.
     /// </summary>
-    /// <summary>
-    /// Which definition versions this process has and which still have running pipelines (of the
-    /// caller's tenant, for a tenant's key), so that an operator knows when an old version can go.
-    /// </summary>
-    private static async Task<IResult> VersionsAsync(HttpContext http, PipelineStore store, PipelineRegistry registry)
-    {
-        var running = await store.RunningVersionsAsync(http.Principal().Tenant, http.RequestAborted);
-        var registered = registry.Versions.ToDictionary(d => (Definition: d.Name, d.Version), d => !d.Draining);
-        var rows = registered.Keys.Union(running.Keys)
-            .Select(k => new DefinitionVersionView(k.Definition, k.Version, registered.GetValueOrDefault(k), registered.ContainsKey(k), running.GetValueOrDefault(k)))
-            .OrderBy(v => v.Definition, StringComparer.Ordinal).ThenByDescending(v => v.Current).ThenBy(v => v.Version, StringComparer.Ordinal);
-        return Results.Ok(rows);
-    }
-
-    private static async Task<IResult> ListAsync(HttpContext http, PipelineStore store, PipelineEventReader reader, PipelineRegistry registry)
+    private static async Task<Results<Ok<PipelineList>, ProblemHttpResult>> ListAsync(HttpContext http, [AsParameters] EdgeServices edge)
     {
         if (!TryQuery(http.Request, "limit", 50, 1, 500, out var limit))
         {
@@ -188,21 +171,21 @@ internal static partial class PipelinesApi
         }
 
         var principal = http.Principal();
-        var position = await reader.LastPositionAsync(http.RequestAborted);
-        var recent = await store.ListRecentAsync((int)limit, principal.Tenant, http.RequestAborted);
-        var visible = recent.Where(p => principal.Sees(p.Tags)).Take((int)limit).Select(p => PipelineSummaryView.From(p, registry.Find(p.Definition, p.DefinitionVersion)));
-        return Results.Ok(new { pipelines = visible, position });
+        var position = await edge.Events.LastPositionAsync(http.RequestAborted);
+        var recent = await edge.Pipelines.ListRecentAsync((int)limit, principal.Tenant, http.RequestAborted);
+        var visible = recent.Where(p => principal.Sees(p.Tags)).Take((int)limit).Select(p => PipelineSummaryView.From(p, edge.Registry.Find(p.Definition, p.DefinitionVersion)));
+        return TypedResults.Ok(new PipelineList(visible, position));
     }
 
-    private static async Task<IResult> StatusAsync(HttpContext http, string id, PipelineStore store)
+    private static async Task<Results<Ok<PipelineView>, ProblemHttpResult>> StatusAsync(HttpContext http, string id, [AsParameters] EdgeServices edge)
     {
-        var (state, problem) = await FindVisibleAsync(http, id, store);
-        return problem ?? Results.Ok(PipelineView.From(state!));
+        var (state, problem) = await FindVisibleAsync(http, id, edge.Pipelines);
+        return problem is null ? TypedResults.Ok(PipelineView.From(state!)) : problem;
     }
 
-    private static async Task<IResult> CancelAsync(HttpContext http, string id, PipelineStore store, IPublishEndpoint publish)
+    private static async Task<Results<Accepted<PipelineAccepted>, ProblemHttpResult>> CancelAsync(HttpContext http, string id, [AsParameters] EdgeServices edge, IPublishEndpoint publish)
     {
-        var (state, problem) = await FindVisibleAsync(http, id, store);
+        var (state, problem) = await FindVisibleAsync(http, id, edge.Pipelines);
         if (problem is not null)
         {
             return problem;
@@ -213,15 +196,15 @@ internal static partial class PipelinesApi
             return Problems.Of(StatusCodes.Status409Conflict, "pipeline_finished", "Pipeline already finished", $"Pipeline {state.CorrelationId} is {state.Status}; there is nothing to cancel.");
         }
 
-        if (await PublishCommandAsync(http, publish, new CancelPipeline { PipelineId = state.CorrelationId, Reason = $"cancelled through the API by {http.Principal().Name}" }) is { } unavailable)
+        if (await PublishCommandAsync(http, edge, publish, new CancelPipeline { PipelineId = state.CorrelationId, Reason = $"cancelled through the API by {http.Principal().Name}" }) is { } unavailable)
         {
             return unavailable;
         }
 
-        return Results.Accepted($"/api/pipelines/{state.CorrelationId}", new { pipelineId = state.CorrelationId });
+        return TypedResults.Accepted($"/api/pipelines/{state.CorrelationId}", new PipelineAccepted(state.CorrelationId));
     }
 
-    private static async Task<IResult> EventsAsync(HttpContext http, string id, PipelineStore store, PipelineEventReader reader, PipelineSignals signals, SubscriptionHub hub)
+    private static async Task<Results<EventPageResult, ProblemHttpResult>> EventsAsync(HttpContext http, string id, [AsParameters] EdgeServices edge)
     {
         if (!TryQuery(http.Request, "after", 0, 0, long.MaxValue, out var after)
             || !TryQuery(http.Request, "limit", 100, 1, 1000, out var limit)
@@ -230,7 +213,7 @@ internal static partial class PipelinesApi
             return Problems.Invalid("invalid_query", "after (>= 0), limit (1 to 1000) and waitMs (0 to 60000) are whole numbers.");
         }
 
-        var (state, problem) = await FindVisibleAsync(http, id, store);
+        var (state, problem) = await FindVisibleAsync(http, id, edge.Pipelines);
         if (problem is not null)
         {
             return problem;
@@ -238,19 +221,19 @@ internal static partial class PipelinesApi
 
         // Wait until something newer is readable or waitMs is over. A wake-up can come for an event
         // already read (the live feed may trail the store), so read again and keep waiting if needed.
-        var deadline = DateTime.UtcNow.AddMilliseconds(waitMs);
+        var waitStarted = edge.Time.GetTimestamp();
         while (true)
         {
-            using var registration = signals.Register(state!.CorrelationId);
-            var page = await reader.ReadPipelinePageAsync(state.CorrelationId, after, (int)limit, http.RequestAborted);
-            var left = deadline - DateTime.UtcNow;
+            using var registration = edge.Signals.Register(state!.CorrelationId);
+            var page = await edge.Events.ReadPipelinePageAsync(state.CorrelationId, after, (int)limit, http.RequestAborted);
+            var left = TimeSpan.FromMilliseconds(waitMs) - edge.Time.GetElapsedTime(waitStarted);
             if (page.RowsRead > 0 || left <= TimeSpan.Zero)
             {
                 return new EventPageResult(page);
             }
 
             // A waiting long-poll holds a connection of the node and of its tenant's share.
-            var (wait, refused) = hub.TryWait(http.Principal());
+            var (wait, refused) = edge.Hub.TryWait(http.Principal());
             if (refused is not null)
             {
                 return TooManyConnections(http, refused);
@@ -264,13 +247,13 @@ internal static partial class PipelinesApi
     }
 
     /// <summary>503 with Retry-After: the node is full, or the caller's tenant holds its share.</summary>
-    private static IResult TooManyConnections(HttpContext http, Refusal refused)
+    private static ProblemHttpResult TooManyConnections(HttpContext http, Refusal refused)
     {
         http.Response.Headers.RetryAfter = "5";
         return Problems.Of(StatusCodes.Status503ServiceUnavailable, "too_many_connections", "Too many connections", refused.Detail);
     }
 
-    private static async Task StreamAsync(HttpContext http, string id, PipelineStore store, SubscriptionHub hub, EdgeMetrics metrics)
+    private static async Task StreamAsync(HttpContext http, string id, [AsParameters] EdgeServices edge, EdgeMetrics metrics)
     {
         var principal = http.Principal();
         // An EventSource reconnecting keeps its URL (?after=) and sends Last-Event-ID: the later one wins.
@@ -293,7 +276,7 @@ internal static partial class PipelinesApi
         // The final event always comes, so the stream ends when the pipeline does.
         eventTypes?.UnionWith([nameof(PipelineCompleted), nameof(PipelineFailed), nameof(PipelineCancelled)]);
 
-        var (state, problem) = await FindVisibleAsync(http, id, store);
+        var (state, problem) = await FindVisibleAsync(http, id, edge.Pipelines);
         if (problem is not null)
         {
             await problem.ExecuteAsync(http);
@@ -307,8 +290,8 @@ internal static partial class PipelinesApi
             return;
         }
 
-        var connection = new SseConnection(http.Response, principal, hub.Options, metrics);
-        if (hub.TryOpen(connection) is { } refused)
+        var connection = new SseConnection(http.Response, principal, edge.Hub.Options, metrics);
+        if (edge.Hub.TryOpen(connection) is { } refused)
         {
             await TooManyConnections(http, refused).ExecuteAsync(http);
             return;
@@ -318,36 +301,41 @@ internal static partial class PipelinesApi
         var subscription = new Subscription(state.CorrelationId.ToString(), state.CorrelationId, new PipelineEventFilter { EventTypes = eventTypes }, connection, after) { Batch = true };
         try
         {
-            hub.Add(subscription);
+            edge.Hub.Add(subscription);
             await connection.RunAsync(http.RequestAborted);
         }
         finally
         {
-            hub.Remove(subscription);
-            hub.Closed(connection);
+            edge.Hub.Remove(subscription);
+            edge.Hub.Closed(connection);
         }
     }
 
-    private static async Task<IResult> ActionAsync(HttpContext http, string id, string suspendId, PipelineStore store, IPublishEndpoint publish)
+    /// <summary>
+    /// An answer to a suspended step. The first answer claims the suspension (keyed by its id, with
+    /// a hash of the Idempotency-Key header and the body); the same answer again is accepted without
+    /// effect, another answer or one after the suspension closed is a conflict.
+    /// </summary>
+    private static async Task<Results<Accepted<ActionAccepted>, ProblemHttpResult>> ActionAsync(HttpContext http, string id, string suspendId, [AsParameters] EdgeServices edge, IPublishEndpoint publish)
     {
         if (!Guid.TryParse(suspendId, out var suspension))
         {
             return Problems.Invalid("invalid_suspend_id", $"'{Problems.Truncate(suspendId)}' is not a suspension id (a uuid).");
         }
 
-        var (state, problem) = await FindVisibleAsync(http, id, store);
+        var (state, problem) = await FindVisibleAsync(http, id, edge.Pipelines);
         if (problem is not null)
         {
             return problem;
         }
 
-        var (payload, bodyProblem) = await ReadJsonAsync(http.Request, allowEmpty: true);
+        var (payload, bodyProblem) = await JsonBody.ReadAsync(http.Request, allowEmpty: true);
         if (bodyProblem is not null)
         {
             return bodyProblem;
         }
 
-        var record = await store.FindSuspensionAsync(state!.CorrelationId, suspension, http.RequestAborted);
+        var record = await edge.Pipelines.FindSuspensionAsync(state!.CorrelationId, suspension, http.RequestAborted);
         if (record is null)
         {
             return Problems.Of(StatusCodes.Status404NotFound, "suspension_not_found", "Suspension not found", $"Pipeline {state.CorrelationId} has no suspension {suspension}.");
@@ -356,8 +344,8 @@ internal static partial class PipelinesApi
         var payloadText = payload.ValueKind == JsonValueKind.Undefined ? "null" : JsonSerializer.Serialize(payload);
         var hash = Hash($"{http.Request.Headers["Idempotency-Key"]}\n{payloadText}");
         var answered = record.ClosedAt is null
-            ? await store.ClaimKeyAsync("action", suspension.ToString(), hash, state.CorrelationId, http.RequestAborted)
-            : await store.FindKeyAsync("action", suspension.ToString(), http.RequestAborted);
+            ? await edge.Keys.ClaimAsync("action", suspension.ToString(), hash, state.CorrelationId, http.RequestAborted)
+            : await edge.Keys.FindAsync("action", suspension.ToString(), http.RequestAborted);
         if (answered?.RequestHash != hash)
         {
             return Problems.Of(
@@ -370,13 +358,13 @@ internal static partial class PipelinesApi
         if (record.ClosedAt is null)
         {
             var action = new SubmitStepAction { PipelineId = state.CorrelationId, SuspendId = suspension, Payload = payload.ValueKind == JsonValueKind.Undefined ? null : payload };
-            if (await PublishCommandAsync(http, publish, action) is { } unavailable)
+            if (await PublishCommandAsync(http, edge, publish, action) is { } unavailable)
             {
                 return unavailable;
             }
         }
 
-        return Results.Accepted($"/api/pipelines/{state.CorrelationId}", new { pipelineId = state.CorrelationId, suspendId = suspension });
+        return TypedResults.Accepted($"/api/pipelines/{state.CorrelationId}", new ActionAccepted(state.CorrelationId, suspension));
     }
 
     /// <summary>
@@ -385,10 +373,10 @@ internal static partial class PipelinesApi
     /// Retry-After; repeating the request is safe (a start by its Idempotency-Key; the saga applies
     /// a cancel or an answer once).
     /// </summary>
-    private static async Task<IResult?> PublishCommandAsync<T>(HttpContext http, IPublishEndpoint publish, T command)
+    private static async Task<ProblemHttpResult?> PublishCommandAsync<T>(HttpContext http, EdgeServices edge, IPublishEndpoint publish, T command)
         where T : class
     {
-        var options = http.RequestServices.GetRequiredService<IOptions<EdgeOptions>>().Value;
+        var options = edge.Options.Value;
         try
         {
             await publish.Publish(command, http.RequestAborted).WaitAsync(options.BrokerTimeout, http.RequestAborted);
@@ -396,8 +384,7 @@ internal static partial class PipelinesApi
         }
         catch (Exception ex) when (!http.RequestAborted.IsCancellationRequested && IsBrokerFailure(ex))
         {
-            var logger = http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(PipelinesApi));
-            LogBrokerUnavailable(logger, ex, typeof(T).Name);
+            LogBrokerUnavailable(edge.Loggers.CreateLogger(typeof(PipelinesApi)), ex, typeof(T).Name);
             http.Response.Headers.RetryAfter = "5";
             return Problems.Of(
                 StatusCodes.Status503ServiceUnavailable,
@@ -424,63 +411,15 @@ internal static partial class PipelinesApi
     private static partial void LogBrokerUnavailable(ILogger logger, Exception exception, string command);
 
     /// <summary>The pipeline if it exists and the caller may see it; another tenant's pipeline is reported exactly like a missing one.</summary>
-    private static async Task<(PipelineState? State, IResult? Problem)> FindVisibleAsync(HttpContext http, string id, PipelineStore store)
+    private static async Task<(PipelineState? State, ProblemHttpResult? Problem)> FindVisibleAsync(HttpContext http, string id, IPipelineQueries pipelines)
     {
         if (!Guid.TryParse(id, out var pipelineId))
         {
             return (null, Problems.InvalidPipelineId(id));
         }
 
-        var state = await store.FindAsync(pipelineId, http.RequestAborted);
+        var state = await pipelines.FindAsync(pipelineId, http.RequestAborted);
         return state is not null && http.Principal().Sees(state.Tags) ? (state, null) : (null, Problems.PipelineNotFound(pipelineId));
-    }
-
-    private static async Task<(JsonElement Body, IResult? Problem)> ReadJsonAsync(HttpRequest request, bool allowEmpty = false)
-    {
-        if (request.ContentLength > MaxBodyBytes)
-        {
-            return (default, Problems.Of(StatusCodes.Status413PayloadTooLarge, "body_too_large", "Body too large", $"Bodies are limited to {MaxBodyBytes} bytes."));
-        }
-
-        // Read at most one byte past the limit: a chunked body (no Content-Length) is refused as soon
-        // as it passes the limit, not buffered whole first.
-        using var buffer = new MemoryStream();
-        var chunk = new byte[16 * 1024];
-        int read;
-        while ((read = await request.Body.ReadAsync(chunk.AsMemory(0, (int)Math.Min(chunk.Length, MaxBodyBytes + 1 - buffer.Length)), request.HttpContext.RequestAborted)) > 0)
-        {
-            buffer.Write(chunk, 0, read);
-            if (buffer.Length > MaxBodyBytes)
-            {
-                return (default, Problems.Of(StatusCodes.Status413PayloadTooLarge, "body_too_large", "Body too large", $"Bodies are limited to {MaxBodyBytes} bytes."));
-            }
-        }
-
-        if (buffer.Length == 0 && allowEmpty)
-        {
-            return (default, null);
-        }
-
-        // JSON is UTF-8: a body that is not would reach the store with its bad bytes replaced.
-        if (!System.Text.Unicode.Utf8.IsValid(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)))
-        {
-            return (default, Problems.Invalid("invalid_string", "The body is not valid UTF-8."));
-        }
-
-        try
-        {
-            using var document = JsonDocument.Parse(buffer.ToArray());
-            if (JsonStrings.FindInvalid(document.RootElement) is { } path)
-            {
-                return (default, Problems.Invalid("invalid_string", $"The string at {SubscribeRequest.Truncate(path)} is not valid Unicode (a lone surrogate escape)."));
-            }
-
-            return (document.RootElement.Clone(), null);
-        }
-        catch (JsonException ex)
-        {
-            return (default, Problems.Invalid("invalid_json", $"The body is not JSON: {ex.Message}"));
-        }
     }
 
     private static bool TryQuery(HttpRequest request, string name, long fallback, long min, long max, out long value)

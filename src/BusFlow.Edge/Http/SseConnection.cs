@@ -37,7 +37,7 @@ internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal prin
         }
         finally
         {
-            RequestClose(1000, "", drain: false);
+            RequestClose(CloseCodes.Normal, "", drain: false);
             await heartbeats;
         }
     }
@@ -86,7 +86,7 @@ internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal prin
         await response.Body.WriteAsync(EventEnd, cancellationToken);
         if (e.EventType is nameof(PipelineCompleted) or nameof(PipelineFailed) or nameof(PipelineCancelled))
         {
-            RequestClose(1000, "pipeline finished", drain: true);
+            RequestClose(CloseCodes.Normal, "pipeline finished", drain: true);
         }
     }
 

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
-using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace BusFlow.Edge.Http;
 
@@ -11,7 +11,7 @@ namespace BusFlow.Edge.Http;
 /// </summary>
 internal static class StartLimits
 {
-    public static IResult? Check(JsonElement? input, Dictionary<string, string> tags, EdgeOptions options)
+    public static ProblemHttpResult? Check(JsonElement? input, Dictionary<string, string> tags, EdgeOptions options)
     {
         if (input is { } value && JsonMarshal.GetRawUtf8Value(value).Length > options.MaxInputBytes)
         {

@@ -52,7 +52,7 @@ internal abstract class EdgeConnection
     public CancellationTokenSource Closing { get; } = new();
 
     /// <summary>The close status the connection ends with (WebSocket codes; SSE just ends).</summary>
-    public int CloseCode { get; private set; } = 1000;
+    public int CloseCode { get; private set; } = CloseCodes.Normal;
 
     public string CloseReason { get; private set; } = "";
 

@@ -1,6 +1,5 @@
 using System.Threading.Channels;
 using BusFlow.Contracts;
-using BusFlow.Store;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -20,7 +19,7 @@ namespace BusFlow.Edge.Live;
 /// </summary>
 internal sealed partial class LiveFeed(
     SubscriptionHub hub,
-    PipelineEventReader reader,
+    IPipelineEventLog reader,
     EdgeMetrics metrics,
     IOptions<EdgeOptions> options,
     ILogger<LiveFeed> logger) : BackgroundService, ICommittedEventsListener

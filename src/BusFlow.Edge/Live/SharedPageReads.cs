@@ -1,4 +1,3 @@
-using BusFlow.Store;
 
 namespace BusFlow.Edge.Live;
 

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Text.Json;
-using BusFlow.Store;
 
 namespace BusFlow.Edge.Live;
 

@@ -1,5 +1,4 @@
 using BusFlow.Contracts;
-using BusFlow.Store;
 
 namespace BusFlow.Edge.Live;
 

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using BusFlow.Edge.Auth;
-using BusFlow.Store;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -15,10 +14,11 @@ namespace BusFlow.Edge.Live;
 /// has offered, then rejoins the live stream, under its lock, so nothing is skipped or sent twice.
 /// </summary>
 internal sealed partial class SubscriptionHub(
-    PipelineEventReader reader,
+    IPipelineEventLog reader,
     PipelineSignals signals,
     EdgeMetrics metrics,
     IOptions<EdgeOptions> options,
+    TimeProvider time,
     ILogger<SubscriptionHub> logger)
 {
     // Rows per store read while catching up: the first page is small, so a subscriber that missed a few
@@ -249,7 +249,7 @@ internal sealed partial class SubscriptionHub(
             metrics.Broadcast(e.ReceivedAt);
             if (e.Event.TraceParent is not null)
             {
-                PipelineActivities.EventHandled(PipelineActivities.Push, e.Event, DateTimeOffset.UtcNow - Stopwatch.GetElapsedTime(e.ReceivedAt), delivered);
+                PipelineActivities.EventHandled(PipelineActivities.Push, e.Event, time.GetUtcNow() - Stopwatch.GetElapsedTime(e.ReceivedAt), delivered);
             }
         }
 
@@ -395,7 +395,7 @@ internal sealed partial class SubscriptionHub(
         catch (Exception ex)
         {
             LogCatchUpFailed(logger, ex, subscription.Key);
-            subscription.Connection.RequestClose(1011, "replay failed; resume later", drain: true);
+            subscription.Connection.RequestClose(CloseCodes.InternalError, "replay failed; resume later", drain: true);
         }
         finally
         {
@@ -451,7 +451,7 @@ internal sealed partial class SubscriptionHub(
 
         if (stored.Read() is not { } e)
         {
-            reader.Unreadable(stored);
+            LogUnreadable(logger, stored.Position, stored.Type, stored.PipelineId);
             return null;
         }
 
@@ -490,20 +490,10 @@ internal sealed partial class SubscriptionHub(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Replay for subscription {Key} failed; the connection is closed so the client resumes")]
     private static partial void LogCatchUpFailed(ILogger logger, Exception exception, string key);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Event at position {Position} ({Type}) of pipeline {PipelineId} cannot be read by this version; skipped on replay")]
+    private static partial void LogUnreadable(ILogger logger, long position, string type, Guid pipelineId);
 }
 
 /// <summary>Why a connection or a waiting long-poll was refused: a WebSocket close reason (at most 123 bytes) and a problem's detail.</summary>
 internal sealed record Refusal(string CloseReason, string Detail);
-
-/// <summary>WebSocket close codes the edge uses (docs/protocol.md).</summary>
-internal static class CloseCodes
-{
-    /// <summary>The server is going away: reconnect (to another node) and resume.</summary>
-    public const int GoingAway = 1001;
-
-    /// <summary>Too many connections: try again later.</summary>
-    public const int TryAgainLater = 1013;
-
-    /// <summary>The connection fell too far behind: reconnect and resume with <c>after</c>.</summary>
-    public const int Resume = 4000;
-}

@@ -3,7 +3,6 @@ using System.Net.WebSockets;
 using System.Text.Json;
 using BusFlow.Edge.Auth;
 using BusFlow.Edge.Live;
-using BusFlow.Store;
 using Microsoft.Extensions.Logging;
 
 namespace BusFlow.Edge.WebSockets;
@@ -17,8 +16,8 @@ internal sealed partial class WebSocketConnection(
     WebSocket socket,
     BusFlowPrincipal principal,
     SubscriptionHub hub,
-    PipelineStore pipelines,
-    PipelineEventReader reader,
+    IPipelineQueries pipelines,
+    IPipelineEventLog reader,
     EdgeMetrics metrics,
     ILogger logger) : EdgeConnection(principal, hub.Options.OutboundBuffer, metrics)
 {
@@ -46,7 +45,7 @@ internal sealed partial class WebSocketConnection(
         }
         finally
         {
-            RequestClose(1000, "", drain: false);
+            RequestClose(CloseCodes.Normal, "", drain: false);
             foreach (var subscription in _subscriptions.Values)
             {
                 hub.Remove(subscription);
@@ -128,7 +127,7 @@ internal sealed partial class WebSocketConnection(
                     var waited = await socket.ReceiveAsync(Memory<byte>.Empty, Abort.Token);
                     if (waited.MessageType == WebSocketMessageType.Close)
                     {
-                        RequestClose(1000, "", drain: false);
+                        RequestClose(CloseCodes.Normal, "", drain: false);
                         return;
                     }
 
@@ -160,7 +159,7 @@ internal sealed partial class WebSocketConnection(
                 var result = await socket.ReceiveAsync(buffer.AsMemory(count, limit - count), Abort.Token);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
-                    RequestClose(1000, "", drain: false);
+                    RequestClose(CloseCodes.Normal, "", drain: false);
                     return;
                 }
 
@@ -183,7 +182,7 @@ internal sealed partial class WebSocketConnection(
                     (buffer, small) = ReleaseAll(buffer, small);
                     if (result.MessageType == WebSocketMessageType.Close)
                     {
-                        RequestClose(1000, "", drain: false);
+                        RequestClose(CloseCodes.Normal, "", drain: false);
                         return;
                     }
 
@@ -323,7 +322,9 @@ internal sealed partial class WebSocketConnection(
         {
             last = request.After is null ? null : await LastOrderAsync(request);
         }
-        catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or InvalidOperationException { InnerException: System.Data.Common.DbException or TimeoutException } or Microsoft.EntityFrameworkCore.Storage.RetryLimitExceededException && !Closing.IsCancellationRequested)
+        // (a store's retry giving up, EF Core's RetryLimitExceededException among them, carries the last
+        // database failure inside)
+        catch (Exception ex) when ((ex is System.Data.Common.DbException or TimeoutException || ex.InnerException is System.Data.Common.DbException or TimeoutException) && !Closing.IsCancellationRequested)
         {
             // The database is down or restarting: this subscribe fails, the connection and its other
             // subscriptions stay, and the client subscribes again (a live subscription resumes by itself).

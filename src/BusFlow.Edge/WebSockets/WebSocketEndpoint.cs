@@ -1,7 +1,6 @@
 using BusFlow.Edge.Auth;
 using BusFlow.Edge.Http;
 using BusFlow.Edge.Live;
-using BusFlow.Store;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
@@ -14,8 +13,8 @@ internal static class WebSocketEndpoint
         HttpContext http,
         SubscriptionHub hub,
         LiveFeed feed,
-        PipelineStore pipelines,
-        PipelineEventReader reader,
+        IPipelineQueries pipelines,
+        IPipelineEventLog reader,
         EdgeMetrics metrics,
         ILoggerFactory loggers)
     {

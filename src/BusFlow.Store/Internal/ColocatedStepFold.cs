@@ -95,20 +95,16 @@ internal sealed partial class ColocatedStepFold(
     private async Task FoldAloneAsync(Fold fold, CancellationToken cancellationToken)
     {
         fold.LookUpInbox = true;
-        for (var failures = 1; ; failures++)
-        {
-            try
-            {
-                await groups.CommitAloneAsync(fold, cancellationToken);
-                return;
-            }
-            catch (Exception ex) when (BusFlowStoreExtensions.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
+        await Retry.UntilDoneAsync(
+            stopping => groups.CommitAloneAsync(fold, stopping),
+            BusFlowStoreExtensions.IsTransient,
+            (ex, failures) =>
             {
                 fold.Session = null;
                 LogFoldRetried(logger, ex, fold.Command.StepName, fold.Command.PipelineId, failures);
-                await Task.Delay(EventLanes.Backoff(failures), time, cancellationToken);
-            }
-        }
+            },
+            time,
+            cancellationToken);
     }
 
     /// <summary>

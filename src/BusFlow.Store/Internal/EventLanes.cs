@@ -34,8 +34,8 @@ internal sealed partial class EventLanes : IAsyncDisposable
     private readonly CancellationTokenSource _stopping;
     private readonly Channel<(PipelineEventRecord Row, Batch Batch)>[] _lanes;
     private readonly Channel<Batch> _marks;
-    private readonly Task[] _publishers;
-    private readonly Task _marker;
+    private Task[] _publishers = [];
+    private Task _marker = Task.CompletedTask;
 
     public EventLanes(IDbContextFactory<BusFlowDbContext> databases, StoreWriteGate writes, IBus bus, BusFlowStoreOptions options, TimeProvider time, StoreMetrics metrics, ILogger logger, CancellationToken stoppingToken)
     {
@@ -52,8 +52,14 @@ internal sealed partial class EventLanes : IAsyncDisposable
         _lanes = [.. Enumerable.Range(0, options.DeliveryParallelism).Select(_ => Channel.CreateBounded<(PipelineEventRecord, Batch)>(
             new BoundedChannelOptions(options.DeliveryBatchSize) { SingleReader = true, SingleWriter = true }))];
         _marks = Channel.CreateBounded<Batch>(new BoundedChannelOptions(MarkRounds) { SingleReader = true, SingleWriter = true });
+    }
+
+    /// <summary>Starts the lanes' publishers and the marker; they run until <see cref="DisposeAsync"/>.</summary>
+    public EventLanes Start()
+    {
         _publishers = [.. _lanes.Select(lane => Task.Run(() => PublishAsync(lane.Reader), CancellationToken.None))];
         _marker = Task.Run(MarkAsync, CancellationToken.None);
+        return this;
     }
 
     /// <summary>Hands rows (in position order) to their lanes; waits while the lanes are full.</summary>
@@ -128,9 +134,8 @@ internal sealed partial class EventLanes : IAsyncDisposable
 
     private async Task UntilConfirmedAsync(List<PipelineEvent> events, PipelineEventRecord first)
     {
-        for (var failures = 0; ; failures++)
-        {
-            try
+        var failures = await Retry.UntilDoneAsync(
+            async stopping =>
             {
                 var started = _time.GetUtcNow();
                 Task publishing;
@@ -138,35 +143,30 @@ internal sealed partial class EventLanes : IAsyncDisposable
                 {
                     // A new MessageId each time: after a restart a batch may hold other events, so
                     // subscribers de-duplicate by (pipelineId, seq), not by message.
-                    publishing = _bus.Publish(new PipelineEventBatch { Events = [.. events] }, _stopping.Token);
+                    publishing = _bus.Publish(new PipelineEventBatch { Events = [.. events] }, stopping);
                 }
                 else
                 {
                     var e = events[0];
                     var messageId = PipelineEventMessageIds.For(first.PipelineId, first.Seq);
-                    publishing = _bus.Publish(e, e.GetType(), Pipe.Execute<PublishContext>(c => c.MessageId = messageId), _stopping.Token);
+                    publishing = _bus.Publish(e, e.GetType(), Pipe.Execute<PublishContext>(c => c.MessageId = messageId), stopping);
                 }
 
                 // A publish the client never completes (broker restarted under it) counts as failed.
-                await publishing.WaitAsync(_options.BrokerConfirmTimeout, _time, _stopping.Token);
+                await publishing.WaitAsync(_options.BrokerConfirmTimeout, _time, stopping);
                 _metrics.Published(events);
                 foreach (var e in events)
                 {
                     PipelineActivities.EventHandled(PipelineActivities.Deliver, e, started);
                 }
-
-                if (failures > 0)
-                {
-                    LogPublishResumed(_logger, failures);
-                }
-
-                return;
-            }
-            catch (Exception ex) when (!_stopping.IsCancellationRequested)
-            {
-                LogPublishFailed(_logger, ex, failures + 1);
-                await Task.Delay(Backoff(failures + 1), _time, _stopping.Token);
-            }
+            },
+            Retry.Always,
+            (ex, failed) => LogPublishFailed(_logger, ex, failed),
+            _time,
+            _stopping.Token);
+        if (failures > 0)
+        {
+            LogPublishResumed(_logger, failures);
         }
     }
 
@@ -212,30 +212,21 @@ internal sealed partial class EventLanes : IAsyncDisposable
         return to;
     }
 
-    private async Task MarkDeliveredAsync(long to)
-    {
-        for (var failures = 0; ; failures++)
+    // Batches are handed over with contiguous positions and marked in order, so "every row up to
+    // here was confirmed" is one number; the event rows are not rewritten.
+    private Task<int> MarkDeliveredAsync(long to) => Retry.UntilDoneAsync(
+        async stopping =>
         {
-            try
-            {
-                // Batches are handed over with contiguous positions and marked in order, so "every row
-                // up to here was confirmed" is one number; the event rows are not rewritten.
-                await using var db = await _databases.CreateDbContextAsync(_stopping.Token);
-                using var turn = await _writes.EnterAsync(_stopping.Token);
-                await db.Leases
-                    .Where(l => l.Name == OutboxDelivery.LeaseName && l.DeliveredUpTo < to)
-                    .ExecuteUpdateAsync(s => s.SetProperty(l => l.DeliveredUpTo, to), _stopping.Token);
-                return;
-            }
-            catch (Exception ex) when (!_stopping.IsCancellationRequested)
-            {
-                LogMarkFailed(_logger, ex, failures + 1);
-                await Task.Delay(Backoff(failures + 1), _time, _stopping.Token);
-            }
-        }
-    }
-
-    internal static TimeSpan Backoff(int failures) => TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(failures, 6))));
+            await using var db = await _databases.CreateDbContextAsync(stopping);
+            using var turn = await _writes.EnterAsync(stopping);
+            await db.Leases
+                .Where(l => l.Name == OutboxDelivery.LeaseName && l.DeliveredUpTo < to)
+                .ExecuteUpdateAsync(s => s.SetProperty(l => l.DeliveredUpTo, to), stopping);
+        },
+        Retry.Always,
+        (ex, failures) => LogMarkFailed(_logger, ex, failures),
+        _time,
+        _stopping.Token);
 
     public async ValueTask DisposeAsync()
     {

@@ -61,7 +61,7 @@ internal sealed partial class OutboxDelivery(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await using var lanes = new EventLanes(databases, writes, bus, options, time, metrics, logger, stoppingToken);
+        await using var lanes = new EventLanes(databases, writes, bus, options, time, metrics, logger, stoppingToken).Start();
         var failures = 0;
         // The store is looked at when the poll's interval passed, when something woke the delivery
         // for it, and after a round that read a full batch from it; rows handed over by this
@@ -108,7 +108,7 @@ internal sealed partial class OutboxDelivery(
                 lookInStore = true;
                 failures++;
                 LogRoundFailed(logger, ex, failures);
-                await Task.Delay(EventLanes.Backoff(failures), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                await Task.Delay(Retry.Backoff(failures), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }
     }

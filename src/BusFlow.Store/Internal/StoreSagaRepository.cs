@@ -18,7 +18,8 @@ internal sealed class StoreSagaRepositoryContextFactory(
     IDbContextFactory<BusFlowDbContext> databases,
     StoreSession session,
     GroupCommit groups,
-    ISagaConsumeContextFactory<StoreSession, PipelineState> factory) :
+    ISagaConsumeContextFactory<StoreSession, PipelineState> factory,
+    TimeProvider time) :
     ISagaRepositoryContextFactory<PipelineState>,
     ILoadSagaRepositoryContextFactory<PipelineState>
 {
@@ -68,7 +69,7 @@ internal sealed class StoreSagaRepositoryContextFactory(
         session.Begin(db);
         try
         {
-            await next.Send(new StoreSagaRepositoryContext<T>(db, session, groups, context, factory));
+            await next.Send(new StoreSagaRepositoryContext<T>(db, session, groups, context, factory, time));
         }
         catch
         {
@@ -126,10 +127,12 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     private readonly GroupCommit groups;
     private readonly ConsumeContext<TMessage> context;
     private readonly ISagaConsumeContextFactory<StoreSession, PipelineState> factory;
+    private readonly TimeProvider time;
 
-    public StoreSagaRepositoryContext(BusFlowDbContext db, StoreSession session, GroupCommit groups, ConsumeContext<TMessage> context, ISagaConsumeContextFactory<StoreSession, PipelineState> factory)
+    public StoreSagaRepositoryContext(BusFlowDbContext db, StoreSession session, GroupCommit groups, ConsumeContext<TMessage> context, ISagaConsumeContextFactory<StoreSession, PipelineState> factory, TimeProvider time)
         : base(context)
     {
+        this.time = time;
         this.db = db;
         this.session = session;
         this.groups = groups;
@@ -215,7 +218,7 @@ internal sealed class StoreSagaRepositoryContext<TMessage> :
     {
         if (context.MessageId is { } messageId)
         {
-            db.Inbox.Add(new InboxRecord { MessageId = messageId, Consumer = StoreSagaRepositoryContextFactory.InboxConsumer<TMessage>(), ReceivedAt = DateTimeOffset.UtcNow });
+            db.Inbox.Add(new InboxRecord { MessageId = messageId, Consumer = StoreSagaRepositoryContextFactory.InboxConsumer<TMessage>(), ReceivedAt = time.GetUtcNow() });
         }
     }
 

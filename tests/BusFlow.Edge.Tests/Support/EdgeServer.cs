@@ -1,6 +1,5 @@
 using BusFlow.Host.Samples;
 using BusFlow.Store;
-using BusFlow.Store.Tests.Support;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;

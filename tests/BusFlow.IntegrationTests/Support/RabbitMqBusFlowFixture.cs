@@ -1,7 +1,6 @@
 using System.Text.Json;
 using BusFlow.Contracts;
 using BusFlow.Host.Samples;
-using BusFlow.Tests.Support;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;

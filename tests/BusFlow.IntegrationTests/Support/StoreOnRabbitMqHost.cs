@@ -1,8 +1,6 @@
 using System.Text.Json;
 using BusFlow.Contracts;
 using BusFlow.Store;
-using BusFlow.Store.Tests.Support;
-using BusFlow.Tests.Support;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using BusFlow.Contracts;
-using BusFlow.Tests.Support;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;

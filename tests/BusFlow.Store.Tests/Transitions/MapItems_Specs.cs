@@ -4,7 +4,7 @@ using BusFlow.Store.Internal;
 using BusFlow.Store.Tests.Support;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
-using static BusFlow.Tests.Support.EventAssertions;
+using static BusFlow.Testing.EventAssertions;
 
 namespace BusFlow.Store.Tests;
 

@@ -2,7 +2,7 @@ using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 
-namespace BusFlow.Edge.Tests.Support;
+namespace BusFlow.Testing;
 
 /// <summary>A real ClientWebSocket speaking the edge's JSON protocol.</summary>
 public sealed class WsClient : IAsyncDisposable

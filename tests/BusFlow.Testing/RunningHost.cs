@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
-namespace BusFlow.Host.Tests.Support;
+namespace BusFlow.Testing;
 
 /// <summary>
 /// BusFlow.Host started the way the README says (<c>dotnet run --project src/BusFlow.Host</c>, here with

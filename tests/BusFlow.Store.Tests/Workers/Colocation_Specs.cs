@@ -2,7 +2,7 @@ using BusFlow.Contracts;
 using BusFlow.Store.Tests.Support;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
-using static BusFlow.Tests.Support.EventAssertions;
+using static BusFlow.Testing.EventAssertions;
 
 namespace BusFlow.Store.Tests;
 

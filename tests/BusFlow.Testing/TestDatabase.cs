@@ -1,6 +1,7 @@
+using BusFlow.Store;
 using Npgsql;
 
-namespace BusFlow.Store.Tests.Support;
+namespace BusFlow.Testing;
 
 /// <summary>
 /// A fresh, empty database for one test: a temporary SQLite file, or a new PostgreSQL database on

@@ -1,4 +1,4 @@
-namespace BusFlow.IntegrationTests.Support;
+namespace BusFlow.Testing;
 
 /// <summary>
 /// Where the real servers are, from the environment tests/run.sh sets. Without them a test fails

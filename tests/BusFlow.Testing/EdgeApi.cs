@@ -3,7 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 
-namespace BusFlow.Edge.Tests.Support;
+namespace BusFlow.Testing;
 
 /// <summary>The REST calls the tests make, on a real HttpClient.</summary>
 public static class EdgeApi

@@ -1,7 +1,7 @@
 using System.Net.Http.Headers;
 using System.Text;
 
-namespace BusFlow.IntegrationTests.Support;
+namespace BusFlow.Testing;
 
 /// <summary>A fresh RabbitMQ virtual host, created through the management API and deleted after, so tests never share queues.</summary>
 public sealed class RabbitMqVirtualHost : IAsyncDisposable

@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using BusFlow.Contracts;
 using MassTransit;
 
-namespace BusFlow.Tests.Support;
+namespace BusFlow.Testing;
 
 /// <summary>Every pipeline event a bus subscriber received, per pipeline, in arrival order.</summary>
 public sealed class RecordedEvents
