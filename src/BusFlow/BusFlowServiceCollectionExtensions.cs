@@ -109,13 +109,7 @@ public static class BusFlowServiceCollectionExtensions
                             h.Password(rabbit.Password);
                             if (rabbit.ClusterNodes.Count > 0)
                             {
-                                h.UseCluster(c =>
-                                {
-                                    foreach (var (host, port) in rabbit.Nodes())
-                                    {
-                                        c.Node($"{host}:{port}");
-                                    }
-                                });
+                                FailoverEndpointResolver.Install(h, rabbit.Nodes());
                             }
                         });
                         if (quorum)
