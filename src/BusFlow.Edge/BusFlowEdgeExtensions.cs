@@ -69,6 +69,8 @@ public static partial class BusFlowEdgeExtensions
     /// <summary>
     /// The edge reads pipelines, events and idempotency keys through the core's read seams; a
     /// process that registered none (no <c>UseStore</c>) is told so at start, not at its first request.
+    /// (Where the container validates on build, as in ASP.NET Core's Development environment, the
+    /// container's own error names the first missing seam before this runs.)
     /// </summary>
     private static void RequireReadSeams(IServiceProvider services)
     {
@@ -76,7 +78,7 @@ public static partial class BusFlowEdgeExtensions
         var missing = new[] { typeof(IPipelineQueries), typeof(IPipelineEventLog), typeof(IIdempotencyKeys) }.Where(t => !registered.IsService(t)).Select(t => t.Name).ToList();
         if (missing.Count > 0)
         {
-            throw new InvalidOperationException($"The web edge reads through {string.Join(", ", missing)}, and none is registered: call UseStore(...) inside AddBusFlow (BusFlow.Store), or register an implementation of each.");
+            throw new InvalidOperationException($"The web edge reads through IPipelineQueries, IPipelineEventLog and IIdempotencyKeys; not registered: {string.Join(", ", missing)}. Call UseStore(...) inside AddBusFlow (BusFlow.Store), or register an implementation of each.");
         }
     }
 

@@ -61,13 +61,14 @@ public static class BusFlowStoreExtensions
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());
         // The read seams the web edge and other readers depend on (BusFlow's IPipelineQueries,
-        // IPipelineEventLog, IIdempotencyKeys), each one instance with its concrete type.
+        // IPipelineEventLog, IIdempotencyKeys), each one instance with its concrete type; an
+        // implementation the application registered first stays.
         services.AddSingleton<PipelineEventReader>();
-        services.AddSingleton<IPipelineEventLog>(sp => sp.GetRequiredService<PipelineEventReader>());
+        services.TryAddSingleton<IPipelineEventLog>(sp => sp.GetRequiredService<PipelineEventReader>());
         services.AddSingleton<PipelineStore>();
-        services.AddSingleton<IPipelineQueries>(sp => sp.GetRequiredService<PipelineStore>());
+        services.TryAddSingleton<IPipelineQueries>(sp => sp.GetRequiredService<PipelineStore>());
         services.AddSingleton<IdempotencyKeyStore>();
-        services.AddSingleton<IIdempotencyKeys>(sp => sp.GetRequiredService<IdempotencyKeyStore>());
+        services.TryAddSingleton<IIdempotencyKeys>(sp => sp.GetRequiredService<IdempotencyKeyStore>());
         services.TryAddSingleton(TimeProvider.System);
         services.AddHealthChecks().AddCheck<StoreHealthCheck>(StoreHealthCheck.Name, tags: ["ready"]);
 

@@ -64,13 +64,25 @@ public sealed class LoadDriver(string run, Func<RoleProcess> edge, Watchers watc
         }
     }
 
-    /// <summary>Waits for every start, answer and pipeline subscriber to end (they stop at the token RunAsync was given to abort).</summary>
+    /// <summary>What failed in the driver itself (a start, an answer or a subscriber that threw), reported as a broken check rather than ending the run.</summary>
+    public ConcurrentBag<string> Errors { get; } = [];
+
+    /// <summary>
+    /// Waits for every start, answer and pipeline subscriber to end (they stop at the token RunAsync
+    /// was given to abort); one that threw is recorded in <see cref="Errors"/>, a cancelled one is not.
+    /// </summary>
     public async Task DrainAsync()
     {
         // Answers are added while the pipelines run: wait until no task is left unfinished.
         while (_running.ToArray() is var tasks && tasks.Any(t => !t.IsCompleted))
         {
-            await Task.WhenAll(tasks);
+            await Task.WhenAll(tasks).ContinueWith(_ => { }, TaskScheduler.Default);
+        }
+
+        foreach (var failed in _running.Where(t => t.IsFaulted))
+        {
+            var ex = failed.Exception!.GetBaseException();
+            Errors.Add($"{ex.GetType().Name}: {ex.Message.Split('\n')[0]}");
         }
     }
 
@@ -186,7 +198,7 @@ public sealed class LoadDriver(string run, Func<RoleProcess> edge, Watchers watc
             using var response = await http.SendAsync(request, cancellationToken);
             return (response.StatusCode, await response.Content.ReadAsStringAsync(cancellationToken));
         }
-        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && ex is HttpRequestException or TaskCanceledException or IOException)
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && ex is HttpRequestException or TaskCanceledException or IOException or System.Net.Sockets.SocketException)
         {
             return null;
         }

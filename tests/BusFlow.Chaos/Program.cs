@@ -43,11 +43,8 @@ var loadSeconds = clock.Elapsed.TotalSeconds;
 Console.WriteLine($"load stopped at {loadSeconds:0} s: {load.Started.Count} pipelines started; waiting for the faults in progress and for every pipeline's end");
 await faulting;
 abort.CancelAfter(settings.Drain);
-try
-{
-    await load.DrainAsync();
-}
-catch (Exception) when (abort.IsCancellationRequested)
+await load.DrainAsync();
+if (abort.IsCancellationRequested)
 {
     Console.WriteLine($"drain cut off after {settings.Drain.TotalSeconds:0} s");
 }
@@ -64,6 +61,7 @@ await end.CancelAsync();
 await Task.WhenAll(everyTask);
 await sampling;
 var (checks, stored, tally) = await Checks.RunAsync(servers, load, faults.Failed, [(tagged, _ => true), (finals, r => Subscriber.IsTerminal(r.Type))]);
+checks.Insert(0, new Check("the driver ran without errors of its own", load.Sent, [.. load.Errors.Take(5)]));
 var report = Report.Build(settings, run, load, faults.Injected, checks, tally, stored, origin, [tagged, finals], memory, topology, clock.Elapsed, loadSeconds);
 
 // The processes' last lines come before the table, so that a log cut to its end (a CI summary) still

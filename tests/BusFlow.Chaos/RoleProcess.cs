@@ -194,7 +194,7 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
                     return;
                 }
             }
-            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or System.Net.Sockets.SocketException && !cancellationToken.IsCancellationRequested)
             {
             }
 

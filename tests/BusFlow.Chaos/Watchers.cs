@@ -137,7 +137,7 @@ public sealed class Watchers(Func<RoleProcess> edge, Random random)
                     subscriber.Ended = true;
                 }
             }
-            catch (Exception ex) when (ex is WebSocketException or HttpRequestException or IOException or OperationCanceledException or TimeoutException)
+            catch (Exception ex) when (ex is WebSocketException or HttpRequestException or IOException or System.Net.Sockets.SocketException or OperationCanceledException or TimeoutException)
             {
                 // Cut off by the run's end: the subscriber stays unended, which the checks report.
                 if (cancellationToken.IsCancellationRequested)
@@ -180,7 +180,7 @@ public sealed class Watchers(Func<RoleProcess> edge, Random random)
                 subscriber.Failure = ex.Message;
                 return;
             }
-            catch (Exception ex) when (ex is WebSocketException or HttpRequestException or IOException or OperationCanceledException or TimeoutException)
+            catch (Exception ex) when (ex is WebSocketException or HttpRequestException or IOException or System.Net.Sockets.SocketException or OperationCanceledException or TimeoutException)
             {
             }
 
@@ -312,7 +312,7 @@ public sealed class Watchers(Func<RoleProcess> edge, Random random)
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
             await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "", timeout.Token);
         }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException)
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or System.Net.Sockets.SocketException)
         {
         }
     }

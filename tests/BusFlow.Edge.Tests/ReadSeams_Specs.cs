@@ -16,7 +16,7 @@ public class When_the_edge_has_no_store
 
         var refused = Assert.Throws<InvalidOperationException>(() => app.MapBusFlowEdge());
 
-        Assert.Contains("IPipelineQueries, IPipelineEventLog, IIdempotencyKeys", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("not registered: IPipelineQueries, IPipelineEventLog, IIdempotencyKeys", refused.Message, StringComparison.Ordinal);
         Assert.Contains("UseStore", refused.Message, StringComparison.Ordinal);
     }
 

@@ -15,7 +15,7 @@ using Microsoft.Extensions.Logging;
 namespace BusFlow.Edge.Http;
 
 /// <summary>
-/// The REST API of design.md's wire contract (docs/protocol.md): typed handlers over the engine's
+/// The REST API of the wire contract (docs/protocol.md): typed handlers over the engine's
 /// read seams (<see cref="IPipelineQueries"/>, <see cref="IPipelineEventLog"/>,
 /// <see cref="IIdempotencyKeys"/>), which the host's store implements.
 /// </summary>

@@ -57,6 +57,12 @@ internal sealed partial class EventLanes : IAsyncDisposable
     /// <summary>Starts the lanes' publishers and the marker; they run until <see cref="DisposeAsync"/>.</summary>
     public EventLanes Start()
     {
+        // One reader per channel: the lanes and the marks are single-reader channels.
+        if (_publishers.Length > 0)
+        {
+            throw new InvalidOperationException("The event lanes are started already.");
+        }
+
         _publishers = [.. _lanes.Select(lane => Task.Run(() => PublishAsync(lane.Reader), CancellationToken.None))];
         _marker = Task.Run(MarkAsync, CancellationToken.None);
         return this;

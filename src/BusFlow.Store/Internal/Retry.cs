@@ -1,9 +1,11 @@
 namespace BusFlow.Store.Internal;
 
 /// <summary>
-/// The store's one way to retry background work (a publish the broker has not confirmed, a mark,
-/// a co-located step's fold): until it succeeds or the process stops, with a back-off that doubles
-/// from 200 ms up to 5 s, each failure reported.
+/// How the store retries a unit of background work (a publish the broker has not confirmed, a
+/// delivered mark, a co-located step's fold): until it succeeds or the process stops, with a
+/// back-off that doubles from 200 ms up to 5 s, each failure reported. The delivery's own round
+/// loop (OutboxDelivery) keeps its loop, which also resets its state after a failure, and waits the
+/// same <see cref="Backoff"/>.
 /// </summary>
 internal static class Retry
 {
