@@ -113,6 +113,13 @@ public sealed class ChaosServers(BenchVirtualHost virtualHost, BenchDatabase dat
 
     public async ValueTask DisposeAsync()
     {
+        // BUSFLOW_CHAOS_KEEP=1 keeps the run's database, to read what a broken check names.
+        if (Environment.GetEnvironmentVariable("BUSFLOW_CHAOS_KEEP") == "1")
+        {
+            Console.WriteLine($"kept the run's database {database.Name} (BUSFLOW_CHAOS_KEEP=1)");
+            return;
+        }
+
         try
         {
             await virtualHost.DisposeAsync();
