@@ -19,6 +19,13 @@ public sealed class PipelineStore(IDbContextFactory<BusFlowDbContext> databases)
         return await WorkItemRows.FilledAsync(db, await StoreQueries.For(db).PipelineReadOnly(db, pipelineId, cancellationToken), cancellationToken);
     }
 
+    /// <summary>Whether the pipeline row exists: one indexed look-up, no snapshot, no items.</summary>
+    public async Task<bool> ExistsAsync(Guid pipelineId, CancellationToken cancellationToken = default)
+    {
+        await using var db = await databases.CreateDbContextAsync(cancellationToken);
+        return await db.Pipelines.AnyAsync(p => p.CorrelationId == pipelineId, cancellationToken);
+    }
+
     /// <summary>The most recently started pipelines, newest first, whole (inputs included).</summary>
     public async Task<IReadOnlyList<PipelineState>> ListRecentAsync(int take, CancellationToken cancellationToken = default)
     {

@@ -9,6 +9,9 @@ public interface IPipelineQueries
     /// <summary>One pipeline, whole (its input and its map steps' items included); null when there is none.</summary>
     Task<PipelineState?> FindAsync(Guid pipelineId, CancellationToken cancellationToken = default);
 
+    /// <summary>Whether the pipeline is recorded: a start's check, which needs neither its state nor its items.</summary>
+    Task<bool> ExistsAsync(Guid pipelineId, CancellationToken cancellationToken = default);
+
     /// <summary>
     /// The most recently started pipelines, newest first, of one tenant or of all when
     /// <paramref name="tenant"/> is null; without their inputs and without map items.

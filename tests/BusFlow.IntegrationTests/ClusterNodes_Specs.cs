@@ -5,9 +5,7 @@ using BusFlow.Contracts;
 using BusFlow.Host.Samples;
 using BusFlow.IntegrationTests.Support;
 using MassTransit;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace BusFlow.IntegrationTests;
 
@@ -25,13 +23,7 @@ public sealed class When_a_cluster_node_is_down
         settings["BusFlow:RabbitMq:ClusterNodes:1"] = $"{settings["BusFlow:RabbitMq:Host"]}:{settings["BusFlow:RabbitMq:Port"]}";
         var logs = new CapturedLogs();
         var events = new RecordedEvents();
-        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
-        builder.Configuration.AddInMemoryCollection(settings);
-        builder.Logging.ClearProviders().AddProvider(logs).SetMinimumLevel(LogLevel.Warning);
-        builder.Services.AddSingleton(events);
-        builder.Services.AddBusFlow(builder.Configuration, b => SamplePipelines.Register(b), bus => bus.AddConsumer<RecordingConsumer>());
-        using var host = builder.Build();
-        await host.StartAsync();
+        using var host = await BusFlowProcess.StartAsync(settings, b => SamplePipelines.Register(b), events, logs);
         try
         {
             var id = NewId.NextGuid();

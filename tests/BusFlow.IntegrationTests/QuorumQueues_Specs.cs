@@ -3,10 +3,7 @@ using BusFlow.Contracts;
 using BusFlow.Host.Samples;
 using BusFlow.IntegrationTests.Support;
 using MassTransit;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 
 namespace BusFlow.IntegrationTests;
 
@@ -23,13 +20,7 @@ public sealed class When_the_queues_are_quorum_queues
         var settings = vhost.BusFlowSettings();
         settings["BusFlow:RabbitMq:QueueType"] = setting;
         var events = new RecordedEvents();
-        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
-        builder.Configuration.AddInMemoryCollection(settings);
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Services.AddSingleton(events);
-        builder.Services.AddBusFlow(builder.Configuration, b => SamplePipelines.Register(b), bus => bus.AddConsumer<RecordingConsumer>());
-        using var host = builder.Build();
-        await host.StartAsync();
+        using var host = await BusFlowProcess.StartAsync(settings, b => SamplePipelines.Register(b), events);
         try
         {
             var id = NewId.NextGuid();
@@ -64,7 +55,7 @@ public sealed class When_the_queues_are_quorum_queues
         var events = new RecordedEvents();
         // The deciding process has the pipeline and no worker for its step: no process has declared
         // the step's queue when the saga sends the step to it.
-        using var saga = await StartAsync(settings, b => b.AddRemoteWorker("later-step").AddPipeline("later", p => p.Step("later-step")), events);
+        using var saga = await BusFlowProcess.StartAsync(settings, b => b.AddRemoteWorker("later-step").AddPipeline("later", p => p.Step("later-step")), events);
         var id = NewId.NextGuid();
         await saga.Services.GetRequiredService<IBus>().Publish(new StartPipeline { PipelineId = id, Definition = "later" });
         var types = await vhost.QueueTypesAsync();
@@ -77,34 +68,11 @@ public sealed class When_the_queues_are_quorum_queues
         Assert.Equal("quorum", types["busflow-step-later-step"]);
 
         // A worker process that starts only now finds the step waiting in its queue.
-        using var late = await StartAsync(settings, b =>
+        using var late = await BusFlowProcess.StartAsync(settings, b =>
         {
             b.RunSaga = false;
             b.AddWorker("later-step", _ => Task.FromResult(StepResult.Success()));
         });
         Assert.IsType<PipelineCompleted>(await events.WaitForEnd(id, TimeSpan.FromSeconds(60)));
-    }
-
-    /// <summary>A process on the settings; with <paramref name="events"/>, it records the events it receives (one process only: they would share the queue).</summary>
-    private static async Task<IHost> StartAsync(Dictionary<string, string?> settings, Action<BusFlowBuilder> configure, RecordedEvents? events = null)
-    {
-        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
-        builder.Configuration.AddInMemoryCollection(settings);
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        if (events is not null)
-        {
-            builder.Services.AddSingleton(events);
-        }
-
-        builder.Services.AddBusFlow(builder.Configuration, configure, bus =>
-        {
-            if (events is not null)
-            {
-                bus.AddConsumer<RecordingConsumer>();
-            }
-        });
-        var host = builder.Build();
-        await host.StartAsync();
-        return host;
     }
 }

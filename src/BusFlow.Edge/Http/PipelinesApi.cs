@@ -127,7 +127,7 @@ internal static partial class PipelinesApi
     private static async Task<ProblemHttpResult?> PublishStartAsync(HttpContext http, EdgeServices edge, IPublishEndpoint publish, StartRequest request, Guid pipelineId)
     {
         using var started = edge.Signals.Register(pipelineId);
-        if (await edge.Pipelines.FindAsync(pipelineId, http.RequestAborted) is not null)
+        if (await edge.Pipelines.ExistsAsync(pipelineId, http.RequestAborted))
         {
             return null;
         }
@@ -138,7 +138,7 @@ internal static partial class PipelinesApi
             return unavailable;
         }
 
-        if (await edge.Pipelines.FindAsync(pipelineId, http.RequestAborted) is null)
+        if (!await edge.Pipelines.ExistsAsync(pipelineId, http.RequestAborted))
         {
             await started.WaitAsync(edge.Options.Value.StartWait, http.RequestAborted);
         }
