@@ -27,6 +27,13 @@ if [ "$status" -ne 0 ]; then
        on && n < 6 {print "      " $0; n++}
        /<\/Message>/{on = 0}' "$RESULTS"/*.trx 2>/dev/null || true
 fi
+# Tests that did not run, by name, with their reason (SQL Server's cases without BUSFLOW_TEST_SQLSERVER).
+skipped=$(awk '/<UnitTestResult /{skip = /outcome="NotExecuted"/; if (skip) {name = $0; sub(/.*testName="/, "", name); sub(/".*/, "", name); print "  " name}}' "$RESULTS"/*.trx 2>/dev/null | sort || true)
+if [ -n "$skipped" ]; then
+  reasons=$(grep -h -A3 'outcome="NotExecuted"' "$RESULTS"/*.trx 2>/dev/null | sed -n 's/.*<Message>\(.*\)<\/Message>.*/\1/p' | sort -u || true)
+  log "$(echo "$skipped" | wc -l) tests did not run (${reasons:-no reason given}):"
+  echo "$skipped"
+fi
 # The chaos runner's short profile (docs/reliability.md): the split topology under load with every
 # kind of fault once, on the same servers; not when the tests were filtered by arguments.
 if [ $# -eq 0 ] && [ "${BUSFLOW_SKIP_CHAOS:-0}" != 1 ]; then

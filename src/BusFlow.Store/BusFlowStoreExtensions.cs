@@ -93,9 +93,7 @@ public static class BusFlowStoreExtensions
         GroupCommitFailedException => true,
         DbUpdateException e when StoreProvider.IsUniqueViolation(e) => true,
         DbUpdateException { InnerException: { } inner } => IsTransient(inner),
-        Npgsql.PostgresException pg => pg.IsTransient || pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("57P", StringComparison.Ordinal),
-        Npgsql.NpgsqlException => true,
-        Microsoft.Data.Sqlite.SqliteException sqlite => sqlite.SqliteErrorCode is 5 or 6 or 10 or 14,
+        _ when Dialects.StoreDialect.All.Any(d => d.IsTransient(exception)) => true,
         DbException { IsTransient: true } => true,
         TimeoutException => true,
         InvalidOperationException { InnerException: { } inner } => IsTransient(inner),
@@ -108,7 +106,7 @@ public static class BusFlowStoreExtensions
         var provider = section["Provider"];
         if (provider is not null && !Enum.TryParse<StoreProviderKind>(provider, ignoreCase: true, out _))
         {
-            throw new InvalidOperationException($"Invalid setting '{BusFlowStoreOptions.Section}:Provider' = '{provider}': use Sqlite or Postgres.");
+            throw new InvalidOperationException($"Invalid setting '{BusFlowStoreOptions.Section}:Provider' = '{provider}': use Sqlite, Postgres or SqlServer.");
         }
 
         var options = new BusFlowStoreOptions();

@@ -5,13 +5,13 @@ public sealed class BusFlowStoreOptions
 {
     public const string Section = "BusFlow:Store";
 
-    /// <summary><c>Sqlite</c> (default, a local file) or <c>Postgres</c>.</summary>
+    /// <summary><c>Sqlite</c> (default, a local file), <c>Postgres</c> or <c>SqlServer</c>.</summary>
     public StoreProviderKind Provider { get; set; } = StoreProviderKind.Sqlite;
 
     /// <summary>The provider's connection string; SQLite defaults to a file beside the app.</summary>
     public string ConnectionString { get; set; } = "Data Source=busflow.db";
 
-    /// <summary>Apply pending migrations at start. Null means the provider's default: on for SQLite, off for PostgreSQL.</summary>
+    /// <summary>Apply pending migrations at start. Null means the provider's default: on for SQLite, off for the servers (PostgreSQL, SQL Server).</summary>
     public bool? ApplyMigrations { get; set; }
 
     /// <summary>
@@ -87,7 +87,10 @@ public sealed class BusFlowStoreOptions
     /// <summary>The most events one <see cref="Contracts.PipelineEventBatch"/> carries.</summary>
     public int MaxEventsPerBatch { get; set; } = 256;
 
-    internal bool ShouldMigrate => ApplyMigrations ?? Provider == StoreProviderKind.Sqlite;
+    internal bool ShouldMigrate => ApplyMigrations ?? Dialect.MigratesByDefault;
+
+    /// <summary>The chosen database's statements and behaviours.</summary>
+    internal Dialects.StoreDialect Dialect => Dialects.StoreDialect.For(Provider);
 }
 
 /// <summary>How recorded events travel to the bus.</summary>

@@ -1,4 +1,5 @@
 using BusFlow.Contracts;
+using BusFlow.Store.Dialects;
 using BusFlow.Store.Internal;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
@@ -8,7 +9,11 @@ namespace BusFlow.Store;
 /// <summary>Replay queries over the event log, for subscribers that resume or fell behind.</summary>
 public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbContext> databases, BusFlowStoreOptions options, ILogger<PipelineEventReader> logger) : IPipelineEventLog
 {
-    private readonly bool _postgres = options.Provider == StoreProviderKind.Postgres;
+    private readonly StoreDialect _dialect = options.Dialect;
+
+    private readonly string _pipelineAfterSeq = PipelineAfterSeq(options.Dialect);
+
+    private readonly string _allAfterPosition = AllAfterPosition(options.Dialect);
 
     /// <summary>One pipeline's events with seq greater than <paramref name="afterSeq"/>, in seq order.</summary>
     public async Task<IReadOnlyList<PipelineEvent>> ReadPipelineAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default)
@@ -49,11 +54,11 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     /// the recorded JSON as UTF-8, not deserialised), for replay to subscribers that can take the bytes as they are.
     /// </summary>
     public Task<StoredEventPage> ReadPipelineStoredAsync(Guid pipelineId, long afterSeq, int limit, CancellationToken cancellationToken = default) =>
-        ReadStoredPageAsync(new PageQuery(PipelineAfterSeq, [("pipeline", pipelineId)], BySeq: true), afterSeq, limit, cancellationToken);
+        ReadStoredPageAsync(new PageQuery(_pipelineAfterSeq, [("pipeline", pipelineId)], BySeq: true), afterSeq, limit, cancellationToken);
 
     /// <summary>Every pipeline's events after <paramref name="afterPosition"/> in position order, as stored.</summary>
     public Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, CancellationToken cancellationToken = default) =>
-        ReadStoredPageAsync(new PageQuery(AllAfterPosition, [], BySeq: false), afterPosition, limit, cancellationToken);
+        ReadStoredPageAsync(new PageQuery(_allAfterPosition, [], BySeq: false), afterPosition, limit, cancellationToken);
 
     /// <summary>
     /// The events after <paramref name="afterPosition"/> in position order, as stored, of the rows that
@@ -66,16 +71,34 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     public Task<StoredEventPage> ReadAllStoredAsync(long afterPosition, int limit, StoredEventFilter filter, CancellationToken cancellationToken = default) =>
         filter.IsEmpty
             ? ReadAllStoredAsync(afterPosition, limit, cancellationToken)
-            : ReadStoredPageAsync(Filtered(filter, _postgres), afterPosition, limit, cancellationToken);
+            : ReadStoredPageAsync(Filtered(filter, _dialect), afterPosition, limit, cancellationToken);
 
-    // Plain SQL both providers accept, read with the provider's data reader: the payload column's UTF-8
-    // bytes are taken as they are, where EF Core would decode each into a .NET string that replay then
-    // encodes back to UTF-8 (replay of long histories is bound by per-row CPU; docs/performance.md).
-    private const string Columns = """SELECT "PipelineId", "Seq", "Position", "Type", "Payload", "Tenant" FROM busflow_events""";
+    // Plain SQL, limited in the dialect's way, read with the provider's data reader: where it can, the
+    // payload column's UTF-8 bytes are taken as they are, where EF Core would decode each into a .NET
+    // string that replay then encodes back to UTF-8 (replay of long histories is bound by per-row CPU;
+    // docs/performance.md).
+    private const string Columns = "\"PipelineId\", \"Seq\", \"Position\", \"Type\", \"Payload\", \"Tenant\"";
 
-    private const string PipelineAfterSeq = Columns + """ WHERE "PipelineId" = @pipeline AND "Seq" > @after AND "Position" IS NOT NULL ORDER BY "Seq" LIMIT @limit""";
+    private static string PipelineAfterSeq(StoreDialect dialect) =>
+        dialect.Limited(Columns, """FROM busflow_events WHERE "PipelineId" = @pipeline AND "Seq" > @after AND "Position" IS NOT NULL""", "\"Seq\"");
 
-    private const string AllAfterPosition = Columns + """ WHERE "Position" > @after ORDER BY "Position" LIMIT @limit""";
+    private static string AllAfterPosition(StoreDialect dialect) => dialect.Limited(Columns, """FROM busflow_events WHERE "Position" > @after""", "\"Position\"");
+
+    /// <summary>Where a filtered page looked up to: read before the page (see <see cref="ReadStoredPageAsync"/>).</summary>
+    private const string LastPositionSql = """SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @counter""";
+
+    /// <summary>
+    /// Every statement text this reader sends in <paramref name="dialect"/>: the pages by seq and by
+    /// position, the position read before a filtered page, and a filtered page with a tenant, types
+    /// and two tags. For checking a dialect's statements without its server.
+    /// </summary>
+    internal static IEnumerable<string> Statements(StoreDialect dialect) =>
+    [
+        PipelineAfterSeq(dialect),
+        AllAfterPosition(dialect),
+        LastPositionSql,
+        Filtered(new StoredEventFilter("tenant", ["StepCompleted", "PipelineCompleted"], new Dictionary<string, string> { ["a"] = "1", ["b"] = "2" }), dialect).Sql,
+    ];
 
     /// <summary>
     /// A page's SQL and its parameters besides @after and @limit; whether it goes by seq (one
@@ -85,9 +108,9 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
     private sealed record PageQuery(string Sql, List<(string Name, object Value)> Parameters, bool BySeq, bool Filtered = false, string? Tenant = null);
 
     /// <summary>The query of a filtered page after a position.</summary>
-    private static PageQuery Filtered(StoredEventFilter filter, bool postgres)
+    private static PageQuery Filtered(StoredEventFilter filter, StoreDialect dialect)
     {
-        var sql = new System.Text.StringBuilder(Columns).Append(" WHERE ");
+        var sql = new System.Text.StringBuilder("FROM busflow_events WHERE ");
         var parameters = new List<(string, object)>();
         if (filter.Tenant is { } tenant)
         {
@@ -107,19 +130,15 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
             var i = 0;
             foreach (var (key, value) in tags)
             {
-                // Every given tag with its value, from the stored JSON parsed by the database (as
-                // json on PostgreSQL: jsonb refuses an escaped NUL, which System.Text.Json writes).
-                sql.Append(postgres
-                    ? $" AND (CAST(\"Payload\" AS json) -> 'tags' ->> @tk{i}) = @tv{i}"
-                    : $" AND EXISTS (SELECT 1 FROM json_each(busflow_events.\"Payload\", '$.tags') WHERE key = @tk{i} AND value = @tv{i})");
+                // Every given tag with its value, from the stored JSON parsed by the database.
+                sql.Append(" AND ").Append(dialect.TagCondition("@tk" + i, "@tv" + i));
                 parameters.Add(("tk" + i, key));
                 parameters.Add(("tv" + i, value));
                 i++;
             }
         }
 
-        sql.Append(" ORDER BY \"Position\" LIMIT @limit");
-        return new PageQuery(sql.ToString(), parameters, BySeq: false, Filtered: true, filter.Tenant);
+        return new PageQuery(dialect.Limited(Columns, sql.ToString(), "\"Position\""), parameters, BySeq: false, Filtered: true, filter.Tenant);
     }
 
     /// <summary>A page after a seq or a position, as <paramref name="query"/> says.</summary>
@@ -137,18 +156,18 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
                 // Read first: positions follow commit order, so every row up to it has committed and
                 // is seen by the query that follows.
                 await using var head = db.Database.GetDbConnection().CreateCommand();
-                head.CommandText = """SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @counter""";
-                StoreProvider.AddParameter(head, "counter", Internal.OutboxDelivery.PositionCounter);
+                head.CommandText = LastPositionSql;
+                StoreDialect.AddParameter(head, "counter", Internal.OutboxDelivery.PositionCounter);
                 lookedUpTo = Convert.ToInt64(await head.ExecuteScalarAsync(cancellationToken) ?? 0L, System.Globalization.CultureInfo.InvariantCulture);
             }
 
             await using var command = db.Database.GetDbConnection().CreateCommand();
             command.CommandText = query.Sql;
-            StoreProvider.AddParameter(command, "after", after);
-            StoreProvider.AddParameter(command, "limit", limit);
+            StoreDialect.AddParameter(command, "after", after);
+            StoreDialect.AddParameter(command, "limit", limit);
             foreach (var (name, value) in query.Parameters)
             {
-                StoreProvider.AddParameter(command, name, value);
+                StoreDialect.AddParameter(command, name, value);
             }
 
             var rows = new List<StoredEvent>(limit);
@@ -158,12 +177,12 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
                 // Npgsql copies a text column's bytes and characters straight from its row buffer;
                 // Microsoft.Data.Sqlite serves GetBytes and GetChars through a stream it sets up per
                 // call, dearer than the string and array it hands out.
-                var inPlace = StoreProvider.ReadsTextInPlace(reader);
+                var inPlace = _dialect.ReadsTextInPlace;
                 while (await reader.ReadAsync(cancellationToken))
                 {
                     rows.Add(inPlace
                         ? new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), EventTypeNames.Read(reader, 3, typeBytes), payloads.Read(reader, 4), ReadTenant(reader, query.Tenant))
-                        : new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), reader.GetFieldValue<byte[]>(4), ReadTenant(reader, query.Tenant)));
+                        : new StoredEvent(reader.GetGuid(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3), _dialect.TextBytes(reader, 4), ReadTenant(reader, query.Tenant)));
                 }
             }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using BusFlow.Contracts;
 using BusFlow.Store;
+using BusFlow.Store.Dialects;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
@@ -115,7 +116,7 @@ public static class Scenarios
 
     /// <summary>
     /// "outbox": isolates the outbox. Writers add StepProgress rows one transaction per batch, the way
-    /// a transition with that many events writes them (StoreProvider.InsertEventsAsync, the multi-row
+    /// a transition with that many events writes them (StoreDialect.InsertEventsAsync, the multi-row
     /// INSERT every group commit uses for its events); BusFlow's OutboxDelivery,
     /// running in the host, positions them and publishes them to RabbitMQ.
     /// </summary>
@@ -129,7 +130,7 @@ public static class Scenarios
         {
             await using var db = await host.Databases.CreateDbContextAsync();
             await using var transaction = await db.Database.BeginTransactionAsync();
-            await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), StoreProviderKind.Postgres, batch, CancellationToken.None);
+            await PostgresDialect.Instance.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), batch, CancellationToken.None);
             await transaction.CommitAsync();
         });
         var recorded = Stopwatch.GetElapsedTime(start);

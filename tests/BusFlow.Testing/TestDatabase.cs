@@ -4,20 +4,22 @@ using Npgsql;
 namespace BusFlow.Testing;
 
 /// <summary>
-/// A fresh, empty database for one test: a temporary SQLite file, or a new PostgreSQL database on
-/// the server tests/run.sh started (BUSFLOW_TEST_POSTGRES), dropped afterwards.
+/// A fresh, empty database for one test: a temporary SQLite file, a new PostgreSQL database on the
+/// server tests/run.sh started (BUSFLOW_TEST_POSTGRES), or a new SQL Server database on the server
+/// BUSFLOW_TEST_SQLSERVER names (no SQL Server can be installed here: without it a SQL Server case
+/// is skipped, by name, with the reason, and tests/run.sh lists it at the end), dropped afterwards.
 /// </summary>
 public sealed class TestDatabase : IAsyncDisposable
 {
     private readonly string? _sqliteFile;
-    private readonly string? _postgresName;
+    private readonly string? _serverName;
 
-    private TestDatabase(StoreProviderKind provider, string connectionString, string? sqliteFile, string? postgresName)
+    private TestDatabase(StoreProviderKind provider, string connectionString, string? sqliteFile, string? serverName)
     {
         Provider = provider;
         ConnectionString = connectionString;
         _sqliteFile = sqliteFile;
-        _postgresName = postgresName;
+        _serverName = serverName;
     }
 
     public StoreProviderKind Provider { get; }
@@ -27,6 +29,13 @@ public sealed class TestDatabase : IAsyncDisposable
     public static string PostgresServer => Environment.GetEnvironmentVariable("BUSFLOW_TEST_POSTGRES")
         ?? throw new InvalidOperationException("BUSFLOW_TEST_POSTGRES is not set: run the tests through tests/run.sh, which installs and starts PostgreSQL.");
 
+    /// <summary>A SQL Server connection string (to any database the login may create databases from), or null.</summary>
+    public static string? SqlServer => Environment.GetEnvironmentVariable("BUSFLOW_TEST_SQLSERVER") is { Length: > 0 } server ? server : null;
+
+    /// <summary>Why SQL Server cases do not run here.</summary>
+    public const string NoSqlServer = "no SQL Server: BUSFLOW_TEST_SQLSERVER is not set (none can be installed on this machine; docs/operations.md)";
+
+    /// <summary>A new database; in a [SkippableTheory], skips the test for SQL Server when no server is named.</summary>
     public static async Task<TestDatabase> Create(StoreProviderKind provider)
     {
         if (provider == StoreProviderKind.Sqlite)
@@ -36,6 +45,19 @@ public sealed class TestDatabase : IAsyncDisposable
         }
 
         var name = $"busflow_test_{Guid.NewGuid():N}"[..30];
+        if (provider == StoreProviderKind.SqlServer)
+        {
+            Skip.If(SqlServer is null, NoSqlServer);
+            await using (var admin = new Microsoft.Data.SqlClient.SqlConnection(SqlServerDatabase("master")))
+            {
+                await admin.OpenAsync();
+                await using var create = new Microsoft.Data.SqlClient.SqlCommand($"CREATE DATABASE {name}", admin);
+                await create.ExecuteNonQueryAsync();
+            }
+
+            return new TestDatabase(provider, SqlServerDatabase(name), null, name);
+        }
+
         await using (var admin = new NpgsqlConnection(PostgresServer + ";Database=postgres"))
         {
             await admin.OpenAsync();
@@ -45,6 +67,9 @@ public sealed class TestDatabase : IAsyncDisposable
 
         return new TestDatabase(provider, $"{PostgresServer};Database={name};Maximum Pool Size=50", null, name);
     }
+
+    private static string SqlServerDatabase(string name) =>
+        new Microsoft.Data.SqlClient.SqlConnectionStringBuilder(SqlServer) { InitialCatalog = name }.ConnectionString;
 
     public BusFlowStoreOptions Options(Action<BusFlowStoreOptions>? configure = null)
     {
@@ -79,12 +104,22 @@ public sealed class TestDatabase : IAsyncDisposable
             }
         }
 
-        if (_postgresName is not null)
+        if (_serverName is not null && Provider == StoreProviderKind.Postgres)
         {
             NpgsqlConnection.ClearAllPools();
             await using var admin = new NpgsqlConnection(PostgresServer + ";Database=postgres");
             await admin.OpenAsync();
-            await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS {_postgresName} WITH (FORCE)", admin);
+            await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS {_serverName} WITH (FORCE)", admin);
+            await drop.ExecuteNonQueryAsync();
+        }
+
+        if (_serverName is not null && Provider == StoreProviderKind.SqlServer)
+        {
+            Microsoft.Data.SqlClient.SqlConnection.ClearAllPools();
+            await using var admin = new Microsoft.Data.SqlClient.SqlConnection(SqlServerDatabase("master"));
+            await admin.OpenAsync();
+            await using var drop = new Microsoft.Data.SqlClient.SqlCommand(
+                $"IF DB_ID(N'{_serverName}') IS NOT NULL BEGIN ALTER DATABASE {_serverName} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {_serverName}; END", admin);
             await drop.ExecuteNonQueryAsync();
         }
     }

@@ -16,12 +16,13 @@ public class When_projects_reference_each_other
         ["BusFlow.Store"] = ["BusFlow"],
         ["BusFlow.Store.Migrations.Sqlite"] = ["BusFlow.Store"],
         ["BusFlow.Store.Migrations.Postgres"] = ["BusFlow.Store"],
-        ["BusFlow.Store.Migrations.Tooling"] = ["BusFlow.Store.Migrations.Sqlite", "BusFlow.Store.Migrations.Postgres"],
+        ["BusFlow.Store.Migrations.SqlServer"] = ["BusFlow.Store"],
+        ["BusFlow.Store.Migrations.Tooling"] = ["BusFlow.Store.Migrations.Sqlite", "BusFlow.Store.Migrations.Postgres", "BusFlow.Store.Migrations.SqlServer"],
         ["BusFlow.Edge"] = ["BusFlow"],
         ["BusFlow.OpenTelemetry"] = ["BusFlow"],
         ["BusFlow.Client"] = ["BusFlow.Contracts"],
         ["BusFlow.Cli"] = ["BusFlow.Client"],
-        ["BusFlow.Host"] = ["BusFlow", "BusFlow.Store", "BusFlow.Edge", "BusFlow.OpenTelemetry", "BusFlow.Store.Migrations.Sqlite", "BusFlow.Store.Migrations.Postgres"],
+        ["BusFlow.Host"] = ["BusFlow", "BusFlow.Store", "BusFlow.Edge", "BusFlow.OpenTelemetry", "BusFlow.Store.Migrations.Sqlite", "BusFlow.Store.Migrations.Postgres", "BusFlow.Store.Migrations.SqlServer"],
     };
 
     /// <summary>Production assemblies that see another's internals: the one exception the architecture page names.</summary>

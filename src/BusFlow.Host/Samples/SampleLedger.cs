@@ -47,12 +47,16 @@ public static class SampleLedger
     /// <summary>Creates the ledger table when it is missing (a process running the sample workers does, at start).</summary>
     public static async Task EnsureTableAsync(IDbContextFactory<BusFlowDbContext> databases, CancellationToken cancellationToken)
     {
-        var sql = $"CREATE TABLE IF NOT EXISTS {Table} (pipeline_id VARCHAR(64) NOT NULL, step VARCHAR(64) NOT NULL, attempt INTEGER NOT NULL, amount INTEGER NOT NULL)";
+        const string Columns = "(pipeline_id VARCHAR(64) NOT NULL, step VARCHAR(64) NOT NULL, attempt INTEGER NOT NULL, amount INTEGER NOT NULL)";
         for (var attempt = 1; ; attempt++)
         {
             try
             {
                 await using var db = await databases.CreateDbContextAsync(cancellationToken);
+                // SQL Server has no CREATE TABLE IF NOT EXISTS.
+                var sql = db.Database.ProviderName == "Microsoft.EntityFrameworkCore.SqlServer"
+                    ? $"IF OBJECT_ID(N'{Table}') IS NULL CREATE TABLE {Table} {Columns}"
+                    : $"CREATE TABLE IF NOT EXISTS {Table} {Columns}";
                 await db.Database.ExecuteSqlRawAsync(sql, cancellationToken);
                 return;
             }

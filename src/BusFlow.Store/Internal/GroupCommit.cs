@@ -36,7 +36,7 @@ internal sealed partial class GroupCommit(
     /// <summary>The most members one group commits together.</summary>
     internal const int MaxGroup = 64;
 
-    private readonly Channel<GroupMember>[] _writers = [.. Enumerable.Range(0, options.Provider == StoreProviderKind.Sqlite ? 1 : 4)
+    private readonly Channel<GroupMember>[] _writers = [.. Enumerable.Range(0, options.Dialect.SingleWriter ? 1 : 4)
         .Select(_ => Channel.CreateUnbounded<GroupMember>(new UnboundedChannelOptions { SingleReader = true }))];
 
     /// <summary>Per pipeline, the after-commit work last chained (see <see cref="GroupMember.AfterCommitted"/>).</summary>
@@ -210,7 +210,7 @@ internal sealed partial class GroupCommit(
             db.ChangeTracker.DetectChanges();
             var written = states.Writing(db);
             WorkItemRows.Track(db);
-            await GroupRows.WriteAsync(db, transaction.GetDbTransaction(), options.Provider, cancellationToken);
+            await GroupRows.WriteAsync(db, transaction.GetDbTransaction(), options.Dialect, cancellationToken);
             if (db.ChangeTracker.HasChanges())
             {
                 await db.SaveChangesAsync(cancellationToken);
@@ -223,7 +223,7 @@ internal sealed partial class GroupCommit(
 
             // The event rows last: on PostgreSQL, taking their positions locks the position counter
             // until this commit, and every other group's positions wait for it.
-            await StoreProvider.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, events, cancellationToken);
+            await options.Dialect.InsertEventsAsync(db.Database.GetDbConnection(), transaction.GetDbTransaction(), events, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
             metrics.Committed(writing, members.Count);
             states.Committed(written);

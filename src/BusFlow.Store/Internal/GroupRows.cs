@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Data.Common;
+using BusFlow.Store.Dialects;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking;
 using Microsoft.EntityFrameworkCore.Metadata;
@@ -25,16 +26,17 @@ namespace BusFlow.Store.Internal;
 internal static class GroupRows
 {
     /// <summary>Statements by entity type, insert or update, and (updates) which columns they set: one bit per <see cref="Shape.Updatable"/> column.</summary>
-    private static readonly ConcurrentDictionary<(IEntityType Type, bool Update, ulong Columns), Shape> Shapes = new();
+    private static readonly ConcurrentDictionary<(IEntityType Type, bool Update, ulong Columns, StoreDialect Dialect), Shape> Shapes = new();
 
-    public static async Task WriteAsync(BusFlowDbContext db, DbTransaction transaction, StoreProviderKind provider, CancellationToken cancellationToken)
+    public static async Task WriteAsync(BusFlowDbContext db, DbTransaction transaction, StoreDialect dialect, CancellationToken cancellationToken)
     {
         var statements = new List<Statement>();
         var written = new List<EntityEntry>();
-        // On PostgreSQL a group's inbox rows and delivered marks go in one statement each: every
-        // statement costs the server its own execution, which on a small machine was most of its
-        // work per row. SQLite, in process, runs one prepared statement per row as cheaply.
-        var combine = provider == StoreProviderKind.Postgres;
+        // Where the dialect can (PostgreSQL, from arrays), a group's inbox rows and delivered marks go
+        // in one statement each: every statement costs the server its own execution, which on a
+        // small machine was most of its work per row. SQLite, in process, runs one prepared
+        // statement per row as cheaply.
+        var combine = dialect.InsertInboxRowsSql is not null && dialect.MarkRowsDeliveredSql is not null;
         var inbox = new List<InboxRecord>();
         var delivered = new List<OutboxMessageRecord>();
         foreach (var entry in db.ChangeTracker.Entries())
@@ -48,13 +50,13 @@ internal static class GroupRows
                     delivered.Add(row);
                     break;
                 case (PipelineState or WorkItemRecord or InboxRecord or OutboxMessageRecord, EntityState.Added):
-                    statements.Add(Insert(entry, provider));
+                    statements.Add(Insert(entry, dialect));
                     break;
                 case (PipelineState or WorkItemRecord, EntityState.Modified):
-                    statements.Add(Update(entry, provider));
+                    statements.Add(Update(entry, dialect));
                     break;
                 case (OutboxMessageRecord row, EntityState.Modified) when IsDeliveredMark(entry):
-                    statements.Add(new Statement(MarkDeliveredSql, [Value(entry.Property(nameof(OutboxMessageRecord.DeliveredAt)).Metadata, row.DeliveredAt, provider), row.Id], Returns: null, Versioned: false));
+                    statements.Add(new Statement(MarkDeliveredSql, [Value(entry.Property(nameof(OutboxMessageRecord.DeliveredAt)).Metadata, row.DeliveredAt, dialect), row.Id], Returns: null, Versioned: false));
                     break;
                 default:
                     continue;
@@ -65,12 +67,12 @@ internal static class GroupRows
 
         if (inbox.Count > 0)
         {
-            statements.Add(new Statement(InsertInboxRowsSql, [inbox.Select(r => r.MessageId).ToArray(), inbox.Select(r => r.Consumer).ToArray(), inbox.Select(r => r.ReceivedAt.ToUniversalTime()).ToArray()], Returns: null, Versioned: false));
+            statements.Add(new Statement(dialect.InsertInboxRowsSql!, [inbox.Select(r => r.MessageId).ToArray(), inbox.Select(r => r.Consumer).ToArray(), inbox.Select(r => r.ReceivedAt.ToUniversalTime()).ToArray()], Returns: null, Versioned: false));
         }
 
         if (delivered.Count > 0)
         {
-            statements.Add(new Statement(MarkRowsDeliveredSql, [delivered.Select(r => r.Id).ToArray(), delivered.Select(r => r.DeliveredAt!.Value.ToUniversalTime()).ToArray()], Returns: null, Versioned: false));
+            statements.Add(new Statement(dialect.MarkRowsDeliveredSql!, [delivered.Select(r => r.Id).ToArray(), delivered.Select(r => r.DeliveredAt!.Value.ToUniversalTime()).ToArray()], Returns: null, Versioned: false));
         }
 
         if (statements.Count == 0)
@@ -106,24 +108,44 @@ internal static class GroupRows
 
     private const string MarkDeliveredSql = """UPDATE busflow_outbox SET "DeliveredAt" = @p0 WHERE "Id" = @p1""";
 
-    /// <summary>PostgreSQL: a group's inbox rows, from one array per column.</summary>
-    private const string InsertInboxRowsSql = """INSERT INTO busflow_inbox ("MessageId", "Consumer", "ReceivedAt") SELECT * FROM unnest(@p0::uuid[], @p1::text[], @p2::timestamptz[])""";
+    /// <summary>
+    /// Every statement text this class sends for <paramref name="model"/> in <paramref name="dialect"/>:
+    /// each written entity type's INSERT and its UPDATE of every column (the UPDATEs of fewer columns
+    /// are the same statement with fewer assignments), the delivered mark, and the dialect's combined
+    /// statements. For checking a dialect's statements without its server.
+    /// </summary>
+    internal static IEnumerable<string> Statements(IModel model, StoreDialect dialect)
+    {
+        foreach (var type in new[] { typeof(PipelineState), typeof(WorkItemRecord), typeof(InboxRecord), typeof(OutboxMessageRecord) }.Select(t => model.FindEntityType(t)!))
+        {
+            yield return Shape.Of(type, update: false, 0, dialect).Sql;
+            yield return Shape.Of(type, update: true, ulong.MaxValue, dialect).Sql;
+        }
 
-    /// <summary>PostgreSQL: a group's delivered marks, from an array of ids and one of instants.</summary>
-    private const string MarkRowsDeliveredSql = """UPDATE busflow_outbox AS o SET "DeliveredAt" = m.at FROM unnest(@p0::bigint[], @p1::timestamptz[]) AS m(id, at) WHERE o."Id" = m.id""";
+        yield return MarkDeliveredSql;
+        if (dialect.InsertInboxRowsSql is { } inbox)
+        {
+            yield return inbox;
+        }
+
+        if (dialect.MarkRowsDeliveredSql is { } delivered)
+        {
+            yield return delivered;
+        }
+    }
 
     /// <summary>An outbox row whose only change is being marked delivered.</summary>
     private static bool IsDeliveredMark(EntityEntry entry) =>
         entry.Properties.All(p => !p.IsModified || p.Metadata.Name == nameof(OutboxMessageRecord.DeliveredAt));
 
-    private static Statement Insert(EntityEntry entry, StoreProviderKind provider)
+    private static Statement Insert(EntityEntry entry, StoreDialect dialect)
     {
-        var shape = Shapes.GetOrAdd((entry.Metadata, false, 0), key => Shape.Of(key.Type, update: false, 0));
-        var values = shape.Columns.Select(p => Value(p, entry.Property(p.Name).CurrentValue, provider)).ToArray();
+        var shape = Shapes.GetOrAdd((entry.Metadata, false, 0, dialect), key => Shape.Of(key.Type, update: false, 0, key.Dialect));
+        var values = shape.Columns.Select(p => Value(p, entry.Property(p.Name).CurrentValue, dialect)).ToArray();
         return new Statement(shape.Sql, values, shape.Generated is { } generated ? entry.Property(generated.Name) : null, Versioned: false);
     }
 
-    private static Statement Update(EntityEntry entry, StoreProviderKind provider)
+    private static Statement Update(EntityEntry entry, StoreDialect dialect)
     {
         // Only the columns that changed (a large input or the tags are not written again by every transition).
         var updatable = Shape.Updatable(entry.Metadata);
@@ -136,15 +158,15 @@ internal static class GroupRows
             }
         }
 
-        var shape = Shapes.GetOrAdd((entry.Metadata, true, changed == 0 ? ulong.MaxValue : changed), key => Shape.Of(key.Type, update: true, key.Columns));
-        var values = shape.Columns.Select(p => Value(p, entry.Property(p.Name).CurrentValue, provider))
-            .Concat(shape.Keys.Select(p => Value(p, entry.Property(p.Name).OriginalValue, provider)))
+        var shape = Shapes.GetOrAdd((entry.Metadata, true, changed == 0 ? ulong.MaxValue : changed, dialect), key => Shape.Of(key.Type, update: true, key.Columns, key.Dialect));
+        var values = shape.Columns.Select(p => Value(p, entry.Property(p.Name).CurrentValue, dialect))
+            .Concat(shape.Keys.Select(p => Value(p, entry.Property(p.Name).OriginalValue, dialect)))
             .ToArray();
         return new Statement(shape.Sql, values, Returns: null, Versioned: true);
     }
 
-    /// <summary>The value as the column stores it: through the property's converter (JSON columns, enums as text, SQLite's instants), instants in UTC for PostgreSQL.</summary>
-    private static object Value(IProperty property, object? value, StoreProviderKind provider)
+    /// <summary>The value as the column stores it: through the property's converter (JSON columns, enums as text, SQLite's instants), instants as the dialect passes them.</summary>
+    private static object Value(IProperty property, object? value, StoreDialect dialect)
     {
         if (value is null)
         {
@@ -159,7 +181,7 @@ internal static class GroupRows
         return value switch
         {
             null => DBNull.Value,
-            DateTimeOffset instant when provider == StoreProviderKind.Postgres => instant.ToUniversalTime(),
+            DateTimeOffset instant => dialect.Instant(instant),
             _ => value,
         };
     }
@@ -275,7 +297,7 @@ internal static class GroupRows
 
         private static readonly ConcurrentDictionary<IEntityType, IProperty[]> UpdatableColumns = new();
 
-        public static Shape Of(IEntityType type, bool update, ulong chosen)
+        public static Shape Of(IEntityType type, bool update, ulong chosen, StoreDialect dialect)
         {
             var table = type.GetTableName()!;
             // An identity column (the outbox's Id); a Guid key is the caller's own.
@@ -284,8 +306,11 @@ internal static class GroupRows
             string Column(IProperty p) => "\"" + p.GetColumnName() + "\"";
             if (!update)
             {
-                var sql = $"INSERT INTO {table} ({string.Join(", ", properties.Select(Column))}) VALUES ({string.Join(", ", properties.Select((_, i) => "@p" + i))})"
-                    + (generated is null ? "" : $" RETURNING {Column(generated)}");
+                var names = string.Join(", ", properties.Select(Column));
+                var values = string.Join(", ", properties.Select((_, i) => "@p" + i));
+                var sql = generated is null
+                    ? $"INSERT INTO {table} ({names}) VALUES ({values})"
+                    : dialect.InsertReturning(table, names, values, Column(generated));
                 return new Shape { Sql = sql, Columns = properties, Keys = [], Generated = generated };
             }
 

@@ -213,8 +213,8 @@ internal sealed partial class OutboxDelivery(
 
         using var turn = await writes.EnterAsync(cancellationToken);
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        var rows = await StoreProvider.PositionEventsAsync(
-            db.Database.GetDbConnection(), transaction.GetDbTransaction(), options.Provider, LeaseName, _owner, time.GetUtcNow(), options.DeliveryBatchSize, cancellationToken);
+        var rows = await options.Dialect.PositionEventsAsync(
+            db.Database.GetDbConnection(), transaction.GetDbTransaction(), LeaseName, _owner, time.GetUtcNow(), options.DeliveryBatchSize, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return rows;
     }

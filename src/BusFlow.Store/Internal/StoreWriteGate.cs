@@ -6,11 +6,11 @@ namespace BusFlow.Store.Internal;
 /// idle meanwhile; through this gate they queue in memory instead, and the next one goes the moment
 /// the last one committed. The store's frequent writers (group commits, positioning, delivered marks)
 /// pass it; other processes' writers, and this process's rare ones, still meet the busy handler. On
-/// PostgreSQL, which locks rows, it lets everyone through.
+/// the servers, which lock rows, it lets everyone through.
 /// </summary>
 internal sealed class StoreWriteGate(BusFlowStoreOptions options) : IDisposable
 {
-    private readonly SemaphoreSlim? _gate = options.Provider == StoreProviderKind.Sqlite ? new SemaphoreSlim(1, 1) : null;
+    private readonly SemaphoreSlim? _gate = options.Dialect.SingleWriter ? new SemaphoreSlim(1, 1) : null;
 
     /// <summary>Waits for this process's turn to write; dispose the result once the write committed or failed.</summary>
     public async ValueTask<Turn> EnterAsync(CancellationToken cancellationToken)

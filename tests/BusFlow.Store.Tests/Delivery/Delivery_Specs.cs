@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using BusFlow.Contracts;
+using BusFlow.Store.Dialects;
 using BusFlow.Store.Internal;
 using BusFlow.Store.Tests.Support;
 using MassTransit;
@@ -12,9 +13,8 @@ namespace BusFlow.Store.Tests;
 
 public sealed class When_events_are_published_in_batches
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_deliver_every_event_once_in_order_in_far_fewer_messages(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -169,9 +169,8 @@ public sealed class When_events_are_published_in_batches
 
 public sealed class When_a_deliverer_lost_its_lease_while_stalled
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_give_no_positions_after_those_of_the_deliverer_that_took_over(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -185,8 +184,8 @@ public sealed class When_a_deliverer_lost_its_lease_while_stalled
         async Task<List<PipelineEventRecord>> PositionAs(string owner)
         {
             await using var transaction = await context.Database.BeginTransactionAsync();
-            var rows = await StoreProvider.PositionEventsAsync(
-                context.Database.GetDbConnection(), transaction.GetDbTransaction(), provider, OutboxDelivery.LeaseName, owner, now, 100, CancellationToken.None);
+            var rows = await StoreDialect.For(provider).PositionEventsAsync(
+                context.Database.GetDbConnection(), transaction.GetDbTransaction(), OutboxDelivery.LeaseName, owner, now, 100, CancellationToken.None);
             await transaction.CommitAsync();
             return rows;
         }

@@ -1,4 +1,5 @@
 using BusFlow.Contracts;
+using BusFlow.Store.Dialects;
 using BusFlow.Store.Internal;
 using BusFlow.Store.Tests.Support;
 using MassTransit;
@@ -11,9 +12,8 @@ namespace BusFlow.Store.Tests;
 
 public sealed class When_two_transactions_write_events_at_once
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_give_the_later_commit_the_later_positions(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -24,14 +24,14 @@ public sealed class When_two_transactions_write_events_at_once
 
         await first.Database.OpenConnectionAsync();
         await using var firstTransaction = await first.Database.BeginTransactionAsync();
-        await StoreProvider.InsertEventsAsync(first.Database.GetDbConnection(), firstTransaction.GetDbTransaction(), provider, [Row(a, 1), Row(a, 2)], CancellationToken.None);
+        await StoreDialect.For(provider).InsertEventsAsync(first.Database.GetDbConnection(), firstTransaction.GetDbTransaction(), [Row(a, 1), Row(a, 2)], CancellationToken.None);
 
         var second = Task.Run(async () =>
         {
             await using var context = new BusFlowDbContext(options);
             await context.Database.OpenConnectionAsync();
             await using var transaction = await context.Database.BeginTransactionAsync();
-            await StoreProvider.InsertEventsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), provider, [Row(b, 1)], CancellationToken.None);
+            await StoreDialect.For(provider).InsertEventsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), [Row(b, 1)], CancellationToken.None);
             await transaction.CommitAsync();
         });
 
@@ -64,9 +64,8 @@ public sealed class When_two_transactions_write_events_at_once
 /// </summary>
 public sealed class When_the_position_counter_moves_to_its_own_row
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_continue_from_the_positions_given_before_and_leave_the_lease_free_while_a_commit_holds_it(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -121,9 +120,8 @@ public sealed class When_the_position_counter_moves_to_its_own_row
 
 public sealed class When_a_transition_decides_many_events_at_once
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_record_them_with_one_insert_and_replay_and_deliver_them_as_decided(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);

@@ -8,9 +8,8 @@ namespace BusFlow.Store.Tests;
 
 public sealed class When_retention_runs
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_prune_finished_pipelines_and_keep_running_ones(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);

@@ -24,9 +24,8 @@ public sealed class When_the_database_is_unreachable_at_start
 
 public sealed class When_readiness_is_checked
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_report_the_store_healthy_while_it_answers_and_unhealthy_when_it_does_not(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);

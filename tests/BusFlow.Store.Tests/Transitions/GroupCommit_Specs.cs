@@ -13,9 +13,8 @@ namespace BusFlow.Store.Tests;
 
 public sealed class When_a_group_writes_its_rows_without_SaveChanges
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_write_what_SaveChanges_would_and_refuse_a_stale_version(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -78,7 +77,7 @@ public sealed class When_a_group_writes_its_rows_without_SaveChanges
         {
             await context.Database.OpenConnectionAsync();
             await using var transaction = await context.Database.BeginTransactionAsync();
-            await GroupRows.WriteAsync(context, transaction.GetDbTransaction(), provider, CancellationToken.None);
+            await GroupRows.WriteAsync(context, transaction.GetDbTransaction(), BusFlow.Store.Dialects.StoreDialect.For(provider), CancellationToken.None);
             Assert.All(context.ChangeTracker.Entries().Where(e => e.State != EntityState.Unchanged), e => Assert.IsType<SuspensionRecord>(e.Entity));
             await context.SaveChangesAsync();
             await transaction.CommitAsync();
@@ -88,9 +87,8 @@ public sealed class When_a_group_writes_its_rows_without_SaveChanges
 
 public sealed class When_the_answer_to_a_group_commit_is_lost
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_still_publish_the_rows_that_it_committed_with_positions(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);

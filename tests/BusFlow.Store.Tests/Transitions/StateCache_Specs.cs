@@ -22,9 +22,8 @@ public sealed class When_a_process_transitions_pipelines_it_committed_last
         .AddWorker("w", ctx => Task.FromResult(StepResult.Success(ctx.StepName)))
         .AddPipeline("three", p => p.Then("a", s => s.Worker("w")).Then("b", s => s.Worker("w")).Then("c", s => s.Worker("w")));
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_not_read_their_rows_back(StoreProviderKind provider)
     {
         var reads = new Dictionary<bool, int>();
@@ -45,9 +44,8 @@ public sealed class When_a_process_transitions_pipelines_it_committed_last
         Assert.Equal(0, reads[true]);
     }
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_catch_a_state_another_process_changed_on_its_version_and_lose_nothing(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -159,9 +157,12 @@ public sealed class When_a_process_transitions_pipelines_it_committed_last
 
         public PipelineReads(TestDatabase db)
         {
-            _database = db.Provider == StoreProviderKind.Sqlite
-                ? new SqliteConnectionStringBuilder(db.ConnectionString).DataSource
-                : new NpgsqlConnectionStringBuilder(db.ConnectionString).Database!;
+            _database = db.Provider switch
+            {
+                StoreProviderKind.Sqlite => new SqliteConnectionStringBuilder(db.ConnectionString).DataSource,
+                StoreProviderKind.SqlServer => new Microsoft.Data.SqlClient.SqlConnectionStringBuilder(db.ConnectionString).InitialCatalog,
+                _ => new NpgsqlConnectionStringBuilder(db.ConnectionString).Database!,
+            };
             _all = DiagnosticListener.AllListeners.Subscribe(this);
         }
 
@@ -178,7 +179,7 @@ public sealed class When_a_process_transitions_pipelines_it_committed_last
         public void OnNext(KeyValuePair<string, object?> value)
         {
             if (value.Key == RelationalEventId.CommandExecuting.Name && value.Value is CommandEventData data
-                && data.Command.CommandText.Contains("\"Steps\"", StringComparison.Ordinal)
+                && (data.Command.CommandText.Contains("\"Steps\"", StringComparison.Ordinal) || data.Command.CommandText.Contains("[Steps]", StringComparison.Ordinal))
                 && data.Command.CommandText.Contains("busflow_pipelines", StringComparison.Ordinal)
                 && (data.Command.Connection?.DataSource == _database || data.Command.Connection?.Database == _database))
             {
@@ -220,16 +221,22 @@ public sealed class When_transitions_leave_the_input_and_tags_as_they_were
         await using var db = await TestDatabase.Create(provider);
         await db.MigrateAsync();
         // A trigger on UPDATE OF a column fires whenever an UPDATE sets it, whether or not the value differs.
-        await ExecuteAsync(db, provider == StoreProviderKind.Postgres
-            ? [
+        await ExecuteAsync(db, provider switch
+        {
+            StoreProviderKind.Postgres => [
                 """CREATE TABLE input_writes (n int)""",
                 """CREATE FUNCTION count_input_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO input_writes VALUES (1); RETURN NEW; END $$""",
                 """CREATE TRIGGER input_written AFTER UPDATE OF "Input", "Tags" ON busflow_pipelines FOR EACH ROW EXECUTE FUNCTION count_input_writes()""",
-            ]
-            : [
+            ],
+            StoreProviderKind.SqlServer => [
+                """CREATE TABLE input_writes (n int)""",
+                """CREATE TRIGGER input_written ON busflow_pipelines AFTER UPDATE AS BEGIN SET NOCOUNT ON; IF UPDATE("Input") OR UPDATE("Tags") INSERT INTO input_writes SELECT 1 FROM inserted; END""",
+            ],
+            _ => [
                 """CREATE TABLE input_writes (n int)""",
                 """CREATE TRIGGER input_written AFTER UPDATE OF "Input", "Tags" ON busflow_pipelines BEGIN INSERT INTO input_writes VALUES (1); END""",
-            ]);
+            ],
+        });
 
         var input = new { text = new string('x', 100_000) };
         var tags = new Dictionary<string, string> { ["customer"] = "c-1", ["region"] = "eu" };

@@ -18,9 +18,8 @@ public sealed class When_pipelines_run_on_the_store
             .Step("c", s => s.Worker("work").After("a"))
             .Step("d", s => s.Worker("work").After("b", "c")));
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_log_every_event_gapless_give_positions_and_deliver_them_as_logged(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -42,9 +41,8 @@ public sealed class When_pipelines_run_on_the_store
         Assert.All(state.Steps, s => Assert.Equal(StepStatus.Completed, s.Status));
     }
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_finish_a_pipeline_after_a_restart_from_the_state_it_stored(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -137,9 +135,8 @@ public sealed class When_transitions_commit_on_SQLite
 
 public sealed class When_a_saga_message_arrives_twice
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_apply_it_once_even_when_the_copy_is_not_marked_redelivered(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -192,9 +189,8 @@ public sealed class When_a_saga_message_arrives_twice
 /// </summary>
 public sealed class When_a_start_arrives_again_as_a_new_message
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_start_the_pipeline_once_and_lose_none_of_the_starts_grouped_with_it(StoreProviderKind provider)
     {
         var runs = new ConcurrentDictionary<Guid, int>();

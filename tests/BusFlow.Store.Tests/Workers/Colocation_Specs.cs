@@ -90,9 +90,8 @@ public sealed class When_a_step_runs_beside_the_saga
         return host;
     }
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_run_it_without_the_broker_and_commit_its_outcome_inbox_mark_and_effects_with_the_next_transition(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -118,9 +117,8 @@ public sealed class When_a_step_runs_beside_the_saga
         Assert.Equal(0, await context.Outbox.CountAsync(o => o.DeliveredAt == null));
     }
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_send_every_command_through_the_broker_when_co_location_is_off(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -141,9 +139,8 @@ public sealed class When_a_step_runs_beside_the_saga
         Assert.Equal(6L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM side_effects"));
     }
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_send_a_command_through_the_broker_when_its_worker_has_no_free_slot(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -166,9 +163,8 @@ public sealed class When_a_step_runs_beside_the_saga
         Assert.Equal(24, Runs);
     }
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_keep_its_command_from_the_outbox_delivery_while_it_runs_past_the_grace_period(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -191,9 +187,8 @@ public sealed class When_a_step_runs_beside_the_saga
         Assert.Equal(1, Runs);
     }
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_not_run_a_cancelled_attempt_again(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -217,9 +212,8 @@ public sealed class When_a_step_runs_beside_the_saga
         Assert.Equal(0, await context.Outbox.CountAsync(o => o.DeliveredAt == null && o.MessageType == typeof(ExecuteStep).FullName));
     }
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_commit_the_rest_of_a_group_and_retry_a_failing_outcome_alone(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -244,9 +238,8 @@ public sealed class When_a_step_runs_beside_the_saga
         Assert.Equal(120L, await When_a_step_command_is_delivered_twice.Scalar(host, "SELECT COUNT(*) FROM (SELECT DISTINCT pipeline_id, step FROM side_effects) d"));
     }
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_record_every_progress_report_in_order_before_the_outcome(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -285,9 +278,8 @@ public sealed class When_a_step_runs_beside_the_saga
     /// starts ten map items: a multi-row insert) and a narrow one (c's completion), every event row
     /// must still be inserted in seq order, or a subscriber by position sees the pipeline out of order.
     /// </summary>
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_give_each_pipelines_events_positions_in_seq_order_whatever_shares_a_group(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);

@@ -13,9 +13,8 @@ public sealed class When_a_step_command_is_delivered_twice
 
     private int Runs => Volatile.Read(ref _runs);
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_run_the_step_and_its_enlisted_effect_once(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -37,9 +36,8 @@ public sealed class When_a_step_command_is_delivered_twice
         Assert.Equal(2L, await Scalar(host, "SELECT COUNT(*) FROM side_effects"));
     }
 
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_record_one_outcome_and_one_effect_when_two_copies_run_at_once(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -65,11 +63,9 @@ public sealed class When_a_step_command_is_delivered_twice
     /// Co-located, the first run takes no bus delivery: the fold's inbox row is what stops the copy;
     /// on the ordinary path the worker's own inbox row does.
     /// </summary>
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite, true)]
-    [InlineData(StoreProviderKind.Postgres, true)]
-    [InlineData(StoreProviderKind.Sqlite, false)]
-    [InlineData(StoreProviderKind.Postgres, false)]
+    [SkippableTheory]
+    [AllStores(true)]
+    [AllStores(false)]
     public async Task Should_not_run_the_step_again_when_the_outbox_sends_its_command_again(StoreProviderKind provider, bool colocate)
     {
         await using var db = await TestDatabase.Create(provider);
@@ -166,9 +162,8 @@ public sealed class When_a_step_command_is_delivered_twice
 
 public sealed class When_the_in_memory_transport_restarts_with_a_step_in_flight
 {
-    [Theory]
-    [InlineData(StoreProviderKind.Sqlite)]
-    [InlineData(StoreProviderKind.Postgres)]
+    [SkippableTheory]
+    [AllStores]
     public async Task Should_send_the_lost_step_command_again_and_finish(StoreProviderKind provider)
     {
         await using var db = await TestDatabase.Create(provider);

@@ -1,0 +1,86 @@
+using System.Data.Common;
+using System.Text;
+using Microsoft.Data.SqlClient;
+using Microsoft.EntityFrameworkCore;
+
+namespace BusFlow.Store.Dialects;
+
+/// <summary>
+/// SQL Server 2016 or later (compatibility level 130, for <c>OPENJSON</c>; EF Core's own queries
+/// use it too): <c>OUTPUT</c> where the others use <c>RETURNING</c>, <c>TOP</c> where they use
+/// <c>LIMIT</c>, <c>UPDLOCK</c>/<c>READPAST</c> where PostgreSQL locks rows with <c>FOR UPDATE</c>,
+/// and the same optimistic check on the pipeline's <c>Version</c> as the others. Identifiers are
+/// written in double quotes, which SQL Server reads as identifiers with <c>QUOTED_IDENTIFIER ON</c>
+/// (every SqlClient connection's default). Checked here for model, migrations and statement syntax
+/// only: no SQL Server can be run on the machines this is built on (docs/operations.md).
+/// </summary>
+internal sealed class SqlServerDialect : StoreDialect
+{
+    public static readonly SqlServerDialect Instance = new();
+
+    private SqlServerDialect()
+    {
+    }
+
+    public override StoreProviderKind Kind => StoreProviderKind.SqlServer;
+
+    public override string EfProviderName => "Microsoft.EntityFrameworkCore.SqlServer";
+
+    public override string MigrationsAssembly => StoreProvider.SqlServerMigrations;
+
+    public override void Configure(DbContextOptionsBuilder options, string connectionString, bool sqliteFullSync) =>
+        options.UseSqlServer(connectionString, o => o.MigrationsAssembly(MigrationsAssembly));
+
+    /// <summary>A duplicate key in a unique index (2601) or a primary key or unique constraint (2627).</summary>
+    public override bool IsUniqueViolation(Exception exception) => exception is SqlException { Number: 2601 or 2627 };
+
+    /// <summary>
+    /// The errors SQL Server and its client give for a server that is away, failing over, shutting
+    /// down, throttling or timing out, and for deadlock victims and lock time-outs (the transaction
+    /// is rolled back and the work applies when retried).
+    /// </summary>
+    public override bool IsTransient(Exception exception) => exception is SqlException sql && sql.Errors.Cast<SqlError>().Any(e => TransientErrors.Contains(e.Number));
+
+    private static readonly HashSet<int> TransientErrors =
+    [
+        -2, 2, 20, 53, 64, 121, 233, 258, 1205, 1222, 4060, 4221, 6005, 10053, 10054, 10060, 10928, 10929, 10936,
+        11001, 40143, 40197, 40501, 40540, 40613, 49918, 49919, 49920,
+    ];
+
+    /// <summary>SqlClient has no bytes of an nvarchar column: the string, encoded.</summary>
+    public override byte[] TextBytes(DbDataReader reader, int ordinal) => Encoding.UTF8.GetBytes(reader.GetString(ordinal));
+
+    public override string Limited(string columns, string from, string orderBy) => $"SELECT TOP (@limit) {columns} {from} ORDER BY {orderBy}";
+
+    public override string TagCondition(string key, string value) =>
+        $"EXISTS (SELECT 1 FROM OPENJSON(busflow_events.\"Payload\", '$.tags') WHERE \"key\" = {key} AND \"value\" = {value})";
+
+    public override string InsertReturning(string table, string columns, string values, string generated) =>
+        $"INSERT INTO {table} ({columns}) OUTPUT INSERTED.{generated} VALUES ({values})";
+
+    /// <summary>The UPDATE's exclusive lock on the counter row is held until the transaction ends, as PostgreSQL's is.</summary>
+    public override string MoveCounterSql => """UPDATE busflow_leases SET "LastPosition" = "LastPosition" + @count OUTPUT INSERTED."LastPosition" WHERE "Name" = @counter""";
+
+    /// <summary>
+    /// One batch: the lease row checked and locked, the counter row locked, the next unpositioned rows
+    /// numbered (rows another transaction is still writing are skipped with <c>READPAST</c>: they
+    /// commit later and get later positions), the counter moved by as many, the rows returned.
+    /// </summary>
+    public override string PositionEventsSql => """
+        SET NOCOUNT ON;
+        DECLARE @moved TABLE ("Id" bigint, "Position" bigint, "PipelineId" uniqueidentifier, "Seq" bigint, "Type" nvarchar(64), "Payload" nvarchar(max));
+        IF EXISTS (SELECT 1 FROM busflow_leases WITH (UPDLOCK, HOLDLOCK) WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now)
+        BEGIN
+            DECLARE @last bigint = (SELECT "LastPosition" FROM busflow_leases WITH (UPDLOCK, HOLDLOCK) WHERE "Name" = @counter);
+            WITH fresh AS (
+                SELECT TOP (@limit) "Id", "Position", "PipelineId", "Seq", "Type", "Payload", row_number() OVER (ORDER BY "Id") AS n
+                FROM busflow_events WITH (UPDLOCK, READPAST)
+                WHERE "Position" IS NULL
+                ORDER BY "Id")
+            UPDATE fresh SET "Position" = @last + n
+            OUTPUT INSERTED."Id", INSERTED."Position", INSERTED."PipelineId", INSERTED."Seq", INSERTED."Type", INSERTED."Payload" INTO @moved;
+            UPDATE busflow_leases SET "LastPosition" = "LastPosition" + (SELECT count(*) FROM @moved) WHERE "Name" = @counter;
+        END;
+        SELECT "Id", "Position", "PipelineId", "Seq", "Type", "Payload" FROM @moved;
+        """;
+}
