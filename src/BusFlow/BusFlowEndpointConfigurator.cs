@@ -10,19 +10,18 @@ namespace BusFlow;
 public static class BusFlowEndpointConfigurator
 {
     /// <summary>
-    /// Transient failures (the store away) retry until they succeed, so work pauses and resumes
-    /// instead of failing; anything else (optimistic-concurrency conflicts, bugs) gets a few quick retries.
+    /// Transient failures (the store away, this process going away) retry until they succeed or the
+    /// process ends, so work pauses and resumes instead of failing, and a message this process cannot
+    /// finish goes back to its queue for another; anything else (optimistic-concurrency conflicts,
+    /// bugs) gets a few quick retries, then MassTransit's error queue.
     /// </summary>
     private static void UseRetry(IReceiveEndpointConfigurator e, BusFlowRoles roles)
     {
-        if (roles.TransientFailures.Count > 0)
+        e.UseMessageRetry(r =>
         {
-            e.UseMessageRetry(r =>
-            {
-                r.Exponential(int.MaxValue, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(200));
-                r.Handle<Exception>(roles.IsTransient);
-            });
-        }
+            r.Exponential(int.MaxValue, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(200));
+            r.Handle<Exception>(roles.IsTransient);
+        });
 
         e.UseMessageRetry(r =>
         {

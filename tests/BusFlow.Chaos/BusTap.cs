@@ -20,11 +20,13 @@ public sealed class BusTap : IAsyncDisposable
     private readonly Queue<(string Exchange, ReadOnlyMemory<byte> Body, BasicProperties Properties)> _recent = new();
     private readonly IConnection _connection;
     private readonly IChannel _channel;
+    private readonly Dictionary<string, string?> _settings;
 
-    private BusTap(IConnection connection, IChannel channel)
+    private BusTap(IConnection connection, IChannel channel, Dictionary<string, string?> settings)
     {
         _connection = connection;
         _channel = channel;
+        _settings = settings;
     }
 
     /// <summary>Taps the virtual host's BusFlow exchanges as they are now (after the topology started).</summary>
@@ -48,11 +50,11 @@ public sealed class BusTap : IAsyncDisposable
         };
         var connection = await factory.CreateConnectionAsync([.. rabbit.Nodes().Select(n => new AmqpTcpEndpoint(n.Host, n.Port))]);
         var channel = await connection.CreateChannelAsync();
-        var tap = new BusTap(connection, channel);
+        var tap = new BusTap(connection, channel, settings);
         // Auto-deleted with the runner's connection; re-declared with its bindings when the
         // connection recovers after a node's loss.
         var queue = (await channel.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true)).QueueName;
-        foreach (var exchange in await BusFlowExchangesAsync(settings))
+        foreach (var exchange in (await ListAsync(settings, "exchanges")).Where(name => name == "busflow-pipeline" || (name.StartsWith("busflow-step-", StringComparison.Ordinal) && !IsErrorOrSkipped(name))))
         {
             await channel.QueueBindAsync(queue, exchange, routingKey: "");
         }
@@ -108,17 +110,39 @@ public sealed class BusTap : IAsyncDisposable
         return picked.Count;
     }
 
-    /// <summary>The saga's exchange and the workers' (<c>busflow-pipeline</c>, <c>busflow-step-*</c>), from the management API.</summary>
-    private static async Task<List<string>> BusFlowExchangesAsync(Dictionary<string, string?> settings)
+    /// <summary>
+    /// The messages in the run's error queues (<c>*_error</c>), by queue: MassTransit moves a message
+    /// there when its consumer failed for good, and no process takes it again; for BusFlow's
+    /// messages that is a pipeline that never ends (found by the chaos suite: a process whose start
+    /// failed after its bus started moved its in-flight step commands there).
+    /// </summary>
+    public async Task<List<string>> DeadLetteredAsync()
+    {
+        var found = new List<string>();
+        foreach (var queue in (await ListAsync(_settings, "queues")).Where(name => name.EndsWith("_error", StringComparison.Ordinal)))
+        {
+            // The broker's own count (the management API's lags behind after a node's restart).
+            var declared = await _channel.QueueDeclarePassiveAsync(queue);
+            if (declared.MessageCount > 0)
+            {
+                found.Add($"{queue}: {declared.MessageCount} messages");
+            }
+        }
+
+        return found;
+    }
+
+    private static bool IsErrorOrSkipped(string name) => name.EndsWith("_error", StringComparison.Ordinal) || name.EndsWith("_skipped", StringComparison.Ordinal);
+
+    /// <summary>The names of the virtual host's exchanges or queues (<paramref name="kind"/>), from the management API.</summary>
+    private static async Task<List<string>> ListAsync(Dictionary<string, string?> settings, string kind)
     {
         var port = Environment.GetEnvironmentVariable("BUSFLOW_RABBITMQ_MANAGEMENT_PORT") ?? "15672";
         var host = ChaosServers.ClusterNodes.Count > 0 ? ChaosServers.ClusterNodes[0].Split(':')[0] : settings["BusFlow:RabbitMq:Host"];
         using var http = new HttpClient { BaseAddress = new Uri($"http://{host}:{port}/api/") };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{settings["BusFlow:RabbitMq:Username"]}:{settings["BusFlow:RabbitMq:Password"]}")));
-        using var exchanges = JsonDocument.Parse(await http.GetStringAsync(new Uri($"exchanges/{Uri.EscapeDataString(settings["BusFlow:RabbitMq:VirtualHost"]!)}", UriKind.Relative)));
-        return [.. exchanges.RootElement.EnumerateArray()
-            .Select(e => e.GetProperty("name").GetString()!)
-            .Where(name => name == "busflow-pipeline" || (name.StartsWith("busflow-step-", StringComparison.Ordinal) && !name.EndsWith("_error", StringComparison.Ordinal) && !name.EndsWith("_skipped", StringComparison.Ordinal)))];
+        using var listed = JsonDocument.Parse(await http.GetStringAsync(new Uri($"{kind}/{Uri.EscapeDataString(settings["BusFlow:RabbitMq:VirtualHost"]!)}", UriKind.Relative)));
+        return [.. listed.RootElement.EnumerateArray().Select(e => e.GetProperty("name").GetString()!)];
     }
 
     public async ValueTask DisposeAsync()

@@ -23,7 +23,7 @@ public static class Checks
 {
     private const int Shown = 5;
 
-    public static async Task<(List<Check> Checks, List<StoredRow> Rows, Tally Tally)> RunAsync(ChaosServers servers, LoadDriver load, IReadOnlyList<string> failedFaults, IReadOnlyList<(Subscriber Subscriber, Func<StoredRow, bool> Wanted)> all)
+    public static async Task<(List<Check> Checks, List<StoredRow> Rows, Tally Tally)> RunAsync(ChaosServers servers, LoadDriver load, IReadOnlyList<string> failedFaults, IReadOnlyList<string> deadLettered, IReadOnlyList<(Subscriber Subscriber, Func<StoredRow, bool> Wanted)> all)
     {
         await using var connection = new NpgsqlConnection(servers.ConnectionString);
         await connection.OpenAsync();
@@ -105,6 +105,7 @@ public static class Checks
                 return s.Watcher.Failure is null && got.SequenceEqual(want) ? null : $"{s.Watcher.Name} over {s.Watcher.Transport}: got [{Ranges(got)}], stored [{Ranges(want)}]{(s.Watcher.Failure is { } f ? ", " + f : "")}";
             })),
             Over("nothing left undelivered in the outbox", left, left == 0 ? [] : [$"{left} event or outbox rows not delivered"]),
+            Over("no bus message moved to an error queue", deadLettered.Count, deadLettered),
         };
         foreach (var (subscriber, wanted) in all)
         {

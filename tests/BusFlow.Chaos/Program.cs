@@ -60,7 +60,7 @@ while ((tagged.Last(byPosition: true) < last || finals.Events.Count < load.Start
 await end.CancelAsync();
 await Task.WhenAll(everyTask);
 await sampling;
-var (checks, stored, tally) = await Checks.RunAsync(servers, load, faults.Failed, [(tagged, _ => true), (finals, r => Subscriber.IsTerminal(r.Type))]);
+var (checks, stored, tally) = await Checks.RunAsync(servers, load, faults.Failed, await tap.DeadLetteredAsync(), [(tagged, _ => true), (finals, r => Subscriber.IsTerminal(r.Type))]);
 checks.Insert(0, new Check("the driver ran without errors of its own", load.Sent, [.. load.Errors.Take(5)]));
 var report = Report.Build(settings, run, load, faults.Injected, checks, tally, stored, origin, [tagged, finals], memory, topology, clock.Elapsed, loadSeconds);
 

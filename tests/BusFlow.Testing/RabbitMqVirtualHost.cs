@@ -68,6 +68,24 @@ public sealed class RabbitMqVirtualHost : IAsyncDisposable
         return queues.RootElement.EnumerateArray().ToDictionary(q => q.GetProperty("name").GetString()!, q => q.GetProperty("type").GetString()!);
     }
 
+    /// <summary>
+    /// How many messages <paramref name="queue"/> holds, taken from the queue itself (they go back
+    /// unchanged); 0 when the queue does not exist. The management API's counts lag by seconds.
+    /// </summary>
+    public async Task<int> MessagesInAsync(string queue)
+    {
+        using var body = new StringContent("""{"count":1000,"ackmode":"ack_requeue_true","encoding":"auto","truncate":10}""", Encoding.UTF8, "application/json");
+        using var got = await _http.PostAsync($"queues/{Name}/{Uri.EscapeDataString(queue)}/get", body);
+        if (got.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            return 0;
+        }
+
+        got.EnsureSuccessStatusCode();
+        using var messages = System.Text.Json.JsonDocument.Parse(await got.Content.ReadAsStringAsync());
+        return messages.RootElement.GetArrayLength();
+    }
+
     /// <summary>Lets clients connect again (after <see cref="RefuseConnectionsAsync"/>).</summary>
     public async Task AcceptConnectionsAsync() => (await _http.DeleteAsync($"vhost-limits/{Name}/max-connections")).EnsureSuccessStatusCode();
 

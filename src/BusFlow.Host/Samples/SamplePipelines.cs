@@ -24,7 +24,9 @@ public static class SamplePipelines
                 .AddWorker("approval-step", Approval)
                 .AddWorker("ledger-entry", SampleLedger.Entry)
                 .AddWorker(SampleRelease.Worker, SampleRelease.Step);
-            busflow.Services.AddHostedService<SampleLedgerTable>();
+            // First of the hosted services, before the bus: a start that fails here (the database
+            // away) consumes nothing.
+            busflow.Services.Insert(0, ServiceDescriptor.Singleton<IHostedService, SampleLedgerTable>());
         }
         else
         {
