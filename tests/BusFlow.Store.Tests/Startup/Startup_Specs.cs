@@ -7,17 +7,21 @@ namespace BusFlow.Store.Tests;
 
 public sealed class When_the_database_is_unreachable_at_start
 {
-    [Fact]
-    public async Task Should_fail_with_a_message_naming_the_setting()
+    // No server needed: nothing listens on port 1.
+    [Theory]
+    [InlineData(StoreProviderKind.Postgres, "Host=127.0.0.1;Port=1;Username=postgres;Password=secret;Timeout=2", "port=1")]
+    [InlineData(StoreProviderKind.SqlServer, "Server=127.0.0.1,1;User Id=sa;Password=secret;Connect Timeout=2;TrustServerCertificate=true", "127.0.0.1,1")]
+    public async Task Should_fail_with_a_message_naming_the_setting(StoreProviderKind provider, string connectionString, string named)
     {
-        var options = new BusFlowStoreOptions { Provider = StoreProviderKind.Postgres, ConnectionString = "Host=127.0.0.1;Port=1;Username=postgres;Password=secret;Timeout=2", ApplyMigrations = true };
+        var options = new BusFlowStoreOptions { Provider = provider, ConnectionString = connectionString, ApplyMigrations = true };
 
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() => StoreHost.Start(options, b => b
             .AddWorker("w", ctx => Task.FromResult(StepResult.Success()))
             .AddPipeline("one", p => p.Then("w"))));
 
         Assert.Contains("BusFlow:Store:ConnectionString", error.Message, StringComparison.Ordinal);
-        Assert.Contains("port=1", error.Message, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains($"({provider})", error.Message, StringComparison.Ordinal);
+        Assert.Contains(named, error.Message, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("secret", error.Message, StringComparison.Ordinal);
     }
 }
