@@ -1,10 +1,13 @@
 using System.Diagnostics;
 using System.Globalization;
+using BusFlow.Benchmarks;
 using BusFlow.Chaos;
 
 // The chaos runner (docs/reliability.md): `dotnet run -c Release --project tests/BusFlow.Chaos --
 // --profile long` through tests/chaos.sh, which starts the servers; tests/run.sh runs `--profile short`.
 var settings = ChaosSettings.Parse(args);
+// The commit the processes' host was built from: taken now, as commits made during a long run are not in it.
+var commit = BenchMachine.Commit();
 var run = DateTime.UtcNow.ToString("MMddHHmmss", CultureInfo.InvariantCulture) + Random.Shared.Next(100, 999).ToString(CultureInfo.InvariantCulture);
 Console.WriteLine($"chaos run {run}: profile {settings.Profile}, {settings.Load.TotalSeconds:0} s of load at {settings.Rate} pipelines/s, a fault every {settings.FaultEvery.TotalSeconds:0.#} s{(settings.RandomFaults ? ", kinds at random" : ", kinds in turn")}, seed {settings.Seed}");
 Console.WriteLine($"host: {RoleProcess.HostDescription}");
@@ -62,7 +65,7 @@ await Task.WhenAll(everyTask);
 await sampling;
 var (checks, stored, tally) = await Checks.RunAsync(servers, load, faults.Failed, await tap.DeadLetteredAsync(), [(tagged, _ => true), (finals, r => Subscriber.IsTerminal(r.Type))]);
 checks.Insert(0, new Check("the driver ran without errors of its own", load.Sent, [.. load.Errors.Take(5)]));
-var report = Report.Build(settings, run, load, faults.Injected, checks, tally, stored, origin, [tagged, finals], memory, topology, clock.Elapsed, loadSeconds);
+var report = Report.Build(settings, run, commit, load, faults.Injected, checks, tally, stored, origin, [tagged, finals], memory, topology, clock.Elapsed, loadSeconds);
 
 // The processes' last lines come before the table, so that a log cut to its end (a CI summary) still
 // shows the table and which checks broke.

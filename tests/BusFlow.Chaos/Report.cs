@@ -7,12 +7,12 @@ namespace BusFlow.Chaos;
 /// <summary>The run's table: what was done, what each check found, how fast throughput came back after each fault, memory.</summary>
 public static class Report
 {
-    public static string Build(ChaosSettings settings, string run, LoadDriver load, IReadOnlyList<Fault> faults, IReadOnlyList<Check> checks, Tally tally, IReadOnlyList<StoredRow> stored, DateTimeOffset origin, IReadOnlyList<Subscriber> all, Memory memory, Topology topology, TimeSpan took, double loadSeconds)
+    public static string Build(ChaosSettings settings, string run, string commit, LoadDriver load, IReadOnlyList<Fault> faults, IReadOnlyList<Check> checks, Tally tally, IReadOnlyList<StoredRow> stored, DateTimeOffset origin, IReadOnlyList<Subscriber> all, Memory memory, Topology topology, TimeSpan took, double loadSeconds)
     {
         var text = new StringBuilder();
         var started = load.Started.Values.ToList();
         var watchers = started.Select(s => s.Watcher).ToList();
-        text.AppendLine(BenchMachine.Invariant($"Chaos run `{run}` ({settings.Profile} profile) on commit `{BenchMachine.Commit()}`, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; machine: {BenchMachine.Describe()}. Topology: {string.Join(", ", topology.Processes.GroupBy(p => p.Role).Select(g => $"{g.Count()} {g.Key}"))} processes of {RoleProcess.HostDescription} on {(ChaosServers.ClusterNodes.Count > 0 ? $"a {ChaosServers.ClusterNodes.Count}-node RabbitMQ cluster with quorum queues" : "RabbitMQ")} and PostgreSQL. {loadSeconds:0} s of load at {settings.Rate} pipelines/s, a fault every {settings.FaultEvery.TotalSeconds:0.#} s{(settings.RandomFaults ? " (kinds at random)" : " (kinds in turn)")}; the whole run took {took.TotalSeconds:0} s."));
+        text.AppendLine(BenchMachine.Invariant($"Chaos run `{run}` ({settings.Profile} profile) on commit `{commit}`, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; machine: {BenchMachine.Describe()}. Topology: {string.Join(", ", topology.Processes.GroupBy(p => p.Role).Select(g => $"{g.Count()} {g.Key}"))} processes of {RoleProcess.HostDescription} on {(ChaosServers.ClusterNodes.Count > 0 ? $"a {ChaosServers.ClusterNodes.Count}-node RabbitMQ cluster with quorum queues" : "RabbitMQ")} and PostgreSQL. {loadSeconds:0} s of load at {settings.Rate} pipelines/s, a fault every {settings.FaultEvery.TotalSeconds:0.#} s{(settings.RandomFaults ? " (kinds at random)" : " (kinds in turn)")}; the whole run took {took.TotalSeconds:0} s."));
         text.AppendLine();
         text.AppendLine("| measure | value |");
         text.AppendLine("|---|---|");
