@@ -4,7 +4,10 @@ namespace BusFlow.Contracts;
 
 /// <summary>
 /// What every pipeline event carries. The same records travel on the bus, are stored, and are sent
-/// to clients; serialised through this base type they carry a <c>type</c> discriminator.
+/// to clients; serialised through this base type they carry a <c>type</c> discriminator. The
+/// envelope (pipeline, seq, time, definition) is set in one place by the engine that decides the
+/// event, so it is required in the JSON (<see cref="JsonRequiredAttribute"/>: an event read without
+/// one is refused) rather than by the compiler in every object initialiser.
 /// </summary>
 [JsonPolymorphic(TypeDiscriminatorPropertyName = "type")]
 [JsonDerivedType(typeof(PipelineStarted), nameof(PipelineStarted))]
@@ -23,21 +26,25 @@ public abstract record PipelineEvent
 
     /// <summary>The pipeline instance the event belongs to.</summary>
     [JsonPropertyOrder(-3)]
-    public required Guid PipelineId { get; init; }
+    [JsonRequired]
+    public Guid PipelineId { get; init; }
 
     /// <summary>Per-pipeline sequence number: 1, 2, 3, ... without gaps, in the order the saga decided them.</summary>
     [JsonPropertyOrder(-2)]
-    public required long Seq { get; init; }
+    [JsonRequired]
+    public long Seq { get; init; }
 
     /// <summary>Store-wide position that only grows; resume point for wildcard subscribers. 0 when not yet recorded.</summary>
     [JsonPropertyOrder(-1)]
     public long Position { get; init; }
 
     /// <summary>When the saga decided the event.</summary>
-    public required DateTimeOffset Timestamp { get; init; }
+    [JsonRequired]
+    public DateTimeOffset Timestamp { get; init; }
 
     /// <summary>The name of the pipeline definition.</summary>
-    public required string Definition { get; init; }
+    [JsonRequired]
+    public string Definition { get; init; } = "";
 
     /// <summary>Tags given at start; child pipelines inherit their parent's tags.</summary>
     public IReadOnlyDictionary<string, string> Tags { get; init; } = EmptyTags;

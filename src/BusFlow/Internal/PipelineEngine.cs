@@ -34,10 +34,6 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         state.Steps = definition.Steps.Select(s => new StepRun { Name = s.Name }).ToList();
         Emit(new PipelineStarted
         {
-            PipelineId = state.CorrelationId,
-            Seq = 0,
-            Timestamp = now,
-            Definition = definition.Name,
             Input = message.Input,
             ParentStepName = message.ParentStepName,
             DefinitionVersion = definition.Version,
@@ -77,10 +73,6 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         var def = definition[step.Name];
         Emit(new StepProgress
         {
-            PipelineId = state.CorrelationId,
-            Seq = 0,
-            Timestamp = now,
-            Definition = definition.Name,
             StepName = step.Name,
             StepIndex = def.Index,
             Attempt = item.Attempt,
@@ -106,10 +98,6 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         item.DueAt = now + (message.Timeout ?? def.SuspensionTimeout);
         Emit(new StepSuspended
         {
-            PipelineId = state.CorrelationId,
-            Seq = 0,
-            Timestamp = now,
-            Definition = definition.Name,
             StepName = step.Name,
             StepIndex = def.Index,
             Attempt = item.Attempt,
@@ -188,10 +176,6 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         state.NextDeadline = null;
         Emit(new PipelineCancelled
         {
-            PipelineId = state.CorrelationId,
-            Seq = 0,
-            Timestamp = now,
-            Definition = definition.Name,
             DurationMs = Elapsed(state.StartedAt),
             Reason = reason,
         });
@@ -252,10 +236,6 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         item.ExecutionId = null;
         Emit(new StepCompleted
         {
-            PipelineId = state.CorrelationId,
-            Seq = 0,
-            Timestamp = now,
-            Definition = definition.Name,
             StepName = step.Name,
             StepIndex = def.Index,
             Attempt = item.Attempt,
@@ -284,10 +264,6 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
             // The map step as a whole: its result is the list of item results, in item order.
             Emit(new StepCompleted
             {
-                PipelineId = state.CorrelationId,
-                Seq = 0,
-                Timestamp = now,
-                Definition = definition.Name,
                 StepName = step.Name,
                 StepIndex = def.Index,
                 Attempt = 1,
@@ -310,10 +286,6 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         item.DueAt = retryAt;
         Emit(new StepFailed
         {
-            PipelineId = state.CorrelationId,
-            Seq = 0,
-            Timestamp = now,
-            Definition = definition.Name,
             StepName = step.Name,
             StepIndex = def.Index,
             Attempt = item.Attempt,
@@ -382,10 +354,6 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         state.NextDeadline = null;
         Emit(new PipelineFailed
         {
-            PipelineId = state.CorrelationId,
-            Seq = 0,
-            Timestamp = now,
-            Definition = definition.Name,
             DurationMs = Elapsed(state.StartedAt),
             FailedStep = failedStep,
             Error = error,
@@ -436,10 +404,6 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
             var outputs = definition.Sinks.ToDictionary(s => s.Name, s => byName[s.Name].Result ?? JsonNull, StringComparer.Ordinal);
             Emit(new PipelineCompleted
             {
-                PipelineId = state.CorrelationId,
-                Seq = 0,
-                Timestamp = now,
-                Definition = definition.Name,
                 DurationMs = Elapsed(state.StartedAt),
                 Outputs = outputs,
             });
@@ -658,10 +622,6 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
 
         Emit(new StepStarted
         {
-            PipelineId = state.CorrelationId,
-            Seq = 0,
-            Timestamp = now,
-            Definition = definition.Name,
             StepName = step.Name,
             StepIndex = def.Index,
             Attempt = attempt,
@@ -770,10 +730,18 @@ internal sealed class PipelineEngine(PipelineDefinition definition, PipelineStat
         return item;
     }
 
+    /// <summary>
+    /// Records an event of this transition: the one place its envelope is set (the pipeline, the
+    /// next seq, the transition's time, the definition, the tags and the parent); the caller gives
+    /// only what the event itself says.
+    /// </summary>
     private void Emit(PipelineEvent e) =>
         Decision.Events.Add(e with
         {
+            PipelineId = state.CorrelationId,
             Seq = ++state.LastSeq,
+            Timestamp = now,
+            Definition = definition.Name,
             Tags = state.Tags,
             ParentPipelineId = state.ParentPipelineId,
         });
