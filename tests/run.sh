@@ -35,11 +35,15 @@ if [ -n "$skipped" ]; then
   echo "$skipped"
 fi
 # The chaos runner's short profile (docs/reliability.md): the split topology under load with every
-# kind of fault once, on the same servers; not when the tests were filtered by arguments.
+# kind of fault once, a node kill included, on a 3-node RabbitMQ cluster with quorum queues and the
+# same PostgreSQL; not when the tests were filtered by arguments.
 if [ $# -eq 0 ] && [ "${BUSFLOW_SKIP_CHAOS:-0}" != 1 ]; then
   log "running the chaos runner's short profile"
   # The processes run the host as docker-compose.yml ships it: published, Release, ReadyToRun.
   dotnet publish src/BusFlow.Host -c Release -o artifacts/host -nologo -v quiet
-  BUSFLOW_CHAOS_HOST=artifacts/host/BusFlow.Host.dll timeout 20m dotnet run --no-build --project tests/BusFlow.Chaos -- --profile short || { log "the chaos run failed"; [ "$status" -ne 0 ] || status=1; }
+  start_rabbitmq_cluster
+  cluster=$(chaos_env)
+  # shellcheck disable=SC2086 # NAME=value words for env
+  env $cluster BUSFLOW_CHAOS_HOST=artifacts/host/BusFlow.Host.dll timeout 20m dotnet run --no-build --project tests/BusFlow.Chaos -- --profile short || { log "the chaos run failed"; [ "$status" -ne 0 ] || status=1; }
 fi
 exit "$status"
