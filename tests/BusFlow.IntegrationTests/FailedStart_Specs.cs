@@ -38,7 +38,16 @@ public sealed class When_a_process_fails_to_start_after_its_bus_started
             var output = failing.StandardOutput.ReadToEndAsync();
             var errors = failing.StandardError.ReadToEndAsync();
             using var exited = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-            await failing.WaitForExitAsync(exited.Token);
+            try
+            {
+                await failing.WaitForExitAsync(exited.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                failing.Kill(entireProcessTree: true);
+                throw;
+            }
+
             var log = await output + await errors;
             Assert.NotEqual(0, failing.ExitCode);
             Assert.Contains(FailedStartTarget.Failure, log, StringComparison.Ordinal);

@@ -24,9 +24,10 @@ public static class SamplePipelines
                 .AddWorker("approval-step", Approval)
                 .AddWorker("ledger-entry", SampleLedger.Entry)
                 .AddWorker(SampleRelease.Worker, SampleRelease.Step);
-            // First of the hosted services, before the bus: a start that fails here (the database
-            // away) consumes nothing.
-            busflow.Services.Insert(0, ServiceDescriptor.Singleton<IHostedService, SampleLedgerTable>());
+            // Before the bus, right after the store's own start (which says clearly when the
+            // database cannot be reached): a start that fails here consumes nothing.
+            var storeStart = busflow.Services.ToList().FindIndex(d => d.ServiceType == typeof(IHostedService) && d.ImplementationType?.Assembly == typeof(BusFlow.Store.BusFlowDbContext).Assembly);
+            busflow.Services.Insert(storeStart + 1, ServiceDescriptor.Singleton<IHostedService, SampleLedgerTable>());
         }
         else
         {

@@ -28,8 +28,22 @@ internal sealed class SqlServerDialect : StoreDialect
 
     public override string MigrationsAssembly => StoreProvider.SqlServerMigrations;
 
+    /// <summary>EF Core's own queries written for compatibility level 130 (SQL Server 2016), the oldest this dialect supports.</summary>
     public override void Configure(DbContextOptionsBuilder options, string connectionString, bool sqliteFullSync) =>
-        options.UseSqlServer(connectionString, o => o.MigrationsAssembly(MigrationsAssembly));
+        options.UseSqlServer(connectionString, o => o.MigrationsAssembly(MigrationsAssembly).UseCompatibilityLevel(130));
+
+    /// <summary>
+    /// Text compares as the other two compare it, byte for byte: SQL Server's usual default
+    /// collation ignores case and trailing spaces, so a filter on tenant <c>acme</c> would also
+    /// select <c>ACME</c>'s events, and two idempotency keys differing in case would be one.
+    /// </summary>
+    public const string Collation = "Latin1_General_100_BIN2";
+
+    public override void ConfigureConventions(ModelConfigurationBuilder conventions) =>
+        conventions.Properties<string>().UseCollation(Collation);
+
+    /// <summary>Every row gets its position as it is inserted: a SQL Server store began after positions did, so it never holds rows without one.</summary>
+    public override bool MayHoldUnpositionedRows => false;
 
     /// <summary>A duplicate key in a unique index (2601) or a primary key or unique constraint (2627).</summary>
     public override bool IsUniqueViolation(Exception exception) => exception is SqlException { Number: 2601 or 2627 };
@@ -39,11 +53,15 @@ internal sealed class SqlServerDialect : StoreDialect
     /// down, throttling or timing out, and for deadlock victims and lock time-outs (the transaction
     /// is rolled back and the work applies when retried).
     /// </summary>
-    public override bool IsTransient(Exception exception) => exception is SqlException sql && sql.Errors.Cast<SqlError>().Any(e => TransientErrors.Contains(e.Number));
+    public override bool IsTransient(Exception exception) =>
+        exception is SqlException sql
+        && (sql.Errors.Cast<SqlError>().Any(e => TransientErrors.Contains(e.Number))
+            || sql.InnerException is System.Net.Sockets.SocketException or System.ComponentModel.Win32Exception);
 
+    /// <summary>The numbers of the errors above; on Linux a refused or broken connection comes as a provider error (35, 40) with a socket exception inside, also counted.</summary>
     private static readonly HashSet<int> TransientErrors =
     [
-        -2, 2, 20, 53, 64, 121, 233, 258, 1205, 1222, 4060, 4221, 6005, 10053, 10054, 10060, 10928, 10929, 10936,
+        -2, 2, 20, 35, 40, 53, 64, 121, 233, 258, 1205, 1222, 4060, 4221, 6005, 10053, 10054, 10060, 10061, 10928, 10929, 10936,
         11001, 40143, 40197, 40501, 40540, 40613, 49918, 49919, 49920,
     ];
 
@@ -52,8 +70,9 @@ internal sealed class SqlServerDialect : StoreDialect
 
     public override string Limited(string columns, string from, string orderBy) => $"SELECT TOP (@limit) {columns} {from} ORDER BY {orderBy}";
 
+    /// <summary>OPENJSON's keys compare byte for byte already; its values in the database's collation, so they are given <see cref="Collation"/>.</summary>
     public override string TagCondition(string key, string value) =>
-        $"EXISTS (SELECT 1 FROM OPENJSON(busflow_events.\"Payload\", '$.tags') WHERE \"key\" = {key} AND \"value\" = {value})";
+        $"EXISTS (SELECT 1 FROM OPENJSON(busflow_events.\"Payload\", '$.tags') WHERE \"key\" = {key} AND \"value\" = {value} COLLATE {Collation})";
 
     public override string InsertReturning(string table, string columns, string values, string generated) =>
         $"INSERT INTO {table} ({columns}) OUTPUT INSERTED.{generated} VALUES ({values})";
@@ -62,16 +81,19 @@ internal sealed class SqlServerDialect : StoreDialect
     public override string MoveCounterSql => """UPDATE busflow_leases SET "LastPosition" = "LastPosition" + @count OUTPUT INSERTED."LastPosition" WHERE "Name" = @counter""";
 
     /// <summary>
-    /// One batch: the lease row checked and locked, the counter row locked, the next unpositioned rows
+    /// One batch (unused while <see cref="MayHoldUnpositionedRows"/> is false, kept for a store
+    /// whose rows were copied in without positions): the lease row checked and locked, the counter row locked (no counter row: no numbers), the next unpositioned rows
     /// numbered (rows another transaction is still writing are skipped with <c>READPAST</c>: they
     /// commit later and get later positions), the counter moved by as many, the rows returned.
     /// </summary>
     public override string PositionEventsSql => """
         SET NOCOUNT ON;
         DECLARE @moved TABLE ("Id" bigint, "Position" bigint, "PipelineId" uniqueidentifier, "Seq" bigint, "Type" nvarchar(64), "Payload" nvarchar(max));
+        DECLARE @last bigint;
         IF EXISTS (SELECT 1 FROM busflow_leases WITH (UPDLOCK, HOLDLOCK) WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now)
+            SET @last = (SELECT "LastPosition" FROM busflow_leases WITH (UPDLOCK, HOLDLOCK) WHERE "Name" = @counter);
+        IF @last IS NOT NULL
         BEGIN
-            DECLARE @last bigint = (SELECT "LastPosition" FROM busflow_leases WITH (UPDLOCK, HOLDLOCK) WHERE "Name" = @counter);
             WITH fresh AS (
                 SELECT TOP (@limit) "Id", "Position", "PipelineId", "Seq", "Type", "Payload", row_number() OVER (ORDER BY "Id") AS n
                 FROM busflow_events WITH (UPDLOCK, READPAST)

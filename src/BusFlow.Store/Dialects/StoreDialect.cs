@@ -27,7 +27,9 @@ internal abstract class StoreDialect
     };
 
     /// <summary>Every dialect, for what is decided by the exception's type rather than by the configured provider.</summary>
-    public static IEnumerable<StoreDialect> All => [SqliteDialect.Instance, PostgresDialect.Instance, SqlServerDialect.Instance];
+    public static IReadOnlyList<StoreDialect> All => AllDialects ??= [SqliteDialect.Instance, PostgresDialect.Instance, SqlServerDialect.Instance];
+
+    private static StoreDialect[]? AllDialects;
 
     public abstract StoreProviderKind Kind { get; }
 
@@ -53,6 +55,12 @@ internal abstract class StoreDialect
 
     /// <summary>True when the database takes one writer at a time (a file lock), so this process's writers queue in memory (<c>StoreWriteGate</c>) and group commits have one writer.</summary>
     public virtual bool SingleWriter => false;
+
+    /// <summary>
+    /// Whether the log may hold rows without a position (written by a version before positions were
+    /// given at insert), which the delivery looks for when it has nothing else to do.
+    /// </summary>
+    public virtual bool MayHoldUnpositionedRows => true;
 
     /// <summary>Whether the store applies migrations at start unless told otherwise: for an embedded file, yes; for a server, an operator's step.</summary>
     public virtual bool MigratesByDefault => false;
@@ -251,6 +259,13 @@ internal abstract class StoreDialect
         var parameter = command.CreateParameter();
         parameter.ParameterName = name;
         parameter.Value = value;
+        if (value is string && command is Microsoft.Data.SqlClient.SqlCommand)
+        {
+            // One declared type for every length (nvarchar(max)), so SQL Server keeps one plan per
+            // statement instead of one per combination of string lengths.
+            parameter.Size = -1;
+        }
+
         command.Parameters.Add(parameter);
     }
 }

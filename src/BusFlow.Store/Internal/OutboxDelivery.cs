@@ -205,6 +205,11 @@ internal sealed partial class OutboxDelivery(
     /// </summary>
     private async Task<List<PipelineEventRecord>> PositionUnpositionedAsync(CancellationToken cancellationToken)
     {
+        if (!options.Dialect.MayHoldUnpositionedRows)
+        {
+            return [];
+        }
+
         await using var db = await databases.CreateDbContextAsync(cancellationToken);
         if (!await db.Events.AnyAsync(e => e.Position == null, cancellationToken))
         {

@@ -115,10 +115,9 @@ internal sealed partial class PipelineDecider(PipelineRegistry registry, TimePro
     {
         var name = start.Definition;
         LogUnknownDefinition(logger, name, state.CorrelationId);
-        var decision = new PipelineDecision();
         if (state.Status != PipelineStatus.Running)
         {
-            return decision;
+            return new PipelineDecision();
         }
 
         var error = new StepError("unknown_definition", $"No pipeline named '{name}' is registered with this saga.");
@@ -127,25 +126,8 @@ internal sealed partial class PipelineDecider(PipelineRegistry registry, TimePro
         state.Tenant = state.Tags.GetValueOrDefault(PipelineTags.Tenant);
         state.ParentPipelineId = start.ParentPipelineId;
         state.StartedAt = now;
-        state.FinishedAt = now;
-        state.Status = PipelineStatus.Failed;
-        state.Error = error;
-        decision.Events.Add(new PipelineFailed
-        {
-            PipelineId = state.CorrelationId,
-            Seq = ++state.LastSeq,
-            Timestamp = now,
-            Definition = name,
-            Tags = state.Tags,
-            ParentPipelineId = state.ParentPipelineId,
-            Error = error,
-        });
-        if (state.ParentPipelineId is { } parent)
-        {
-            decision.ParentNotice = new ChildPipelineFinished { PipelineId = parent, ChildPipelineId = state.CorrelationId, Outcome = PipelineStatus.Failed, Error = error };
-        }
-
-        return decision;
+        // The engine records the failure (its event's envelope, the parent's notice), as for any other.
+        return PipelineEngine.FailWithoutDefinition(state, error, now);
     }
 
     /// <summary>

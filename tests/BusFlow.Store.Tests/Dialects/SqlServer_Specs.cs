@@ -54,6 +54,9 @@ public sealed class When_the_store_runs_on_SQL_Server_without_a_server
 
         // Instants keep their offset; the unique position index admits the many rows not yet positioned.
         Assert.Contains("[Timestamp] datetimeoffset NOT NULL", script);
+        // Text compares byte for byte, as on the others: tenant "acme" is not "ACME".
+        Assert.Matches(@"\[Tenant\] nvarchar\(450\) COLLATE Latin1_General_100_BIN2 NULL", script);
+        Assert.Matches(@"\[Key\] nvarchar\(256\) COLLATE Latin1_General_100_BIN2 NOT NULL", script);
         Assert.Matches(@"CREATE UNIQUE INDEX \[IX_busflow_events_Position\] ON \[busflow_events\] \(\[Position\]\) WHERE \[Position\] IS NOT NULL", script);
     }
 
@@ -98,6 +101,7 @@ public sealed class When_the_store_runs_on_SQL_Server_without_a_server
         Assert.Contains(statements, s => s.Contains("OUTPUT INSERTED.\"Id\"", StringComparison.Ordinal));
         Assert.Contains(statements, s => s.Contains("SELECT TOP (@limit)", StringComparison.Ordinal));
         Assert.DoesNotContain(statements, s => s.Contains("RETURNING", StringComparison.Ordinal) || s.Contains("LIMIT @limit", StringComparison.Ordinal));
+        Assert.Contains(statements, s => s.Contains("\"value\" = @tv0 COLLATE Latin1_General_100_BIN2", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -12,7 +12,7 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 namespace BusFlow.Store.Migrations.SqlServer.Migrations
 {
     [DbContext(typeof(BusFlowDbContext))]
-    [Migration("20261203102941_Initial")]
+    [Migration("20261203115052_Initial")]
     partial class Initial
     {
         /// <inheritdoc />
@@ -35,26 +35,30 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
                     b.Property<string>("CurrentState")
                         .IsRequired()
                         .HasMaxLength(64)
-                        .HasColumnType("nvarchar(64)");
+                        .HasColumnType("nvarchar(64)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<string>("Definition")
                         .IsRequired()
                         .HasMaxLength(200)
-                        .HasColumnType("nvarchar(200)");
+                        .HasColumnType("nvarchar(200)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<string>("DefinitionVersion")
                         .IsRequired()
                         .ValueGeneratedOnAdd()
                         .HasMaxLength(64)
                         .HasColumnType("nvarchar(64)")
-                        .HasDefaultValue("");
+                        .HasDefaultValue("")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<string>("Error")
                         .HasColumnType("nvarchar(max)");
 
                     b.Property<string>("FailedStep")
                         .HasMaxLength(200)
-                        .HasColumnType("nvarchar(200)");
+                        .HasColumnType("nvarchar(200)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<DateTimeOffset?>("FinishedAt")
                         .HasColumnType("datetimeoffset");
@@ -73,7 +77,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
 
                     b.Property<string>("ParentStepName")
                         .HasMaxLength(200)
-                        .HasColumnType("nvarchar(200)");
+                        .HasColumnType("nvarchar(200)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<DateTimeOffset>("StartedAt")
                         .HasColumnType("datetimeoffset");
@@ -92,11 +97,13 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
                         .HasColumnType("nvarchar(max)");
 
                     b.Property<string>("Tenant")
-                        .HasColumnType("nvarchar(450)");
+                        .HasColumnType("nvarchar(450)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<string>("TraceParent")
                         .HasMaxLength(64)
-                        .HasColumnType("nvarchar(64)");
+                        .HasColumnType("nvarchar(64)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<int>("Version")
                         .IsConcurrencyToken()
@@ -121,11 +128,13 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
                 {
                     b.Property<string>("Scope")
                         .HasMaxLength(64)
-                        .HasColumnType("nvarchar(64)");
+                        .HasColumnType("nvarchar(64)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<string>("Key")
                         .HasMaxLength(256)
-                        .HasColumnType("nvarchar(256)");
+                        .HasColumnType("nvarchar(256)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("datetimeoffset");
@@ -136,7 +145,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
                     b.Property<string>("RequestHash")
                         .IsRequired()
                         .HasMaxLength(128)
-                        .HasColumnType("nvarchar(128)");
+                        .HasColumnType("nvarchar(128)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.HasKey("Scope", "Key");
 
@@ -150,7 +160,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
 
                     b.Property<string>("Consumer")
                         .HasMaxLength(256)
-                        .HasColumnType("nvarchar(256)");
+                        .HasColumnType("nvarchar(256)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<DateTimeOffset>("ReceivedAt")
                         .HasColumnType("datetimeoffset");
@@ -172,7 +183,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
 
                     b.Property<string>("Body")
                         .IsRequired()
-                        .HasColumnType("nvarchar(max)");
+                        .HasColumnType("nvarchar(max)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("datetimeoffset");
@@ -182,7 +194,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
 
                     b.Property<string>("Destination")
                         .HasMaxLength(512)
-                        .HasColumnType("nvarchar(512)");
+                        .HasColumnType("nvarchar(512)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<Guid>("MessageId")
                         .HasColumnType("uniqueidentifier");
@@ -190,7 +203,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
                     b.Property<string>("MessageType")
                         .IsRequired()
                         .HasMaxLength(256)
-                        .HasColumnType("nvarchar(256)");
+                        .HasColumnType("nvarchar(256)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<Guid>("PipelineId")
                         .HasColumnType("uniqueidentifier");
@@ -214,7 +228,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
 
                     b.Property<string>("Payload")
                         .IsRequired()
-                        .HasColumnType("nvarchar(max)");
+                        .HasColumnType("nvarchar(max)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<Guid>("PipelineId")
                         .HasColumnType("uniqueidentifier");
@@ -226,7 +241,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
                         .HasColumnType("bigint");
 
                     b.Property<string>("Tenant")
-                        .HasColumnType("nvarchar(450)");
+                        .HasColumnType("nvarchar(450)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<DateTimeOffset>("Timestamp")
                         .HasColumnType("datetimeoffset");
@@ -234,7 +250,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
                     b.Property<string>("Type")
                         .IsRequired()
                         .HasMaxLength(64)
-                        .HasColumnType("nvarchar(64)");
+                        .HasColumnType("nvarchar(64)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.HasKey("Id");
 
@@ -254,7 +271,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
                 {
                     b.Property<string>("Name")
                         .HasMaxLength(64)
-                        .HasColumnType("nvarchar(64)");
+                        .HasColumnType("nvarchar(64)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.Property<long>("DeliveredUpTo")
                         .HasColumnType("bigint");
@@ -267,7 +285,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
 
                     b.Property<string>("Owner")
                         .HasMaxLength(200)
-                        .HasColumnType("nvarchar(200)");
+                        .HasColumnType("nvarchar(200)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.HasKey("Name");
 
@@ -314,7 +333,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
                     b.Property<string>("StepName")
                         .IsRequired()
                         .HasMaxLength(200)
-                        .HasColumnType("nvarchar(200)");
+                        .HasColumnType("nvarchar(200)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.HasKey("SuspendId");
 
@@ -336,7 +356,8 @@ namespace BusFlow.Store.Migrations.SqlServer.Migrations
 
                     b.Property<string>("Body")
                         .IsRequired()
-                        .HasColumnType("nvarchar(max)");
+                        .HasColumnType("nvarchar(max)")
+                        .UseCollation("Latin1_General_100_BIN2");
 
                     b.HasKey("PipelineId", "Step", "ItemIndex");
 
