@@ -130,3 +130,19 @@ public sealed class When_an_event_is_read_without_its_envelope
         Assert.Null(PipelineEventJson.TryDeserialize(node.ToJsonString()));
     }
 }
+
+/// <summary>Which consume failures are retried until they pass (or the process ends) instead of going to the error queue.</summary>
+public sealed class When_a_consumer_finds_a_disposed_object
+{
+    [Fact]
+    public void Should_retry_only_when_the_process_is_going_away()
+    {
+        var roles = new BusFlowRoles(RunSaga: true, TransientFailures: [], DefinitionWait: TimeSpan.Zero);
+
+        // The host disposed its services while the bus still hands out messages.
+        Assert.True(roles.IsTransient(new ObjectDisposedException("IServiceProvider")));
+        // A step's effect that kept a disposed stream or scope is a bug: quick retries, then the error queue.
+        Assert.False(roles.IsTransient(new ObjectDisposedException(nameof(MemoryStream))));
+        Assert.False(roles.IsTransient(new InvalidOperationException()));
+    }
+}

@@ -69,7 +69,7 @@ internal sealed class PostgresDialect : StoreDialect
         """UPDATE busflow_outbox AS o SET "DeliveredAt" = m.at FROM unnest(@p0::bigint[], @p1::timestamptz[]) AS m(id, at) WHERE o."Id" = m.id""";
 
     /// <summary>One statement; the counter row's lock orders positioners, and nothing is numbered unless the lease is held (no counter row: no numbers).</summary>
-    public override string PositionEventsSql => """
+    public override string? PositionEventsSql => """
         WITH held AS (SELECT 1 FROM busflow_leases WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now FOR SHARE),
         counter AS (SELECT "LastPosition" AS last FROM busflow_leases WHERE "Name" = @counter AND EXISTS (SELECT 1 FROM held) FOR UPDATE),
         fresh AS (SELECT "Id" FROM busflow_events WHERE "Position" IS NULL ORDER BY "Id" LIMIT @limit FOR UPDATE),

@@ -8,7 +8,7 @@ namespace BusFlow.Store.Dialects;
 /// <summary>
 /// SQL Server 2016 or later (compatibility level 130, for <c>OPENJSON</c>; EF Core's own queries
 /// use it too): <c>OUTPUT</c> where the others use <c>RETURNING</c>, <c>TOP</c> where they use
-/// <c>LIMIT</c>, <c>UPDLOCK</c>/<c>READPAST</c> where PostgreSQL locks rows with <c>FOR UPDATE</c>,
+/// <c>LIMIT</c>, <c>OPENJSON</c> for the tag filter, a byte-for-byte collation on text,
 /// and the same optimistic check on the pipeline's <c>Version</c> as the others. Identifiers are
 /// written in double quotes, which SQL Server reads as identifiers with <c>QUOTED_IDENTIFIER ON</c>
 /// (every SqlClient connection's default). Checked here for model, migrations and statement syntax
@@ -41,9 +41,6 @@ internal sealed class SqlServerDialect : StoreDialect
 
     public override void ConfigureConventions(ModelConfigurationBuilder conventions) =>
         conventions.Properties<string>().UseCollation(Collation);
-
-    /// <summary>Every row gets its position as it is inserted: a SQL Server store began after positions did, so it never holds rows without one.</summary>
-    public override bool MayHoldUnpositionedRows => false;
 
     /// <summary>A duplicate key in a unique index (2601) or a primary key or unique constraint (2627).</summary>
     public override bool IsUniqueViolation(Exception exception) => exception is SqlException { Number: 2601 or 2627 };
@@ -79,30 +76,4 @@ internal sealed class SqlServerDialect : StoreDialect
 
     /// <summary>The UPDATE's exclusive lock on the counter row is held until the transaction ends, as PostgreSQL's is.</summary>
     public override string MoveCounterSql => """UPDATE busflow_leases SET "LastPosition" = "LastPosition" + @count OUTPUT INSERTED."LastPosition" WHERE "Name" = @counter""";
-
-    /// <summary>
-    /// One batch (unused while <see cref="MayHoldUnpositionedRows"/> is false, kept for a store
-    /// whose rows were copied in without positions): the lease row checked and locked, the counter row locked (no counter row: no numbers), the next unpositioned rows
-    /// numbered (rows another transaction is still writing are skipped with <c>READPAST</c>: they
-    /// commit later and get later positions), the counter moved by as many, the rows returned.
-    /// </summary>
-    public override string PositionEventsSql => """
-        SET NOCOUNT ON;
-        DECLARE @moved TABLE ("Id" bigint, "Position" bigint, "PipelineId" uniqueidentifier, "Seq" bigint, "Type" nvarchar(64), "Payload" nvarchar(max));
-        DECLARE @last bigint;
-        IF EXISTS (SELECT 1 FROM busflow_leases WITH (UPDLOCK, HOLDLOCK) WHERE "Name" = @lease AND "Owner" = @owner AND "ExpiresAt" > @now)
-            SET @last = (SELECT "LastPosition" FROM busflow_leases WITH (UPDLOCK, HOLDLOCK) WHERE "Name" = @counter);
-        IF @last IS NOT NULL
-        BEGIN
-            WITH fresh AS (
-                SELECT TOP (@limit) "Id", "Position", "PipelineId", "Seq", "Type", "Payload", row_number() OVER (ORDER BY "Id") AS n
-                FROM busflow_events WITH (UPDLOCK, READPAST)
-                WHERE "Position" IS NULL
-                ORDER BY "Id")
-            UPDATE fresh SET "Position" = @last + n
-            OUTPUT INSERTED."Id", INSERTED."Position", INSERTED."PipelineId", INSERTED."Seq", INSERTED."Type", INSERTED."Payload" INTO @moved;
-            UPDATE busflow_leases SET "LastPosition" = "LastPosition" + (SELECT count(*) FROM @moved) WHERE "Name" = @counter;
-        END;
-        SELECT "Id", "Position", "PipelineId", "Seq", "Type", "Payload" FROM @moved;
-        """;
 }

@@ -54,7 +54,7 @@ internal sealed class SqliteDialect : StoreDialect
         $"EXISTS (SELECT 1 FROM json_each(busflow_events.\"Payload\", '$.tags') WHERE key = {key} AND value = {value})";
 
     /// <summary>Two statements under SQLite's write lock: this one numbers the rows, <see cref="PositionEventsFollowUpSql"/> moves the counter.</summary>
-    public override string PositionEventsSql => """
+    public override string? PositionEventsSql => """
         UPDATE busflow_events SET "Position" = n.position
         FROM (SELECT "Id", (SELECT "LastPosition" FROM busflow_leases WHERE "Name" = @counter) + row_number() OVER (ORDER BY "Id") AS position
               FROM busflow_events WHERE "Position" IS NULL ORDER BY "Id" LIMIT @limit) AS n

@@ -56,12 +56,6 @@ internal abstract class StoreDialect
     /// <summary>True when the database takes one writer at a time (a file lock), so this process's writers queue in memory (<c>StoreWriteGate</c>) and group commits have one writer.</summary>
     public virtual bool SingleWriter => false;
 
-    /// <summary>
-    /// Whether the log may hold rows without a position (written by a version before positions were
-    /// given at insert), which the delivery looks for when it has nothing else to do.
-    /// </summary>
-    public virtual bool MayHoldUnpositionedRows => true;
-
     /// <summary>Whether the store applies migrations at start unless told otherwise: for an embedded file, yes; for a server, an operator's step.</summary>
     public virtual bool MigratesByDefault => false;
 
@@ -114,8 +108,10 @@ internal abstract class StoreDialect
     /// Gives the next committed, unpositioned event rows (at most <c>@limit</c>, in row order) the next
     /// store-wide positions and moves the counter by as many, while <c>@owner</c> holds lease
     /// <c>@lease</c> at <c>@now</c>; returns the rows (Id, Position, PipelineId, Seq, Type, Payload).
+    /// Such rows were written by a version before positions were given at insert; null for a
+    /// database whose stores began after that (SQL Server), which the delivery then never looks for.
     /// </summary>
-    public abstract string PositionEventsSql { get; }
+    public virtual string? PositionEventsSql => null;
 
     /// <summary>A statement run after <see cref="PositionEventsSql"/> when that returned rows (<c>@count</c> of them), or null.</summary>
     public virtual string? PositionEventsFollowUpSql => null;
@@ -199,7 +195,7 @@ internal abstract class StoreDialect
     {
         await using var command = connection.CreateCommand();
         command.Transaction = transaction;
-        command.CommandText = PositionEventsSql;
+        command.CommandText = PositionEventsSql ?? throw new NotSupportedException($"{Kind} stores hold no rows without a position.");
         AddParameter(command, "lease", lease);
         AddParameter(command, "counter", Internal.OutboxDelivery.PositionCounter);
         AddParameter(command, "owner", owner);
@@ -246,8 +242,7 @@ internal abstract class StoreDialect
     public IEnumerable<string> Statements(Microsoft.EntityFrameworkCore.Metadata.IModel model) =>
     [
         MoveCounterSql,
-        PositionEventsSql,
-        .. PositionEventsFollowUpSql is { } followUp ? [followUp] : Array.Empty<string>(),
+        .. new[] { PositionEventsSql, PositionEventsFollowUpSql }.OfType<string>(),
         InsertEventsSql(1),
         InsertEventsSql(EventRowsPerStatement),
         .. Internal.GroupRows.Statements(model, this),

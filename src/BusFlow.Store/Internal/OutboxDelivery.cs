@@ -205,7 +205,7 @@ internal sealed partial class OutboxDelivery(
     /// </summary>
     private async Task<List<PipelineEventRecord>> PositionUnpositionedAsync(CancellationToken cancellationToken)
     {
-        if (!options.Dialect.MayHoldUnpositionedRows)
+        if (options.Dialect.PositionEventsSql is null)
         {
             return [];
         }

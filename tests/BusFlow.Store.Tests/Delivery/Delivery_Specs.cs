@@ -173,6 +173,7 @@ public sealed class When_a_deliverer_lost_its_lease_while_stalled
     [AllStores]
     public async Task Should_give_no_positions_after_those_of_the_deliverer_that_took_over(StoreProviderKind provider)
     {
+        Skip.If(StoreDialect.For(provider).PositionEventsSql is null, $"{provider} stores hold no rows without a position: nothing to position");
         await using var db = await TestDatabase.Create(provider);
         await db.MigrateAsync();
         await using var context = new BusFlowDbContext(db.ContextOptions());

@@ -110,9 +110,9 @@ public sealed class When_the_store_runs_on_SQL_Server_without_a_server
         // The check above can fail: PostgreSQL's and SQLite's own statements do not parse as T-SQL.
         using var postgres = Context(StoreProviderKind.Postgres);
         using var sqlite = Context(StoreProviderKind.Sqlite);
-        Assert.NotEmpty(Parse(PostgresDialect.Instance.PositionEventsSql));
+        Assert.NotEmpty(Parse(PostgresDialect.Instance.PositionEventsSql!));
         Assert.NotEmpty(Parse(PostgresDialect.Instance.MoveCounterSql));
-        Assert.NotEmpty(Parse(SqliteDialect.Instance.PositionEventsSql));
+        Assert.NotEmpty(Parse(SqliteDialect.Instance.PositionEventsSql!));
         Assert.Contains(PostgresDialect.Instance.Statements(postgres.Model), sql => Parse(sql).Count > 0);
         Assert.Contains(SqliteDialect.Instance.Statements(sqlite.Model), sql => Parse(sql).Count > 0);
     }

@@ -26,6 +26,23 @@ public sealed class When_the_database_is_unreachable_at_start
     }
 }
 
+public sealed class When_the_database_server_is_away
+{
+    // A real client's error for a server that refuses connections (nothing listens on port 1).
+    [Theory]
+    [InlineData(StoreProviderKind.Postgres, "Host=127.0.0.1;Port=1;Username=postgres;Timeout=2")]
+    [InlineData(StoreProviderKind.SqlServer, "Server=127.0.0.1,1;User Id=sa;Password=x;Connect Timeout=2;TrustServerCertificate=true")]
+    public async Task Should_count_its_error_as_transient_so_work_waits_for_it(StoreProviderKind provider, string connectionString)
+    {
+        var options = new DbContextOptionsBuilder<BusFlowDbContext>();
+        StoreProvider.Configure(options, provider, connectionString);
+        await using var db = new BusFlowDbContext(options.Options);
+        // As the store sees it: Npgsql's wrapped by EF Core's execution strategy, SqlClient's as it is.
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => db.Database.OpenConnectionAsync());
+        Assert.True(BusFlowStoreExtensions.IsTransient(error), $"{error.GetType().Name}: {error.Message}");
+    }
+}
+
 public sealed class When_readiness_is_checked
 {
     [SkippableTheory]
