@@ -70,27 +70,13 @@ public static class BusFlowEndpointConfigurator
                 var time = context.GetRequiredService<TimeProvider>();
                 var addresses = context.GetRequiredService<SendAddresses>();
                 var logger = context.GetRequiredService<ILoggerFactory>().CreateLogger("BusFlow.Internal.DefinitionHandOff");
-
-                // A message of a pipeline whose definition version this process lacks goes to one that
-                // has it; then one pipeline's messages are decided one at a time, in arrival order.
-                void Decided<T>(ISagaMessageConfigurator<T> m, Func<T, Guid> pipelineId)
-                    where T : class
-                {
-                    m.UseFilter(new DefinitionHandOff<T>(roles, time, addresses, logger));
-                    m.UsePartitioner(partitioner, c => pipelineId(c.Message));
-                }
-
                 e.ConfigureSaga<PipelineState>(context, s =>
                 {
-                    s.Message<StartPipeline>(m => Decided(m, x => x.PipelineId));
-                    s.Message<CancelPipeline>(m => Decided(m, x => x.PipelineId));
-                    s.Message<SubmitStepAction>(m => Decided(m, x => x.PipelineId));
-                    s.Message<ReportStepProgress>(m => Decided(m, x => x.PipelineId));
-                    s.Message<ReportStepSucceeded>(m => Decided(m, x => x.PipelineId));
-                    s.Message<ReportStepFaulted>(m => Decided(m, x => x.PipelineId));
-                    s.Message<ReportStepSuspended>(m => Decided(m, x => x.PipelineId));
-                    s.Message<WakePipeline>(m => Decided(m, x => x.PipelineId));
-                    s.Message<ChildPipelineFinished>(m => Decided(m, x => x.PipelineId));
+                    var messages = new SagaEndpointMessages(s, partitioner, roles, time, addresses, logger);
+                    foreach (var message in SagaMessageRegistry.All)
+                    {
+                        message.Accept(messages);
+                    }
                 });
             });
         }

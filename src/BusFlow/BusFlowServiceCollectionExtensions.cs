@@ -34,6 +34,12 @@ public static class BusFlowServiceCollectionExtensions
         configurator.AddMetrics();
         configurator.TryAddSingleton<PipelineMetrics>();
         configurator.TryAddSingleton(SendAddresses.AsGiven);
+
+        // The engine's extension points for a store (BusFlow.Store), the same instances the state machine uses.
+        configurator.TryAddSingleton<IPipelineDecider>(sp => sp.GetRequiredService<PipelineDecider>());
+        configurator.TryAddSingleton<IPipelineCommitFollowUp>(sp => sp.GetRequiredService<PipelineFollowUp>());
+        configurator.TryAddSingleton<IStepSendEndpoints>(sp => sp.GetRequiredService<SendAddresses>());
+        configurator.TryAddSingleton<IColocatedStepRunner>(sp => sp.GetRequiredService<ColocatedSteps>());
         configurator.TryAddScoped<IPipelineDecisionRecorder, BusDecisionRecorder>();
         configurator.TryAddScoped<IStepReportOutbox, BusStepReportOutbox>();
         configurator.AddHostedService(sp => sp.GetRequiredService<PipelineClock>());
@@ -86,6 +92,7 @@ public static class BusFlowServiceCollectionExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<StartWatchdog>>(),
             Environment.FailFast));
+        services.AddSingleton<IStartWatchdog>(sp => sp.GetRequiredService<StartWatchdog>());
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<StartWatchdog>());
         services.AddOptions<BusFlowOptions>().BindConfiguration(BusFlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddMassTransit(x =>

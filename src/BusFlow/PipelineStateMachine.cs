@@ -1,13 +1,12 @@
-using BusFlow.Contracts;
 using BusFlow.Internal;
 using MassTransit;
 
 namespace BusFlow;
 
 /// <summary>
-/// Runs one pipeline instance. Every message is handed to the pipeline's decisions
-/// (<see cref="DecideActivity{TMessage}"/>), which record events with gapless seq and dispatch
-/// ready steps; the state then follows the pipeline's status.
+/// Runs one pipeline instance. Every message of <see cref="SagaMessageRegistry"/> is an event here,
+/// handed to the pipeline's decisions (<see cref="DecideActivity{TMessage}"/>), which record events
+/// with gapless seq and dispatch ready steps; the state then follows the pipeline's status.
 /// </summary>
 public sealed class PipelineStateMachine : MassTransitStateMachine<PipelineState>
 {
@@ -15,44 +14,17 @@ public sealed class PipelineStateMachine : MassTransitStateMachine<PipelineState
     {
         InstanceState(x => x.CurrentState);
 
-        Event(() => Start, e =>
+        var events = new EventDeclarations(this);
+        foreach (var message in SagaMessageRegistry.All)
         {
-            e.CorrelateById(c => c.Message.PipelineId);
-            e.SetSagaFactory(c => new PipelineState { CorrelationId = c.Message.PipelineId });
-        });
-        Event(() => Cancel, e => Correlate(e, c => c.Message.PipelineId));
-        Event(() => Action, e => Correlate(e, c => c.Message.PipelineId));
-        Event(() => Progress, e => Correlate(e, c => c.Message.PipelineId));
-        Event(() => Succeeded, e => Correlate(e, c => c.Message.PipelineId));
-        Event(() => Faulted, e => Correlate(e, c => c.Message.PipelineId));
-        Event(() => Suspended, e => Correlate(e, c => c.Message.PipelineId));
-        Event(() => Wake, e => Correlate(e, c => c.Message.PipelineId));
-        Event(() => ChildFinished, e => Correlate(e, c => c.Message.PipelineId));
+            message.Accept(events);
+        }
 
-        Initially(Decide(When(Start)));
-
-        During(Running,
-            Ignore(Start),
-            Decide(When(Cancel)),
-            Decide(When(Action)),
-            Decide(When(Progress)),
-            Decide(When(Succeeded)),
-            Decide(When(Faulted)),
-            Decide(When(Suspended)),
-            Decide(When(Wake)),
-            Decide(When(ChildFinished)));
+        Initially([.. events.Initially]);
+        During(Running, [.. events.Running]);
 
         // Late or repeated messages for a finished pipeline change nothing.
-        During(Completed, Failed, Cancelled,
-            Ignore(Start),
-            Ignore(Cancel),
-            Ignore(Action),
-            Ignore(Progress),
-            Ignore(Succeeded),
-            Ignore(Faulted),
-            Ignore(Suspended),
-            Ignore(Wake),
-            Ignore(ChildFinished));
+        During(Completed, Failed, Cancelled, [.. events.Finished]);
     }
 
     public State Running { get; private set; } = null!;
@@ -62,31 +34,6 @@ public sealed class PipelineStateMachine : MassTransitStateMachine<PipelineState
     public State Failed { get; private set; } = null!;
 
     public State Cancelled { get; private set; } = null!;
-
-    public Event<StartPipeline> Start { get; private set; } = null!;
-
-    public Event<CancelPipeline> Cancel { get; private set; } = null!;
-
-    public Event<SubmitStepAction> Action { get; private set; } = null!;
-
-    public Event<ReportStepProgress> Progress { get; private set; } = null!;
-
-    public Event<ReportStepSucceeded> Succeeded { get; private set; } = null!;
-
-    public Event<ReportStepFaulted> Faulted { get; private set; } = null!;
-
-    public Event<ReportStepSuspended> Suspended { get; private set; } = null!;
-
-    public Event<WakePipeline> Wake { get; private set; } = null!;
-
-    public Event<ChildPipelineFinished> ChildFinished { get; private set; } = null!;
-
-    private static void Correlate<T>(IEventCorrelationConfigurator<PipelineState, T> e, Func<ConsumeContext<T>, Guid> id)
-        where T : class
-    {
-        e.CorrelateById(id);
-        e.OnMissingInstance(m => m.Discard());
-    }
 
     private EventActivityBinder<PipelineState, T> Decide<T>(EventActivityBinder<PipelineState, T> binder)
         where T : class =>
@@ -99,4 +46,47 @@ public sealed class PipelineStateMachine : MassTransitStateMachine<PipelineState
                     other => other.IfElse(c => c.Saga.Status == PipelineStatus.Failed,
                         failed => failed.TransitionTo(Failed),
                         cancelled => cancelled.TransitionTo(Cancelled))));
+
+    /// <summary>
+    /// One event per saga message, named for its type and correlated by its pipeline id: the start
+    /// creates the saga and is ignored once it runs; every other message is decided while the
+    /// pipeline runs and discarded without a saga. Once the pipeline ended, all are ignored.
+    /// </summary>
+    private sealed class EventDeclarations(PipelineStateMachine machine) : ISagaMessageVisitor
+    {
+        public List<EventActivities<PipelineState>> Initially { get; } = [];
+
+        public List<EventActivities<PipelineState>> Running { get; } = [];
+
+        public List<EventActivities<PipelineState>> Finished { get; } = [];
+
+        public void Visit<T>(SagaMessage<T> message)
+            where T : class
+        {
+            var e = machine.Event<T>(typeof(T).Name, c =>
+            {
+                c.CorrelateById(x => message.PipelineId(x.Message));
+                if (message.Starts)
+                {
+                    c.SetSagaFactory(x => new PipelineState { CorrelationId = message.PipelineId(x.Message) });
+                }
+                else
+                {
+                    c.OnMissingInstance(m => m.Discard());
+                }
+            });
+
+            if (message.Starts)
+            {
+                Initially.Add(machine.Decide(machine.When(e)));
+                Running.Add(machine.Ignore(e));
+            }
+            else
+            {
+                Running.Add(machine.Decide(machine.When(e)));
+            }
+
+            Finished.Add(machine.Ignore(e));
+        }
+    }
 }

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using BusFlow.Benchmarks;
 
 namespace BusFlow.Chaos;
 

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using BusFlow.Benchmarks;
 using BusFlow.Chaos;
 
 // The chaos runner (docs/reliability.md): `dotnet run -c Release --project tests/BusFlow.Chaos --

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using BusFlow.Benchmarks;
 
 namespace BusFlow.Chaos;
 

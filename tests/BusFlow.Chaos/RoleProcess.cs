@@ -76,7 +76,7 @@ public sealed class RoleProcess(string name, string role, Dictionary<string, str
                 return File.Exists(published) ? Path.GetFullPath(published) : throw new FileNotFoundException($"BUSFLOW_CHAOS_HOST names {published}, which does not exist: dotnet publish src/BusFlow.Host -c Release -o <folder>");
             }
 
-            var path = Path.Combine(BusFlow.Benchmarks.BenchMachine.RepositoryRoot, "src", "BusFlow.Host", "bin", Configuration, "net10.0", "BusFlow.Host.dll");
+            var path = Path.Combine(BusFlow.Testing.BenchMachine.RepositoryRoot, "src", "BusFlow.Host", "bin", Configuration, "net10.0", "BusFlow.Host.dll");
             return File.Exists(path) ? path : throw new FileNotFoundException($"BusFlow.Host is not built at {path}: dotnet build -c {Configuration} src/BusFlow.Host");
         }
     }

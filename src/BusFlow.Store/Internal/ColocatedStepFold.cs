@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using BusFlow.Contracts;
-using BusFlow.Internal;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -9,7 +8,7 @@ using Microsoft.Extensions.Logging;
 namespace BusFlow.Store.Internal;
 
 /// <summary>
-/// The store's side of a co-located step (<see cref="ColocatedSteps"/>): the step's outcome is folded
+/// The store's side of a co-located step (<see cref="IColocatedStepRunner"/>): the step's outcome is folded
 /// into the pipeline's next transition, which commits in one transaction the new state, its events
 /// and outbox rows, the inbox row of the step's command (so a copy of the command sent later is not
 /// run again), the command's row marked delivered, and the effects the step enlisted. There is no
@@ -20,10 +19,10 @@ namespace BusFlow.Store.Internal;
 /// so that no deliverer (this process's or another's) sends it meanwhile.
 /// </summary>
 internal sealed partial class ColocatedStepFold(
-    ColocatedSteps steps,
+    IColocatedStepRunner steps,
     GroupCommit groups,
     IDbContextFactory<BusFlowDbContext> databases,
-    PipelineDecider decider,
+    IPipelineDecider decider,
     IServiceProvider services,
     BusFlowStoreOptions options,
     TimeProvider time,

@@ -1,5 +1,4 @@
 using BusFlow.Contracts;
-using BusFlow.Internal;
 using Microsoft.EntityFrameworkCore;
 
 namespace BusFlow.Store.Internal;
@@ -12,7 +11,7 @@ namespace BusFlow.Store.Internal;
 /// observers follow up.
 /// </summary>
 internal sealed class DecisionOutbox(
-    PipelineFollowUp followUp,
+    IPipelineCommitFollowUp followUp,
     OutboxSender sender,
     ColocatedStepFold colocated,
     BusFlowStoreOptions options,

@@ -1,4 +1,3 @@
-using BusFlow.Internal;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
@@ -26,7 +25,7 @@ namespace BusFlow.Store.Internal;
 internal sealed partial class OutboxDelivery(
     IDbContextFactory<BusFlowDbContext> databases,
     IBus bus,
-    SendAddresses addresses,
+    IStepSendEndpoints addresses,
     OutboxSignal signal,
     ColocatedStepFold colocated,
     StoreWriteGate writes,

@@ -1,5 +1,4 @@
 using System.Data.Common;
-using BusFlow.Internal;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
@@ -17,7 +16,7 @@ namespace BusFlow.Store.Internal;
 internal sealed partial class StoreStartup(
     IDbContextFactory<BusFlowDbContext> databases,
     BusFlowStoreOptions options,
-    PipelineClock clock,
+    IPipelineCommitFollowUp followUp,
     TimeProvider time,
     IServiceProvider services,
     ILogger<StoreStartup> logger) : IHostedService
@@ -39,7 +38,7 @@ internal sealed partial class StoreStartup(
                     || (await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
                 {
                     // However long it takes: a migration cut off by the start watchdog would leave its lock.
-                    using var migrating = services.GetService<StartWatchdog>()?.Hold();
+                    using var migrating = services.GetService<IStartWatchdog>()?.Hold();
                     await db.Database.MigrateAsync(cancellationToken);
                 }
             }
@@ -66,7 +65,7 @@ internal sealed partial class StoreStartup(
             .ToListAsync(cancellationToken);
         foreach (var p in pending)
         {
-            clock.Schedule(p.CorrelationId, p.NextDeadline!.Value);
+            await followUp.AfterCommitAsync(p.CorrelationId, p.NextDeadline, [], cancellationToken);
         }
 
         var requeued = 0;

@@ -20,7 +20,7 @@ internal sealed partial class ColocatedSteps(
     RunningSteps running,
     IServiceScopeFactory scopes,
     TimeProvider time,
-    ILogger<ColocatedSteps> logger) : IHostedService, IDisposable
+    ILogger<ColocatedSteps> logger) : IColocatedStepRunner, IHostedService, IDisposable
 {
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Guid, Task> _runs = new();

@@ -8,7 +8,7 @@ namespace BusFlow.Internal;
 /// what it decided. Used by the state machine (<see cref="DecideActivity{TMessage}"/>) and by a
 /// store that folds a co-located step's report into a transition without a bus message.
 /// </summary>
-internal sealed partial class PipelineDecider(PipelineRegistry registry, TimeProvider time, ILogger<PipelineStateMachine> logger)
+internal sealed partial class PipelineDecider(PipelineRegistry registry, TimeProvider time, ILogger<PipelineStateMachine> logger) : IPipelineDecider
 {
     /// <summary>
     /// Decides <paramref name="message"/> on the definition version the pipeline started on (a start
@@ -46,6 +46,8 @@ internal sealed partial class PipelineDecider(PipelineRegistry registry, TimePro
         return decision;
     }
 
+    PipelineDecision IPipelineDecider.Decide(PipelineState state, object message) => Decide(state, message);
+
     private PipelineDecision DecideOnce(PipelineState state, object message, bool waitedLongEnough)
     {
         var now = time.GetUtcNow();
@@ -76,36 +78,7 @@ internal sealed partial class PipelineDecider(PipelineRegistry registry, TimePro
         }
 
         var engine = new PipelineEngine(definition, state, now);
-        switch (message)
-        {
-            case StartPipeline m:
-                engine.Start(m);
-                break;
-            case CancelPipeline m:
-                engine.Cancel(m.Reason);
-                break;
-            case SubmitStepAction m:
-                engine.Answer(m.SuspendId, m.Payload);
-                break;
-            case ReportStepProgress m:
-                engine.Progress(m);
-                break;
-            case ReportStepSucceeded m:
-                engine.Succeeded(m.ExecutionId, m.Result);
-                break;
-            case ReportStepFaulted m:
-                engine.Faulted(m.ExecutionId, m.Error, m.Retryable);
-                break;
-            case ReportStepSuspended m:
-                engine.Suspended(m);
-                break;
-            case WakePipeline:
-                engine.Wake();
-                break;
-            case ChildPipelineFinished m:
-                engine.ChildFinished(m);
-                break;
-        }
+        SagaMessageRegistry.Of(message).Apply(engine, message);
 
         return engine.Decision;
     }

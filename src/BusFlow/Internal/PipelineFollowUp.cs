@@ -8,7 +8,7 @@ namespace BusFlow.Internal;
 /// meter counts the events and in-process observers see them. Running it only after commit means a wake-up never reads a state older
 /// than the deadline it was scheduled for, and observers never see an event that was rolled back.
 /// </summary>
-internal sealed partial class PipelineFollowUp(PipelineClock clock, PipelineMetrics metrics, IEnumerable<IPipelineObserver> observers, ILogger<PipelineFollowUp> logger)
+internal sealed partial class PipelineFollowUp(PipelineClock clock, PipelineMetrics metrics, IEnumerable<IPipelineObserver> observers, ILogger<PipelineFollowUp> logger) : IPipelineCommitFollowUp
 {
     public async Task AfterCommitAsync(Guid pipelineId, DateTimeOffset? nextDeadline, IReadOnlyList<PipelineEvent> events, CancellationToken cancellationToken)
     {

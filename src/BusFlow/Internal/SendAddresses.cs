@@ -13,7 +13,7 @@ namespace BusFlow.Internal;
 /// and the message goes to the exchange: it waits in the queue even when no process consumes it
 /// yet, as with <c>queue:</c>.
 /// </summary>
-internal sealed class SendAddresses(QuorumQueueDeclarations? quorum)
+internal sealed class SendAddresses(QuorumQueueDeclarations? quorum) : IStepSendEndpoints
 {
     /// <summary>Classic queues, the in-memory transport, or a bus BusFlow did not configure: addresses as they are.</summary>
     public static SendAddresses AsGiven { get; } = new(quorum: null);
@@ -21,6 +21,9 @@ internal sealed class SendAddresses(QuorumQueueDeclarations? quorum)
     /// <summary>The send endpoint for <paramref name="destination"/> (see <see cref="ForAsync"/>).</summary>
     public async Task<MassTransit.ISendEndpoint> EndpointAsync(MassTransit.ISendEndpointProvider provider, Uri destination, CancellationToken cancellationToken) =>
         await provider.GetSendEndpoint(await ForAsync(destination, cancellationToken));
+
+    Task<MassTransit.ISendEndpoint> IStepSendEndpoints.GetAsync(MassTransit.ISendEndpointProvider provider, Uri destination, CancellationToken cancellationToken) =>
+        EndpointAsync(provider, destination, cancellationToken);
 
     /// <summary>The address to send to for <paramref name="destination"/>: itself, or its declared quorum queue's exchange.</summary>
     public ValueTask<Uri> ForAsync(Uri destination, CancellationToken cancellationToken) =>

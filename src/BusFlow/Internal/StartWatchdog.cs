@@ -18,7 +18,7 @@ internal sealed partial class StartWatchdog(
     TimeSpan timeout,
     TimeProvider time,
     ILogger<StartWatchdog> logger,
-    Action<string> end) : IHostedLifecycleService, IDisposable
+    Action<string> end) : IStartWatchdog, IHostedLifecycleService, IDisposable
 {
     private readonly Lock _lock = new();
 

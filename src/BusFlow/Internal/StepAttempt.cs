@@ -4,9 +4,6 @@ using Microsoft.Extensions.Logging;
 
 namespace BusFlow.Internal;
 
-/// <summary>What one step attempt ended with: its report to the saga and the effects it enlisted (none when it failed).</summary>
-internal sealed record StepOutcome(object Report, IReadOnlyList<Func<StepCommitContext, Task>> Effects);
-
 /// <summary>
 /// Runs one step attempt on its worker: the attempt's deadline and cancel signals stop it, an
 /// exception becomes a retryable failure. Shared by the worker queue's consumer and by steps that

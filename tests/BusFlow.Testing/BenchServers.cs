@@ -3,7 +3,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using Npgsql;
 
-namespace BusFlow.Benchmarks;
+namespace BusFlow.Testing;
 
 /// <summary>Where the servers are: the same environment variables tests/run.sh sets, with its defaults.</summary>
 public static class BenchServers

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace BusFlow.Benchmarks;
+namespace BusFlow.Testing;
 
 /// <summary>The machine a run was on, and the commit it measured, for the tables in docs/performance.md.</summary>
 public static class BenchMachine
