@@ -34,6 +34,13 @@ if [ -n "$skipped" ]; then
   log "$(echo "$skipped" | wc -l) tests did not run (${reasons:-no reason given}):"
   echo "$skipped"
 fi
+# The TypeScript client's tests (clients/typescript, docs/clients.md): Node's test runner against
+# real BusFlow.Host processes of this build, and the same watch in Chromium through Playwright; not
+# when the tests were filtered by arguments.
+if [ $# -eq 0 ]; then
+  log "running the TypeScript client's tests"
+  (cd clients/typescript && npm test --silent) || { log "the TypeScript client's tests failed"; [ "$status" -ne 0 ] || status=1; }
+fi
 # The chaos runner's short profile (docs/reliability.md): the split topology under load with every
 # kind of fault once, a node kill included, on a 3-node RabbitMQ cluster with quorum queues and the
 # same PostgreSQL; not when the tests were filtered by arguments.

@@ -15,11 +15,17 @@ need_packages=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_packages+=(postgresql)
 # The dashboard tests drive Debian's Chromium through Playwright (BUSFLOW_CHROMIUM).
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
+# The host's build builds the TypeScript client (clients/typescript) for the dashboard, and its tests run on Node.js.
+command -v node >/dev/null && command -v npm >/dev/null || need_packages+=(nodejs npm)
 if [ ${#need_packages[@]} -gt 0 ]; then
   log "installing ${need_packages[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  log "Node.js $(node --version) is too old: the TypeScript client and its tests need Node.js 20 or later (https://nodejs.org/en/download)"
+  exit 1
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -1,6 +1,7 @@
-// BusFlow dashboard: one WebSocket subscription to every pipeline ("*"), resumed by position
-// after a reconnect; a pipeline's history comes from the long-poll API. No build step.
-"use strict";
+// BusFlow dashboard: one watch of every pipeline ("*") through BusFlow's TypeScript client
+// (clients/typescript, built into lib/busflow by the host's build), which reconnects and resumes by
+// position by itself; a pipeline's history comes from the long-poll API.
+import { BusFlowApiError, BusFlowClient } from "./lib/busflow/index.js";
 
 const samples = {
   demo: { delayMs: 300, progressTicks: 2, failStep: null, flakyStep: null },
@@ -16,8 +17,7 @@ const state = {
   events: new Map(),      // id -> Map(seq -> event), for pipelines opened in the detail view
   selected: null,
   position: 0,            // last position received on "*": where to resume
-  socket: null,
-  retries: 0,
+  watch: null,
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -37,18 +37,12 @@ function showError(message) {
   showError.timer = setTimeout(() => { banner.hidden = true; }, 8000);
 }
 
-async function api(path, options = {}) {
-  const headers = { "Content-Type": "application/json", ...(apiKey ? { "X-Api-Key": apiKey } : {}), ...(options.headers || {}) };
-  const response = await fetch(path, { ...options, headers });
-  const text = await response.text();
-  if (response.status === 401) {
-    throw new Error("This edge requires an API key: open the dashboard as /?apiKey=<your key>");
-  }
-  const body = text ? JSON.parse(text) : null;
-  if (!response.ok) {
-    throw new Error(body && (body.detail || body.title) ? `${body.title}: ${body.detail || ""}`.trim() : `HTTP ${response.status}`);
-  }
-  return body;
+const client = new BusFlowClient({ baseUrl: location.origin, apiKey: apiKey || undefined });
+
+function describe(error) {
+  return error instanceof BusFlowApiError && error.status === 401
+    ? "This edge requires an API key: open the dashboard as /?apiKey=<your key>"
+    : error.message;
 }
 
 // ---- pipelines list -------------------------------------------------------------------------
@@ -107,13 +101,13 @@ async function select(id) {
   try {
     let after = 0;
     for (;;) {
-      const page = await api(`/api/pipelines/${id}/events?after=${after}&limit=1000`);
+      const page = await client.events(id, { after, limit: 1000 });
       for (const e of page.events) state.events.get(id).set(e.seq, e);
       if (page.events.length < 1000) break;
       after = page.next;
     }
   } catch (error) {
-    showError(error.message);
+    showError(describe(error));
   }
   if (state.selected === id) renderDetail();
 }
@@ -187,7 +181,7 @@ function definitionOf(name, version) {
   const key = `${name}@${version}`;
   if (!state.versions.has(key)) {
     state.versions.set(key, null);
-    api(`/api/definitions/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`)
+    client.definition(name, version)
       .then((d) => { state.versions.set(key, d); renderDetail(); })
       .catch(() => {});
   }
@@ -197,7 +191,7 @@ function definitionOf(name, version) {
 // ---- definition versions: what still runs on each, to know when an old one can go ---------
 
 async function renderVersions() {
-  const rows = await api("/api/definitions/versions");
+  const rows = await client.definitionVersions();
   $("#versions tbody").replaceChildren(...rows.map((v) => {
     const tr = document.createElement("tr");
     tr.dataset.definition = v.definition;
@@ -222,11 +216,9 @@ function renderSuspensions(id, suspended) {
       button.addEventListener("click", async () => {
         button.disabled = true;
         try {
-          await api(`/api/pipelines/${id}/actions/${s.suspendId}`, {
-            method: "POST", body: JSON.stringify({ approved }), headers: { "Content-Type": "application/json", "Idempotency-Key": `${s.suspendId}-${approved}` },
-          });
+          await client.answer(id, s.suspendId, { approved }, { idempotencyKey: `${s.suspendId}-${approved}` });
         } catch (error) {
-          showError(error.message);
+          showError(describe(error));
           button.disabled = false;
         }
       });
@@ -413,42 +405,29 @@ function setConnection(text, stateName) {
   el.dataset.state = stateName;
 }
 
-// Every pipeline's events after the last position seen, several to a frame while replaying.
-function subscribe(socket) {
-  socket.send(JSON.stringify({ type: "subscribe", pipelineId: "*", after: state.position, batch: true }));
-}
-
+// Every pipeline's events after the last position seen, several to a frame while replaying; the
+// client reconnects with back-off and resumes after the last event it delivered.
 function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws${apiKey ? `?access_token=${encodeURIComponent(apiKey)}` : ""}`);
-  state.socket = socket;
-  socket.onopen = () => {
-    state.retries = 0;
-    setConnection("live", "live");
-    subscribe(socket);
-  };
-  socket.onmessage = (message) => {
-    const m = JSON.parse(message.data);
-    if (m.type === "error") {
-      if (m.code === "after_out_of_range") { reload(); return; }
-      showError(m.message);
-      return;
-    }
-    // A replay far back comes several events to a frame (batch below); live events mostly one.
-    const events = m.type === "events" ? m.events : m.seq === undefined ? [] : [m]; // else subscribed, unsubscribed, pong
-    for (const e of events) {
+  state.watch?.close();
+  state.watch = client.watch("*", {
+    after: state.position,
+    reconnect: { maxAttempts: Infinity },
+    onConnected: () => setConnection("live", "live"),
+    onReconnecting: ({ delayMs }) => setConnection(`reconnecting in ${Math.round(delayMs / 100) / 10}s`, "reconnecting"),
+    onEvent: (e) => {
       if (e.position > state.position) state.position = e.position;
       applyToSummary(e);
       recordLive(e);
       if (state.events.has(e.pipelineId)) state.events.get(e.pipelineId).set(e.seq, e);
-    }
-    if (events.length > 0) scheduleRender();
-  };
-  socket.onclose = () => {
-    const delay = Math.min(5000, 250 * 2 ** state.retries++);
-    setConnection(`reconnecting in ${Math.round(delay / 100) / 10}s`, "reconnecting");
-    setTimeout(connect, delay);
-  };
+      scheduleRender();
+    },
+    onError: (error) => {
+      // The store was reset behind the position we hold: start again from the list.
+      if (error.code === "after_out_of_range") { reload().catch((e) => showError(describe(e))); return; }
+      setConnection("disconnected", "reconnecting");
+      showError(describe(error));
+    },
+  });
 }
 
 let renderPending = false;
@@ -463,7 +442,7 @@ function scheduleRender() {
 }
 
 async function reload() {
-  const list = await api("/api/pipelines?limit=100");
+  const list = await client.list({ limit: 100 });
   state.position = list.position;
   for (const p of list.pipelines) {
     state.pipelines.set(p.pipelineId, {
@@ -471,8 +450,8 @@ async function reload() {
       stepsTotal: p.stepsTotal, done: new Set(p.completedSteps), suspended: false,
     });
   }
-  if (state.socket && state.socket.readyState === WebSocket.OPEN) {
-    subscribe(state.socket);
+  if (state.watch) {
+    connect();
   }
   renderList();
 }
@@ -493,31 +472,31 @@ $("#start").addEventListener("submit", async (e) => {
     return;
   }
   try {
-    const started = await api("/api/pipelines", { method: "POST", body: JSON.stringify({ definition: $("#definition").value, input, tags: { source: "dashboard" } }) });
-    await select(started.pipelineId);
+    const pipelineId = await client.start($("#definition").value, { input, tags: { source: "dashboard" } });
+    await select(pipelineId);
   } catch (error) {
-    showError(error.message);
+    showError(describe(error));
   }
 });
 
 $("#cancel").addEventListener("click", async () => {
   try {
-    await api(`/api/pipelines/${state.selected}/cancel`, { method: "POST" });
+    await client.cancel(state.selected);
   } catch (error) {
-    showError(error.message);
+    showError(describe(error));
   }
 });
 
 (async function start() {
   try {
-    const definitions = await api("/api/definitions");
+    const definitions = await client.definitions();
     for (const d of definitions) state.definitions.set(d.name, d);
     $("#definition").replaceChildren(...definitions.map((d) => new Option(d.name, d.name, d.name === "demo", d.name === "demo")));
     $("#input").value = JSON.stringify(samples[$("#definition").value] ?? {}, null, 2);
     await reload();
     await renderVersions();
   } catch (error) {
-    showError(`Cannot reach the BusFlow API: ${error.message}`);
+    showError(`Cannot reach the BusFlow API: ${describe(error)}`);
   }
   connect();
   setInterval(() => renderVersions().catch(() => {}), 5000);

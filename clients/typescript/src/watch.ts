@@ -1,0 +1,272 @@
+import type { BusFlowClient, WatchOptions } from "./client.js";
+import { BusFlowApiError, BusFlowConnectionError, BusFlowError, BusFlowSubscriptionError } from "./errors.js";
+import { runSse } from "./sse.js";
+import { isFinal, type PipelineEvent } from "./types.js";
+import { runWebSocket } from "./websocket.js";
+
+/** How a watch reconnects after it lost its connection. */
+export interface ReconnectOptions {
+  /** The first delay (default 250 ms); it doubles with each failure in a row. */
+  minDelayMs?: number;
+  /** The cap on the delay (default 5,000 ms). */
+  maxDelayMs?: number;
+  /** Connections that may fail in a row before the watch gives up with BusFlowConnectionError (default 60: about five minutes at the cap). */
+  maxAttempts?: number;
+}
+
+/** Callbacks of a watch; with `onEvent` the watch runs by itself, without iterating it. */
+export interface WatchHandlers {
+  /** Each event, once, in order (seq for a pipeline, position for `*`). */
+  onEvent?: (event: PipelineEvent) => void | Promise<void>;
+  /** The error that ended the watch: BusFlowSubscriptionError, BusFlowApiError or BusFlowConnectionError. */
+  onError?: (error: BusFlowError) => void;
+  /** The connection was lost (or could not be made); the watch tries again after `delayMs`. */
+  onReconnecting?: (info: { attempt: number; delayMs: number; cause: unknown }) => void;
+  /** Subscribed: events flow (again) from where the watch left off. */
+  onConnected?: () => void;
+}
+
+/** @internal What a transport reports while a connection lasts. */
+export interface TransportSink {
+  subscribed(): void;
+  /** Hands one event over; true once the watch wants no more (its final event, or closed). */
+  event(event: PipelineEvent): Promise<boolean>;
+  readonly signal: AbortSignal;
+}
+
+/** @internal One connection's subscription: resume from `after`, report to `sink`, end when it closes. */
+export interface TransportRequest {
+  client: BusFlowClient;
+  pipelineId: string;
+  after: number;
+  options: WatchOptions;
+  sink: TransportSink;
+}
+
+const defaults = { minDelayMs: 250, maxDelayMs: 5_000, maxAttempts: 60 };
+
+/**
+ * A running watch (see {@link BusFlowClient.watch}): an async iterable of events, or driven by its
+ * callbacks. `cursor` is the seq (one pipeline) or position (`*`) of the last event delivered:
+ * give it as `after` to a later watch to go on from there.
+ */
+export class Watch implements AsyncIterable<PipelineEvent> {
+  /** Resolves when the watch has ended, for whatever reason (never rejects: errors go to onError or the iterator). */
+  readonly done: Promise<void>;
+  private readonly stop = new AbortController();
+  private readonly queue: PipelineEvent[] = [];
+  private readonly waiters: Array<() => void> = [];
+  private readonly star: boolean;
+  private started = false;
+  private ended = false;
+  private error: BusFlowError | null = null;
+  private resolveDone!: () => void;
+  private lastCursor: number | null = null;
+
+  constructor(
+    private readonly client: BusFlowClient,
+    readonly pipelineId: string,
+    private readonly options: WatchOptions,
+  ) {
+    this.star = pipelineId === "*";
+    if ((options.transport ?? "websocket") === "sse") {
+      if (this.star) {
+        throw new TypeError("SSE serves one pipeline's events: watch '*' over the WebSocket transport");
+      }
+
+      if (options.tags) {
+        throw new TypeError("SSE has no tag filter: filter by tags over the WebSocket transport");
+      }
+    }
+
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    options.signal?.addEventListener("abort", () => this.close(), { once: true });
+    if (options.onEvent) {
+      this.begin();
+    }
+  }
+
+  /** The seq (one pipeline) or position (`*`) of the last event delivered; null before the first. */
+  get cursor(): number | null {
+    return this.lastCursor;
+  }
+
+  /** Ends the watch: the connection closes and the iterator finishes. */
+  close(): void {
+    this.stop.abort();
+    this.finish(null);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<PipelineEvent> {
+    if (this.options.onEvent) {
+      throw new TypeError("This watch delivers to its onEvent callback; iterate a watch made without one");
+    }
+
+    this.begin();
+    try {
+      for (;;) {
+        const next = this.queue.shift();
+        if (next !== undefined) {
+          yield next;
+          continue;
+        }
+
+        if (this.ended) {
+          if (this.error) {
+            throw this.error;
+          }
+
+          return;
+        }
+
+        await new Promise<void>((resolve) => this.waiters.push(resolve));
+      }
+    } finally {
+      // A `break` out of the loop ends the watch.
+      this.close();
+    }
+  }
+
+  private begin(): void {
+    if (!this.started) {
+      this.started = true;
+      void this.run();
+    }
+  }
+
+  private async run(): Promise<void> {
+    const policy = { ...defaults, ...this.client.options.reconnect, ...this.options.reconnect };
+    let failures = 0;
+    let after = this.options.after ?? null;
+    while (!this.stop.signal.aborted) {
+      let cause: unknown = null;
+      try {
+        if (after === null) {
+          // One pipeline from its first event; `*` from now: the store's position, read before anything after it.
+          after = this.star ? (await this.client.list({ limit: 1, signal: this.stop.signal })).position : 0;
+        }
+
+        const request: TransportRequest = {
+          client: this.client,
+          pipelineId: this.pipelineId,
+          after,
+          options: this.options,
+          sink: {
+            signal: this.stop.signal,
+            subscribed: () => {
+              failures = 0;
+              this.options.onConnected?.();
+            },
+            event: async (event) => {
+              const order = this.star ? event.position : event.seq;
+              if (order <= (after ?? 0)) {
+                return this.ended; // Already delivered (a replay overlapping what came live).
+              }
+
+              after = order;
+              this.lastCursor = order;
+              await this.deliver(event);
+              if (!this.star && isFinal(event)) {
+                this.finish(null);
+              }
+
+              return this.ended;
+            },
+          },
+        };
+        const finished = (this.options.transport ?? "websocket") === "sse" ? await runSse(request) : await runWebSocket(request);
+        if (finished) {
+          // The server says this pipeline has nothing after `after` and has ended.
+          this.finish(null);
+        }
+      } catch (error) {
+        if (isTerminal(error)) {
+          this.finish(error as BusFlowError);
+          return;
+        }
+
+        cause = error;
+      }
+
+      if (this.ended || this.stop.signal.aborted) {
+        return;
+      }
+
+      failures++;
+      if (failures > policy.maxAttempts) {
+        this.finish(new BusFlowConnectionError(
+          `Gave up watching ${this.pipelineId} on ${this.client.options.baseUrl}: ${policy.maxAttempts} connections failed in a row (last: ${describe(cause)})`,
+          policy.maxAttempts,
+          cause));
+        return;
+      }
+
+      // Exponential back-off with a cap, and jitter so that many clients do not come back at once.
+      const ceiling = Math.min(policy.maxDelayMs, policy.minDelayMs * 2 ** (failures - 1));
+      const delayMs = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+      this.options.onReconnecting?.({ attempt: failures, delayMs, cause });
+      await sleep(delayMs, this.stop.signal);
+    }
+  }
+
+  private async deliver(event: PipelineEvent): Promise<void> {
+    if (this.options.onEvent) {
+      await this.options.onEvent(event);
+      return;
+    }
+
+    this.queue.push(event);
+    this.wake();
+  }
+
+  private finish(error: BusFlowError | null): void {
+    if (this.ended) {
+      return;
+    }
+
+    this.ended = true;
+    this.error = error;
+    this.stop.abort();
+    if (error) {
+      this.options.onError?.(error);
+    }
+
+    this.wake();
+    this.resolveDone();
+  }
+
+  private wake(): void {
+    for (const waiter of this.waiters.splice(0)) {
+      waiter();
+    }
+  }
+}
+
+/** Errors a reconnect would only repeat: a refused subscription, or a problem other than a passing one. */
+function isTerminal(error: unknown): boolean {
+  if (error instanceof BusFlowSubscriptionError) {
+    return error.code !== "store_unavailable" && error.code !== "rate_limited";
+  }
+
+  if (error instanceof BusFlowApiError) {
+    return error.status >= 400 && error.status < 500 && error.status !== 408 && error.status !== 429;
+  }
+
+  return false;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}

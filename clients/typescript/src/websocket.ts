@@ -1,0 +1,149 @@
+import { BusFlowApiError, BusFlowSubscriptionError } from "./errors.js";
+import { finalEventTypes, type PipelineEvent, type ServerFrame, type SubscribeMessage } from "./types.js";
+import type { TransportRequest } from "./watch.js";
+
+/** Without a frame for this long after a ping, the connection counts as lost. */
+const pingIntervalMs = 15_000;
+
+/**
+ * One WebSocket connection of a watch: subscribes from `after` (events in batches) and hands each
+ * event to the sink until the socket closes (resolves false: reconnect), the watch wants no more
+ * (resolves false after closing), or the server refuses the subscription (rejects with
+ * BusFlowSubscriptionError). A handshake refused for auth rejects with the API's 401 or 403.
+ */
+export async function runWebSocket({ client, pipelineId, after, options, sink }: TransportRequest): Promise<boolean> {
+  const Socket = client.options.WebSocket ?? globalThis.WebSocket;
+  if (!Socket) {
+    throw new TypeError("No WebSocket here: on Node.js 20 run with --experimental-websocket or pass BusFlowClientOptions.WebSocket (the ws package); Node.js 22+ and browsers have one");
+  }
+
+  const url = new URL("/ws", client.options.baseUrl);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  // Browsers' WebSockets cannot set headers: the edge takes the credentials as access_token.
+  const credential = client.options.apiKey ?? client.options.token;
+  if (credential) {
+    url.searchParams.set("access_token", credential);
+  }
+
+  const socket = new Socket(url.toString());
+  let opened = false;
+  let frames: Promise<void> = Promise.resolve();
+  let lastFrame = Date.now();
+  const subscribe: SubscribeMessage = {
+    type: "subscribe",
+    pipelineId,
+    after,
+    // A pipeline's watch ends at its final event, which comes whatever the filter (as on SSE).
+    eventTypes: options.eventTypes && options.eventTypes.length > 0 && pipelineId !== "*"
+      ? [...new Set([...options.eventTypes, ...finalEventTypes])]
+      : options.eventTypes ?? null,
+    tags: options.tags ?? null,
+    batch: true,
+  };
+
+  const outcome = await new Promise<{ error?: unknown; cause?: unknown }>((resolve) => {
+    const heartbeat = setInterval(() => {
+      if (Date.now() - lastFrame > 2 * pingIntervalMs) {
+        settle({ cause: new Error(`no frame from the server for ${2 * pingIntervalMs} ms`) });
+        return;
+      }
+
+      if (socket.readyState === 1) {
+        socket.send(JSON.stringify({ type: "ping" }));
+      }
+    }, pingIntervalMs);
+    const onAbort = () => settle({});
+    sink.signal.addEventListener("abort", onAbort, { once: true });
+
+    function settle(result: { error?: unknown; cause?: unknown }) {
+      clearInterval(heartbeat);
+      sink.signal.removeEventListener("abort", onAbort);
+      socket.onmessage = null;
+      socket.onclose = null;
+      socket.onerror = null;
+      if (socket.readyState === 0 || socket.readyState === 1) {
+        try {
+          socket.close(1000);
+        } catch {
+          // Closing a socket that is still connecting throws in some runtimes; it is dropped either way.
+        }
+      }
+
+      resolve(result);
+    }
+
+    socket.onopen = () => {
+      opened = true;
+      lastFrame = Date.now();
+      socket.send(JSON.stringify(subscribe));
+    };
+    socket.onmessage = (message: MessageEvent) => {
+      lastFrame = Date.now();
+      // Frames are handled one after another, in order, even when a handler waits.
+      frames = frames.then(async () => {
+        if (typeof message.data !== "string") {
+          return;
+        }
+
+        const frame = JSON.parse(message.data) as ServerFrame;
+        switch (frame.type) {
+          case "subscribed":
+            if (frame.pipelineId === pipelineId || pipelineId !== "*" && frame.pipelineId.toLowerCase() === pipelineId.toLowerCase()) {
+              sink.subscribed();
+            }
+
+            return;
+          case "unsubscribed":
+          case "pong":
+            return;
+          case "error":
+            settle({ error: new BusFlowSubscriptionError(frame.code, frame.message, frame.pipelineId ?? null) });
+            return;
+          case "events":
+            for (const event of frame.events) {
+              if (await sink.event(event)) {
+                settle({});
+                return;
+              }
+            }
+
+            return;
+          default:
+            if (await sink.event(frame as PipelineEvent)) {
+              settle({});
+            }
+        }
+      }).catch((error: unknown) => settle({ cause: error }));
+    };
+    socket.onclose = (close: CloseEvent) => {
+      // Events of frames already received are handed over before the watch reconnects.
+      void frames.then(() => settle({ cause: new Error(`closed by the server: ${close.code} ${close.reason}`.trim()) }));
+    };
+    socket.onerror = () => {
+      // A close follows an error; a socket that never opened may not close in every runtime.
+      if (!opened) {
+        settle({ cause: new Error("the WebSocket could not connect") });
+      }
+    };
+  });
+
+  if (outcome.error) {
+    throw outcome.error;
+  }
+
+  if (outcome.cause) {
+    if (!opened) {
+      // A refused handshake says nothing to a WebSocket client: ask the API why, so that bad
+      // credentials end the watch (401, 403) instead of retrying for ever.
+      await client.request("GET", "/api/pipelines?limit=1", { signal: sink.signal }).catch((error: unknown) => {
+        if (error instanceof BusFlowApiError && (error.status === 401 || error.status === 403)) {
+          throw error;
+        }
+      });
+    }
+
+    throw outcome.cause;
+  }
+
+  return false;
+}

@@ -1,0 +1,163 @@
+// The client against a real BusFlow.Host: the HTTP API, watches over WebSocket and SSE, filters,
+// and typed errors on bad input.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { BusFlowApiError, BusFlowClient, BusFlowSubscriptionError, isFinal } from "../dist/index.js";
+import { TestHost, collect } from "./support/host.mjs";
+import WebSocketOfWs from "ws";
+
+const host = new TestHost();
+let client;
+
+before(async () => {
+  await host.start();
+  client = new BusFlowClient({ baseUrl: host.baseUrl });
+});
+
+after(() => host.dispose());
+
+const gapless = (events) => events.map((e) => e.seq).every((seq, i) => seq === i + 1);
+
+describe("the HTTP API", () => {
+  test("starts, answers, reads the status and lists a pipeline", async () => {
+    const id = await client.start("approval", { input: { title: "Launch" }, tags: { suite: "api" } });
+    const watch = client.watch(id);
+    const seen = [];
+    for await (const event of watch) {
+      seen.push(event);
+      if (event.type === "StepSuspended") {
+        assert.equal(event.stepName, "approve");
+        await client.answer(id, event.suspendId, { approved: true });
+      }
+    }
+
+    assert.ok(gapless(seen), `seqs ${seen.map((e) => e.seq)}`);
+    assert.equal(seen.at(-1).type, "PipelineCompleted");
+    assert.equal(watch.cursor, seen.at(-1).seq);
+
+    const status = await client.status(id);
+    assert.equal(status.status, "Completed");
+    assert.equal(status.definition, "approval");
+    assert.equal(status.lastSeq, seen.at(-1).seq);
+    assert.deepEqual(status.steps.map((s) => s.name), ["draft", "approve", "publish"]);
+    assert.deepEqual(status.tags, { suite: "api" });
+
+    const list = await client.list({ limit: 10 });
+    assert.ok(list.position >= seen.at(-1).position);
+    assert.ok(list.pipelines.some((p) => p.pipelineId === id && p.status === "Completed"));
+  });
+
+  test("starts one pipeline for one idempotency key", async () => {
+    const key = `key-${crypto.randomUUID()}`;
+    const first = await client.start("wordcount", { input: { texts: ["a b"] }, idempotencyKey: key });
+    const again = await client.start("wordcount", { input: { texts: ["a b"] }, idempotencyKey: key });
+    assert.equal(again, first);
+    await assert.rejects(client.start("wordcount", { input: { texts: ["other"] }, idempotencyKey: key }), (error) =>
+      error instanceof BusFlowApiError && error.status === 409 && error.code === "idempotency_key_reused");
+  });
+
+  test("cancels a running pipeline and refuses to cancel it twice", async () => {
+    const id = await client.start("demo", { input: { delayMs: 10_000 } });
+    await client.cancel(id);
+    const events = await collect(client.watch(id));
+    assert.equal(events.at(-1).type, "PipelineCancelled");
+    await assert.rejects(client.cancel(id), (error) => error instanceof BusFlowApiError && error.code === "pipeline_finished" && error.status === 409);
+  });
+
+  test("throws typed errors with the problem's code on bad input", async () => {
+    await assert.rejects(client.start("no-such-pipeline"), (error) =>
+      error instanceof BusFlowApiError && error.status === 422 && error.code === "unknown_definition" && error.problem?.code === "unknown_definition");
+    await assert.rejects(client.start("wordcount", { input: { texts: "not an array" } }), (error) =>
+      error instanceof BusFlowApiError && error.code === "invalid_input" && Array.isArray(error.problem?.errors) && error.problem.errors.length > 0);
+    await assert.rejects(client.status("not-a-uuid"), (error) => error instanceof BusFlowApiError && error.status === 400 && error.code === "invalid_pipeline_id");
+    await assert.rejects(client.status(crypto.randomUUID()), (error) => error instanceof BusFlowApiError && error.status === 404 && error.code === "pipeline_not_found");
+    await assert.rejects(client.list({ limit: 0 }), (error) => error instanceof BusFlowApiError && error.code === "invalid_query");
+    await assert.rejects(client.answer(crypto.randomUUID(), crypto.randomUUID(), true), (error) => error instanceof BusFlowApiError && error.code === "pipeline_not_found");
+    // The edge keeps serving after bad input.
+    assert.ok(Array.isArray((await client.list()).pipelines));
+  });
+});
+
+describe("watching", () => {
+  for (const transport of ["websocket", "sse"]) {
+    test(`one pipeline over ${transport}: every event once, in order, to its final event`, async () => {
+      const id = await client.start("demo", { input: { delayMs: 50, progressTicks: 2 } });
+      const events = await collect(client.watch(id, { transport }));
+      assert.ok(gapless(events), `seqs ${events.map((e) => e.seq)}`);
+      assert.equal(events[0].type, "PipelineStarted");
+      assert.ok(isFinal(events.at(-1)));
+      assert.ok(events.every((e) => e.pipelineId === id && e.position > 0));
+    });
+
+    test(`only the asked event types over ${transport}, and the final event`, async () => {
+      const id = await client.start("demo", { input: { delayMs: 20 } });
+      const events = await collect(client.watch(id, { transport, eventTypes: ["StepCompleted"] }));
+      assert.deepEqual([...new Set(events.map((e) => e.type))], ["StepCompleted", "PipelineCompleted"]);
+      assert.equal(events.filter((e) => e.type === "StepCompleted").length, 5);
+      assert.ok(events.map((e) => e.seq).every((seq, i, all) => i === 0 || seq > all[i - 1]));
+    });
+
+    test(`resumes after a given seq over ${transport}`, async () => {
+      const id = await client.start("wordcount", { input: { texts: ["a b", "b c"] } });
+      const all = await collect(client.watch(id, { transport }));
+      const rest = await collect(client.watch(id, { transport, after: 3 }));
+      assert.deepEqual(rest.map((e) => e.seq), all.slice(3).map((e) => e.seq));
+    });
+
+    test(`refuses an unknown event type over ${transport} with a typed error`, async () => {
+      const id = await client.start("wordcount", { input: { texts: ["a"] } });
+      const errors = [];
+      const watch = client.watch(id, { transport, eventTypes: ["NoSuchEvent"], onEvent: () => {}, onError: (e) => errors.push(e) });
+      await watch.done;
+      assert.equal(errors.length, 1);
+      assert.equal(errors[0].code, "unknown_event_type");
+      assert.ok(transport === "websocket" ? errors[0] instanceof BusFlowSubscriptionError : errors[0] instanceof BusFlowApiError);
+    });
+  }
+
+  test("every pipeline ('*') filtered by tags and type, with callbacks", async () => {
+    const run = crypto.randomUUID();
+    const seen = [];
+    let connected = 0;
+    const watch = client.watch("*", { tags: { run }, eventTypes: ["PipelineCompleted"], onEvent: (e) => seen.push(e), onConnected: () => connected++ });
+    // Subscribed from now: pipelines started before it are not seen.
+    await waitFor(() => connected > 0);
+    await client.start("wordcount", { input: { texts: ["x"] }, tags: { run: "other" } });
+    const ids = [
+      await client.start("wordcount", { input: { texts: ["a"] }, tags: { run } }),
+      await client.start("wordcount", { input: { texts: ["b"] }, tags: { run } }),
+    ];
+    await waitFor(() => seen.length >= 2);
+    await new Promise((r) => setTimeout(r, 500));
+    watch.close();
+    await watch.done;
+    assert.deepEqual(seen.map((e) => e.pipelineId).sort(), [...ids].sort());
+    assert.ok(seen.every((e) => e.type === "PipelineCompleted" && e.tags.run === run));
+    assert.ok(seen[1].position > seen[0].position);
+    assert.equal(watch.cursor, seen[1].position);
+  });
+
+  test("on a WebSocket constructor given in the options (the ws package, for Node.js without a global WebSocket)", async () => {
+    const withWs = new BusFlowClient({ baseUrl: host.baseUrl, WebSocket: WebSocketOfWs });
+    const id = await withWs.start("wordcount", { input: { texts: ["a b"] } });
+    const events = await collect(withWs.watch(id));
+    assert.ok(gapless(events));
+    assert.equal(events.at(-1).type, "PipelineCompleted");
+  });
+
+  test("refuses SSE for '*' and for tags before connecting", () => {
+    assert.throws(() => client.watch("*", { transport: "sse" }), TypeError);
+    assert.throws(() => client.watch(crypto.randomUUID(), { transport: "sse", tags: { a: "b" } }), TypeError);
+  });
+});
+
+async function waitFor(condition, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) {
+      throw new Error("timed out waiting");
+    }
+
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
