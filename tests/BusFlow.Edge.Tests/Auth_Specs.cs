@@ -108,6 +108,33 @@ public sealed class When_tenants_share_an_edge : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Should_stream_every_pipeline_over_SSE_with_only_the_callers_tenants_events()
+    {
+        using var a = Client("key-a");
+        using var b = Client("key-b");
+        var from = (await b.GetJsonAsync("/api/pipelines?limit=1")).GetProperty("position").GetInt64();
+        var theirs = await a.StartAsync("ticker", new { ticks = 2, delayMs = 5 });
+        await a.WaitForEndAsync(theirs);
+        var mine = await b.StartAsync("ticker", new { ticks = 1, delayMs = 0 });
+        await b.WaitForEndAsync(mine);
+
+        using var response = await b.GetAsync($"/api/stream?after={from}", HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var seen = new List<System.Text.Json.JsonElement>();
+        while (!seen.Any(e => e.PipelineId() == mine && e.IsTerminal()) && await reader.ReadLineAsync(timeout.Token) is { } line)
+        {
+            if (line.StartsWith("data: ", StringComparison.Ordinal))
+            {
+                seen.Add(System.Text.Json.JsonDocument.Parse(line[6..]).RootElement.Clone());
+            }
+        }
+
+        Assert.NotEmpty(seen);
+        Assert.All(seen, e => Assert.Equal(mine, e.PipelineId()));
+    }
+
+    [Fact]
     public async Task Should_accept_a_JWT_bearer_token_and_read_the_tenant_claim()
     {
         using var a = Client("key-a");

@@ -168,6 +168,45 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
     }
 
     [Fact]
+    public async Task Should_stream_every_pipeline_by_position_filtered_by_tags_and_types_and_resume_from_Last_Event_ID()
+    {
+        var run = Guid.NewGuid().ToString();
+        var from = (await Http.GetJsonAsync("/api/pipelines?limit=1")).GetProperty("position").GetInt64();
+        await Http.StartAsync("ticker", new { ticks = 1, delayMs = 5 }, new() { ["run"] = "other" });
+        Guid[] ids = [await Http.StartAsync("ticker", new { ticks = 2, delayMs = 5 }, new() { ["run"] = run }), await Http.StartAsync("ticker", new { ticks = 2, delayMs = 5 }, new() { ["run"] = run })];
+        foreach (var id in ids)
+        {
+            await Http.WaitForEndAsync(id);
+        }
+
+        // The stream does not end with a pipeline: read until both finals came.
+        var all = await ReadStreamAsync($"/api/stream?after={from}&tag=run={run}", lastEventId: null, until: e => e.Count(x => x.Type == "PipelineCompleted") == 2);
+        Assert.Equal(ids.Order(), all.Select(e => JsonDocument.Parse(e.Data).RootElement.GetProperty("pipelineId").GetGuid()).Distinct().Order());
+        Assert.All(all, e => Assert.Equal(e.Id, JsonDocument.Parse(e.Data).RootElement.GetProperty("position").GetInt64()));
+        Assert.Equal(all.Select(e => e.Id).Order(), all.Select(e => e.Id));
+        Assert.Equal(all.Count, all.Select(e => e.Id).Distinct().Count());
+        foreach (var id in ids)
+        {
+            var seqs = all.Select(e => JsonDocument.Parse(e.Data).RootElement).Where(e => e.GetProperty("pipelineId").GetGuid() == id).Select(e => e.GetProperty("seq").GetInt64());
+            Assert.Equal(Enumerable.Range(1, seqs.Count()).Select(i => (long)i), seqs);
+        }
+
+        // An EventSource reconnects with its original URL and the last id it saw (a position): the later one wins.
+        var resumed = await ReadStreamAsync($"/api/stream?after={from}&tag=run={run}", lastEventId: all[2].Id.ToString(System.Globalization.CultureInfo.InvariantCulture), until: e => e.Count(x => x.Type == "PipelineCompleted") == 2);
+        Assert.Equal(all.Skip(3).Select(e => e.Id), resumed.Select(e => e.Id));
+
+        // A type filter sends only those types: no final event is added for every pipeline.
+        var finals = await ReadStreamAsync($"/api/stream?after={from}&tag=run={run}&eventTypes=PipelineCompleted", lastEventId: null, until: e => e.Count == 2);
+        Assert.Equal(all.Where(e => e.Type == "PipelineCompleted").Select(e => e.Id), finals.Select(e => e.Id));
+
+        foreach (var (query, code) in new[] { ("tag=run", "invalid_query"), ("eventTypes=Nope", "unknown_event_type"), ("after=-1", "invalid_query"), ($"after={long.MaxValue}", "after_out_of_range") })
+        {
+            using var refused = await Http.GetAsync($"/api/stream?{query}");
+            Assert.Equal((HttpStatusCode.BadRequest, code), await CodeOf(refused));
+        }
+    }
+
+    [Fact]
     public async Task Should_report_health_and_metrics()
     {
         using var live = await Http.GetAsync("/health/live");
@@ -397,7 +436,8 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
 
     private sealed record SseEvent(long Id, string Type, string Data);
 
-    private async Task<List<SseEvent>> ReadStreamAsync(string path, string? lastEventId)
+    /// <summary>The stream's events until it ends, or until <paramref name="until"/> holds (a stream of every pipeline does not end).</summary>
+    private async Task<List<SseEvent>> ReadStreamAsync(string path, string? lastEventId, Func<List<SseEvent>, bool>? until = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, path);
         if (lastEventId is not null)
@@ -411,7 +451,8 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
         var events = new List<SseEvent>();
         long id = 0;
         string type = "", data = "";
-        while (await reader.ReadLineAsync() is { } line)
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (await reader.ReadLineAsync(timeout.Token) is { } line)
         {
             if (line.StartsWith("id: ", StringComparison.Ordinal))
             {
@@ -429,6 +470,10 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
             {
                 events.Add(new SseEvent(id, type, data));
                 data = "";
+                if (until?.Invoke(events) == true)
+                {
+                    break;
+                }
             }
         }
 

@@ -31,14 +31,14 @@ export interface StartOptions {
 export interface WatchOptions extends WatchHandlers {
   /** Only these event types; a pipeline's final event always comes (a `*` watch gets only these). */
   eventTypes?: PipelineEventType[];
-  /** Only events carrying all these tags (WebSocket only). */
+  /** Only events carrying all these tags. */
   tags?: Record<string, string>;
   /**
    * Where to start: a seq for one pipeline (default 0: from its first event), a position for `*`
    * (default: from now, the store's position when the watch starts).
    */
   after?: number;
-  /** `websocket` (default) or `sse` where WebSockets are blocked (one pipeline only). */
+  /** `websocket` (default) or `sse` where WebSockets are blocked. */
   transport?: "websocket" | "sse";
   /** Ends the watch. */
   signal?: AbortSignal;

@@ -6,16 +6,20 @@ import type { TransportRequest } from "./watch.js";
 const idleTimeoutMs = 45_000;
 
 /**
- * One SSE response of a watch (`GET /api/pipelines/{id}/stream`), read with `fetch` so that it
- * works in Node.js and browsers alike and sends credentials as headers: resumes from `after`,
- * hands each event to the sink, and returns when the response ends (false: reconnect) or the
- * watch wants no more. `204 No Content` (the pipeline ended at or before `after`) returns true. A
- * problem answer throws BusFlowApiError.
+ * One SSE response of a watch (`GET /api/pipelines/{id}/stream`, or `GET /api/stream` for `*`),
+ * read with `fetch` so that it works in Node.js and browsers alike and sends credentials as
+ * headers: resumes from `after`, hands each event to the sink, and returns when the response ends
+ * (false: reconnect) or the watch wants no more. `204 No Content` (the pipeline ended at or
+ * before `after`) returns true. A problem answer throws BusFlowApiError.
  */
 export async function runSse({ client, pipelineId, after, options, sink }: TransportRequest): Promise<boolean> {
   const query = new URLSearchParams({ after: String(after) });
   if (options.eventTypes && options.eventTypes.length > 0) {
     query.set("eventTypes", options.eventTypes.join(","));
+  }
+
+  for (const [key, value] of Object.entries(options.tags ?? {})) {
+    query.append("tag", `${key}=${value}`);
   }
 
   const abort = new AbortController();
@@ -29,7 +33,8 @@ export async function runSse({ client, pipelineId, after, options, sink }: Trans
 
   try {
     resetIdle();
-    const response = await client.fetchWithAuth(`/api/pipelines/${encodeURIComponent(pipelineId)}/stream?${query}`, {
+    const path = pipelineId === "*" ? "/api/stream" : `/api/pipelines/${encodeURIComponent(pipelineId)}/stream`;
+    const response = await client.fetchWithAuth(`${path}?${query}`, {
       method: "GET",
       headers: { Accept: "text/event-stream" },
       signal: abort.signal,

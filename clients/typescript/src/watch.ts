@@ -69,16 +69,6 @@ export class Watch implements AsyncIterable<PipelineEvent> {
     private readonly options: WatchOptions,
   ) {
     this.star = pipelineId === "*";
-    if ((options.transport ?? "websocket") === "sse") {
-      if (this.star) {
-        throw new TypeError("SSE serves one pipeline's events: watch '*' over the WebSocket transport");
-      }
-
-      if (options.tags) {
-        throw new TypeError("SSE has no tag filter: filter by tags over the WebSocket transport");
-      }
-    }
-
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     options.signal?.addEventListener("abort", () => this.close(), { once: true });
     if (options.onEvent) {

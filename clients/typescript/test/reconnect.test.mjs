@@ -1,6 +1,6 @@
 // Watches that survive a crashed server: the host is killed with SIGKILL in the middle of running
-// pipelines and started again on the same port and database. Every watch (WebSocket, SSE, and
-// '*') must come back by itself and deliver every event once, in order, with no gap.
+// pipelines and started again on the same port and database. Every watch (one pipeline and '*',
+// over WebSocket and SSE) must come back by itself and deliver every event once, in order, with no gap.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { BusFlowClient, BusFlowConnectionError, isFinal } from "../dist/index.js";
@@ -22,7 +22,7 @@ test("a watch survives a SIGKILL and restart of the host with no gap and no dupl
     ids.push(await client.start("demo", { input, tags: { run } }));
   }
 
-  const reconnects = { websocket: 0, sse: 0, star: 0 };
+  const reconnects = { websocket: 0, sse: 0, star: 0, starSse: 0 };
   const single = (id, transport) => {
     const events = [];
     const watch = client.watch(id, { transport, onEvent: (e) => events.push(e), onReconnecting: () => reconnects[transport]++ });
@@ -32,10 +32,12 @@ test("a watch survives a SIGKILL and restart of the host with no gap and no dupl
   const overSse = single(ids[1], "sse");
   const everything = [];
   const star = client.watch("*", { after: position, tags: { run }, onEvent: (e) => everything.push(e), onReconnecting: () => reconnects.star++ });
+  const everythingOverSse = [];
+  const starOverSse = client.watch("*", { transport: "sse", after: position, tags: { run }, onEvent: (e) => everythingOverSse.push(e), onReconnecting: () => reconnects.starSse++ });
 
   // Kill the host once every watch has events and no pipeline has ended.
-  await waitFor(() => overWebSocket.events.length >= 3 && overSse.events.length >= 3 && everything.length >= 9, 60_000);
-  assert.ok(![...overWebSocket.events, ...overSse.events, ...everything].some(isFinal), "the pipelines ended before the kill; make them longer");
+  await waitFor(() => overWebSocket.events.length >= 3 && overSse.events.length >= 3 && everything.length >= 9 && everythingOverSse.length >= 9, 60_000);
+  assert.ok(![...overWebSocket.events, ...overSse.events, ...everything, ...everythingOverSse].some(isFinal), "the pipelines ended before the kill; make them longer");
   await host.kill();
   await delay(1_000);
   await host.start();
@@ -44,14 +46,16 @@ test("a watch survives a SIGKILL and restart of the host with no gap and no dupl
   overWebSocket.watch.done.then(() => ended++);
   overSse.watch.done.then(() => ended++);
   await waitFor(() => ended === 2, 120_000);
-  await waitFor(() => everything.filter(isFinal).length === 3, 60_000);
+  await waitFor(() => everything.filter(isFinal).length === 3 && everythingOverSse.filter(isFinal).length === 3, 60_000);
   star.close();
+  starOverSse.close();
 
-  assert.ok(reconnects.websocket > 0 && reconnects.sse > 0 && reconnects.star > 0, `reconnects ${JSON.stringify(reconnects)}`);
+  assert.ok(Object.values(reconnects).every((n) => n > 0), `reconnects ${JSON.stringify(reconnects)}`);
   for (const [id, events] of [[ids[0], overWebSocket.events], [ids[1], overSse.events]]) {
     await assertWhole(client, id, events);
   }
 
+  assert.deepEqual(everythingOverSse.map((e) => e.position), everything.map((e) => e.position));
   const positions = everything.map((e) => e.position);
   assert.ok(positions.every((p, i) => i === 0 || p > positions[i - 1]), "positions strictly increase");
   for (const id of ids) {

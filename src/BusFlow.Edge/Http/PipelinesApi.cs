@@ -49,6 +49,9 @@ internal static partial class PipelinesApi
         api.MapGet("/pipelines/{id}/stream", StreamAsync)
             .WithName("StreamPipelineEvents").WithSummary("A pipeline's events as server-sent events, resuming after Last-Event-ID")
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
+        api.MapGet("/stream", StreamAllAsync)
+            .WithName("StreamAllEvents").WithSummary("Every pipeline's events the caller may see as server-sent events, in position order, resuming after Last-Event-ID")
+            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
         api.MapPost("/pipelines/{id}/actions/{suspendId}", ActionAsync)
             .WithName("AnswerSuspension").WithSummary("Answers a suspended step; repeatable with the same body");
         api.MapGet("/metrics", (EdgeMetrics metrics) => TypedResults.Ok(metrics.Snapshot()))
@@ -255,23 +258,12 @@ internal static partial class PipelinesApi
 
     private static async Task StreamAsync(HttpContext http, string id, [AsParameters] EdgeServices edge, EdgeMetrics metrics)
     {
-        var principal = http.Principal();
-        // An EventSource reconnecting keeps its URL (?after=) and sends Last-Event-ID: the later one wins.
-        var lastEventId = http.Request.Headers["Last-Event-ID"].ToString();
-        var lastEvent = 0L;
-        if ((lastEventId.Length > 0 && (!long.TryParse(lastEventId, out lastEvent) || lastEvent < 0)) || !TryQuery(http.Request, "after", 0, 0, long.MaxValue, out var after))
+        if (await StreamStartAsync(http, "seqs") is not { } start)
         {
-            await Problems.Invalid("invalid_query", "after and Last-Event-ID are seqs (whole numbers >= 0).").ExecuteAsync(http);
             return;
         }
 
-        after = Math.Max(after, lastEvent);
-        var eventTypes = EventTypes(http.Request);
-        if (eventTypes?.FirstOrDefault(t => !SubscribeRequest.KnownEventTypes.Contains(t)) is { } unknownType)
-        {
-            await Problems.Invalid("unknown_event_type", $"Unknown event type '{Problems.Truncate(unknownType)}'; known: {string.Join(", ", SubscribeRequest.KnownEventTypes)}.").ExecuteAsync(http);
-            return;
-        }
+        var (after, eventTypes) = start;
 
         // The final event always comes, so the stream ends when the pipeline does.
         eventTypes?.UnionWith([nameof(PipelineCompleted), nameof(PipelineFailed), nameof(PipelineCancelled)]);
@@ -290,7 +282,77 @@ internal static partial class PipelinesApi
             return;
         }
 
-        var connection = new SseConnection(http.Response, principal, edge.Hub.Options, metrics);
+        var connection = new SseConnection(http.Response, http.Principal(), edge.Hub.Options, metrics);
+        await RunStreamAsync(http, edge, connection, new Subscription(state.CorrelationId.ToString(), state.CorrelationId, new PipelineEventFilter { EventTypes = eventTypes }, connection, after ?? 0) { Batch = true });
+    }
+
+    /// <summary>
+    /// Every pipeline the caller may see (<c>*</c>), as server-sent events with the position as the
+    /// <c>id:</c>; from after <c>?after=</c> or <c>Last-Event-ID</c> (positions), or live when neither
+    /// is given; <c>eventTypes</c> and <c>tag=key=value</c> (repeated) filter as a WebSocket
+    /// subscription does. It does not end by itself.
+    /// </summary>
+    private static async Task StreamAllAsync(HttpContext http, [AsParameters] EdgeServices edge, EdgeMetrics metrics)
+    {
+        if (await StreamStartAsync(http, "positions") is not { } start)
+        {
+            return;
+        }
+
+        var (after, eventTypes) = start;
+
+        var tags = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var tag in http.Request.Query["tag"])
+        {
+            if (tag is null || tag.IndexOf('=', StringComparison.Ordinal) is not (> 0 and var at))
+            {
+                await Problems.Invalid("invalid_query", $"tag '{Problems.Truncate(tag ?? "")}' is not key=value.").ExecuteAsync(http);
+                return;
+            }
+
+            tags[tag[..at]] = tag[(at + 1)..];
+        }
+
+        if (after is { } from && from > await edge.Events.LastPositionAsync(http.RequestAborted))
+        {
+            await Problems.Invalid("after_out_of_range", $"after {from} is beyond the last position recorded.").ExecuteAsync(http);
+            return;
+        }
+
+        var connection = new SseConnection(http.Response, http.Principal(), edge.Hub.Options, metrics, everyPipeline: true);
+        var filter = new PipelineEventFilter { EventTypes = eventTypes, Tags = tags.Count == 0 ? null : tags };
+        await RunStreamAsync(http, edge, connection, new Subscription("*", null, filter, connection, after) { Batch = true });
+    }
+
+    /// <summary>
+    /// Where a stream starts (the later of <c>?after=</c> and <c>Last-Event-ID</c>; null when neither
+    /// is given) and its event types; null, with the problem written, when either is invalid.
+    /// </summary>
+    private static async Task<(long? After, HashSet<string>? EventTypes)?> StreamStartAsync(HttpContext http, string unit)
+    {
+        // An EventSource reconnecting keeps its URL (?after=) and sends Last-Event-ID: the later one wins.
+        var lastEventId = http.Request.Headers["Last-Event-ID"].ToString();
+        var lastEvent = 0L;
+        if ((lastEventId.Length > 0 && (!long.TryParse(lastEventId, out lastEvent) || lastEvent < 0)) || !TryQuery(http.Request, "after", 0, 0, long.MaxValue, out var after))
+        {
+            await Problems.Invalid("invalid_query", $"after and Last-Event-ID are {unit} (whole numbers >= 0).").ExecuteAsync(http);
+            return null;
+        }
+
+        var eventTypes = EventTypes(http.Request);
+        if (eventTypes?.FirstOrDefault(t => !SubscribeRequest.KnownEventTypes.Contains(t)) is { } unknownType)
+        {
+            await Problems.Invalid("unknown_event_type", $"Unknown event type '{Problems.Truncate(unknownType)}'; known: {string.Join(", ", SubscribeRequest.KnownEventTypes)}.").ExecuteAsync(http);
+            return null;
+        }
+
+        var given = lastEventId.Length > 0 || http.Request.Query.ContainsKey("after");
+        return (given ? Math.Max(after, lastEvent) : null, eventTypes);
+    }
+
+    /// <summary>Opens the stream when the node has room for another connection, and serves it until either side ends it.</summary>
+    private static async Task RunStreamAsync(HttpContext http, EdgeServices edge, SseConnection connection, Subscription subscription)
+    {
         if (edge.Hub.TryOpen(connection) is { } refused)
         {
             await TooManyConnections(http, refused).ExecuteAsync(http);
@@ -298,7 +360,6 @@ internal static partial class PipelinesApi
         }
 
         // Several events waiting at once go out with one flush; the stream's format is the same.
-        var subscription = new Subscription(state.CorrelationId.ToString(), state.CorrelationId, new PipelineEventFilter { EventTypes = eventTypes }, connection, after) { Batch = true };
         try
         {
             edge.Hub.Add(subscription);

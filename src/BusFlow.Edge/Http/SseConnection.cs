@@ -7,11 +7,12 @@ using Microsoft.AspNetCore.Http;
 namespace BusFlow.Edge.Http;
 
 /// <summary>
-/// A server-sent event stream of one pipeline: <c>id:</c> is the seq, <c>event:</c> the type,
-/// <c>data:</c> the event JSON. Ends after the pipeline's final event; EventSource clients
-/// reconnect with <c>Last-Event-ID</c> and get the rest.
+/// A server-sent event stream of one pipeline, or of every pipeline the caller may see
+/// (<paramref name="everyPipeline"/>): <c>id:</c> is the seq (the position for every pipeline),
+/// <c>event:</c> the type, <c>data:</c> the event JSON. One pipeline's stream ends after its final
+/// event; EventSource clients reconnect with <c>Last-Event-ID</c> and get the rest.
 /// </summary>
-internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal principal, EdgeOptions options, EdgeMetrics metrics)
+internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal principal, EdgeOptions options, EdgeMetrics metrics, bool everyPipeline = false)
     : EdgeConnection(principal, options.OutboundBuffer, metrics)
 {
     private static readonly byte[] Heartbeat = ": ping\n\n"u8.ToArray();
@@ -59,7 +60,7 @@ internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal prin
 
     protected override async ValueTask WriteEventAsync(EdgeEvent e, CancellationToken cancellationToken)
     {
-        await AppendAsync(new WireEvent(e.Seq, e.EventType, e.Json), cancellationToken);
+        await AppendAsync(new WireEvent(e.Seq, e.Position, e.EventType, e.Json), cancellationToken);
         await response.Body.FlushAsync(cancellationToken);
     }
 
@@ -79,12 +80,12 @@ internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal prin
 
     private async ValueTask AppendAsync(WireEvent e, CancellationToken cancellationToken)
     {
-        var header = Encoding.UTF8.GetBytes($"id: {e.Seq}\nevent: {e.EventType}\n");
+        var header = Encoding.UTF8.GetBytes($"id: {(everyPipeline ? e.Position : e.Seq)}\nevent: {e.EventType}\n");
         await response.Body.WriteAsync(header, cancellationToken);
         await response.Body.WriteAsync(DataPrefix, cancellationToken);
         await response.Body.WriteAsync(e.Json, cancellationToken);
         await response.Body.WriteAsync(EventEnd, cancellationToken);
-        if (e.EventType is nameof(PipelineCompleted) or nameof(PipelineFailed) or nameof(PipelineCancelled))
+        if (!everyPipeline && e.EventType is nameof(PipelineCompleted) or nameof(PipelineFailed) or nameof(PipelineCancelled))
         {
             RequestClose(CloseCodes.Normal, "pipeline finished", drain: true);
         }

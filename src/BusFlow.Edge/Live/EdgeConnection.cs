@@ -190,7 +190,7 @@ internal abstract class EdgeConnection
                     var live = new EventRun();
                     while (true)
                     {
-                        live.Add(new WireEvent(e.Seq, e.EventType, e.Json), e.ReleaseBefore);
+                        live.Add(new WireEvent(e.Seq, e.Position, e.EventType, e.Json), e.ReleaseBefore);
                         if (live.Full || !reader.TryPeek(out var next) || !next.Batch || next.Event is null || !reader.TryRead(out next))
                         {
                             break;

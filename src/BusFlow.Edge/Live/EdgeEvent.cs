@@ -14,6 +14,7 @@ internal sealed class EdgeEvent
     {
         _event = e;
         Seq = e.Seq;
+        Position = e.Position;
         EventType = e.EventType;
         Json = PipelineEventJson.SerializeToUtf8Bytes(e);
         ReceivedAt = Stopwatch.GetTimestamp();
@@ -23,6 +24,7 @@ internal sealed class EdgeEvent
     public EdgeEvent(WireEvent replayed, byte[]? releaseBefore)
     {
         Seq = replayed.Seq;
+        Position = replayed.Position;
         EventType = replayed.EventType;
         Json = replayed.Json;
         ReleaseBefore = releaseBefore;
@@ -32,6 +34,8 @@ internal sealed class EdgeEvent
     public PipelineEvent Event => _event ??= JsonSerializer.Deserialize<PipelineEvent>(Json.Span, PipelineEventJson.Options)!;
 
     public long Seq { get; }
+
+    public long Position { get; }
 
     public string EventType { get; }
 

@@ -3,7 +3,7 @@ using System.Buffers;
 namespace BusFlow.Edge.Live;
 
 /// <summary>One event as it goes on the wire: its order fields and its JSON.</summary>
-internal readonly record struct WireEvent(long Seq, string EventType, ReadOnlyMemory<byte> Json);
+internal readonly record struct WireEvent(long Seq, long Position, string EventType, ReadOnlyMemory<byte> Json);
 
 /// <summary>
 /// Events written at once: replayed events of one subscription, handed to the connection as one

@@ -446,7 +446,7 @@ internal sealed partial class SubscriptionHub(
         if (matches == true && StoredEventJson.TryFindPosition(stored, out var start, out var end))
         {
             var (frame, releaseBefore) = frames.Splice(stored.Payload.Span, start, end, stored.Position);
-            return (new WireEvent(stored.Seq, stored.Type, frame), releaseBefore);
+            return (new WireEvent(stored.Seq, stored.Position, stored.Type, frame), releaseBefore);
         }
 
         if (stored.Read() is not { } e)
@@ -455,7 +455,7 @@ internal sealed partial class SubscriptionHub(
             return null;
         }
 
-        return subscription.Matches(e) ? (new WireEvent(e.Seq, e.EventType, PipelineEventJson.SerializeToUtf8Bytes(e)), null) : null;
+        return subscription.Matches(e) ? (new WireEvent(e.Seq, e.Position, e.EventType, PipelineEventJson.SerializeToUtf8Bytes(e)), null) : null;
     }
 
     /// <summary>Closes connections that stopped reading, with 4000: resume from the last seq or position seen.</summary>
