@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Net.WebSockets;
 using System.Runtime.CompilerServices;
@@ -116,7 +117,8 @@ public sealed class BusFlowClient : IDisposable
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var delay = _options.MinReconnectDelay;
-        var failingSince = (DateTime?)null;
+        // Measured on the monotonic clock: a change of the wall clock neither ends nor extends the wait.
+        var failingSince = (long?)null;
         while (true)
         {
             using var socket = new ClientWebSocket();
@@ -183,8 +185,8 @@ public sealed class BusFlowClient : IDisposable
                 }
             }
 
-            failingSince ??= DateTime.UtcNow;
-            if (_options.ReconnectTimeout != Timeout.InfiniteTimeSpan && DateTime.UtcNow - failingSince > _options.ReconnectTimeout)
+            failingSince ??= Stopwatch.GetTimestamp();
+            if (_options.ReconnectTimeout != Timeout.InfiniteTimeSpan && Stopwatch.GetElapsedTime(failingSince.Value) > _options.ReconnectTimeout)
             {
                 throw new WebSocketException($"could not reconnect to {_options.BaseAddress} within {_options.ReconnectTimeout}", lost);
             }

@@ -38,7 +38,7 @@ public static class BusFlowServiceCollectionExtensions
         // The engine's extension points for a store (BusFlow.Store), the same instances the state machine uses.
         configurator.TryAddSingleton<IPipelineDecider>(sp => sp.GetRequiredService<PipelineDecider>());
         configurator.TryAddSingleton<IPipelineCommitFollowUp>(sp => sp.GetRequiredService<PipelineFollowUp>());
-        configurator.TryAddSingleton<IStepSendEndpoints>(sp => sp.GetRequiredService<SendAddresses>());
+        configurator.TryAddSingleton<IBusFlowSendEndpoints>(sp => sp.GetRequiredService<SendAddresses>());
         configurator.TryAddSingleton<IColocatedStepRunner>(sp => sp.GetRequiredService<ColocatedSteps>());
         configurator.TryAddScoped<IPipelineDecisionRecorder, BusDecisionRecorder>();
         configurator.TryAddScoped<IStepReportOutbox, BusStepReportOutbox>();

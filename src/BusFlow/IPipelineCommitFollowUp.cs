@@ -10,10 +10,9 @@ namespace BusFlow;
 /// </summary>
 public interface IPipelineCommitFollowUp
 {
-    /// <summary>
-    /// After <paramref name="pipelineId"/>'s transition committed with <paramref name="events"/> and
-    /// <paramref name="nextDeadline"/>. A store starting up calls it with no events for each running
-    /// pipeline that has a deadline, so that the clock wakes it.
-    /// </summary>
+    /// <summary>After <paramref name="pipelineId"/>'s transition committed with <paramref name="events"/> and <paramref name="nextDeadline"/>.</summary>
     Task AfterCommitAsync(Guid pipelineId, DateTimeOffset? nextDeadline, IReadOnlyList<PipelineEvent> events, CancellationToken cancellationToken);
+
+    /// <summary>A store starting up hands over each running pipeline's committed deadline, so that the clock wakes it.</summary>
+    void RearmDeadline(Guid pipelineId, DateTimeOffset deadline);
 }

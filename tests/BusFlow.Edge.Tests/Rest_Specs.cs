@@ -162,6 +162,12 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
         var byQuery = await ReadStreamAsync($"/api/pipelines/{id}/stream?after=5", lastEventId: null);
         Assert.Equal(all.Skip(5).Select(e => e.Id), byQuery.Select(e => e.Id));
 
+        // A pipeline's events all carry its tags: one whose tags do not match the filter has nothing to send.
+        using (var untagged = await Http.GetAsync($"/api/pipelines/{id}/stream?tag=run=x"))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, untagged.StatusCode);
+        }
+
         // Finished and fully seen: 204, so EventSource stops reconnecting.
         using var done = await Http.GetAsync($"/api/pipelines/{id}/stream?after={all[^1].Id}");
         Assert.Equal(HttpStatusCode.NoContent, done.StatusCode);
@@ -199,7 +205,7 @@ public sealed class When_using_the_REST_API(EdgeServerFixture fixture) : IClassF
         var finals = await ReadStreamAsync($"/api/stream?after={from}&tag=run={run}&eventTypes=PipelineCompleted", lastEventId: null, until: e => e.Count == 2);
         Assert.Equal(all.Where(e => e.Type == "PipelineCompleted").Select(e => e.Id), finals.Select(e => e.Id));
 
-        foreach (var (query, code) in new[] { ("tag=run", "invalid_query"), ("eventTypes=Nope", "unknown_event_type"), ("after=-1", "invalid_query"), ($"after={long.MaxValue}", "after_out_of_range") })
+        foreach (var (query, code) in new[] { ("tag=run", "invalid_query"), ("tag=a=1&tag=a=2", "invalid_query"), ("eventTypes=Nope", "unknown_event_type"), ("after=-1", "invalid_query"), ($"after={long.MaxValue}", "after_out_of_range") })
         {
             using var refused = await Http.GetAsync($"/api/stream?{query}");
             Assert.Equal((HttpStatusCode.BadRequest, code), await CodeOf(refused));

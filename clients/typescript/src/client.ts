@@ -160,7 +160,12 @@ export class BusFlowClient {
       throw new TypeError("No fetch here: pass BusFlowClientOptions.fetch");
     }
 
-    return doFetch(new URL(path, this.options.baseUrl), { ...init, headers: { ...this.authHeaders(), ...(init.headers ?? {}) } });
+    return doFetch(this.url(path), { ...init, headers: { ...this.authHeaders(), ...(init.headers ?? {}) } });
+  }
+
+  /** @internal The edge's URL for `path` (from `/`), keeping a path the base URL has (an edge behind a proxy at /busflow). */
+  url(path: string): URL {
+    return new URL(this.options.baseUrl.replace(/\/+$/, "") + path);
   }
 
   /** @internal */

@@ -62,6 +62,10 @@ export async function runSse({ client, pipelineId, after, options, sink }: Trans
       buffer += value;
       let newline: number;
       while ((newline = buffer.search(/\r\n|\r|\n/)) >= 0) {
+        if (newline === buffer.length - 1 && buffer[newline] === "\r") {
+          break; // A CR at the end of a chunk may be the first half of a CRLF: wait for the next chunk.
+        }
+
         const line = buffer.slice(0, newline);
         buffer = buffer.slice(newline + (buffer.startsWith("\r\n", newline) ? 2 : 1));
         if (line === "") {
@@ -89,5 +93,7 @@ export async function runSse({ client, pipelineId, after, options, sink }: Trans
   } finally {
     clearTimeout(idle);
     sink.signal.removeEventListener("abort", onAbort);
+    // However the reading ended, the response goes: the server frees the connection at once.
+    abort.abort();
   }
 }

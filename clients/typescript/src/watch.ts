@@ -10,15 +10,20 @@ export interface ReconnectOptions {
   minDelayMs?: number;
   /** The cap on the delay (default 5,000 ms). */
   maxDelayMs?: number;
-  /** Connections that may fail in a row before the watch gives up with BusFlowConnectionError (default 60: about five minutes at the cap). */
+  /** Connections that may fail in a row before the watch gives up with BusFlowConnectionError (default 60: about five minutes at the cap). A connection that delivered an event, or lasted `maxDelayMs`, does not count. */
   maxAttempts?: number;
 }
 
-/** Callbacks of a watch; with `onEvent` the watch runs by itself, without iterating it. */
+/**
+ * Callbacks of a watch; with `onEvent` the watch runs by itself, without iterating it. An error
+ * thrown by `onEvent` (or a promise it returns that rejects) ends the watch with a BusFlowError
+ * whose `cause` is that error, and the event counts as not delivered (`cursor` stays before it);
+ * errors thrown by the other callbacks are ignored.
+ */
 export interface WatchHandlers {
-  /** Each event, once, in order (seq for a pipeline, position for `*`). */
+  /** Each event, once, in order (seq for a pipeline, position for `*`); the next waits until a returned promise settles. */
   onEvent?: (event: PipelineEvent) => void | Promise<void>;
-  /** The error that ended the watch: BusFlowSubscriptionError, BusFlowApiError or BusFlowConnectionError. */
+  /** The error that ended the watch: BusFlowSubscriptionError, BusFlowApiError, BusFlowConnectionError, or a BusFlowError for a failed `onEvent`. */
   onError?: (error: BusFlowError) => void;
   /** The connection was lost (or could not be made); the watch tries again after `delayMs`. */
   onReconnecting?: (info: { attempt: number; delayMs: number; cause: unknown }) => void;
@@ -45,6 +50,9 @@ export interface TransportRequest {
 
 const defaults = { minDelayMs: 250, maxDelayMs: 5_000, maxAttempts: 60 };
 
+/** Events an iterated watch holds for its reader; past it the connection waits (and the edge's backpressure applies). */
+const queueLimit = 1_024;
+
 /**
  * A running watch (see {@link BusFlowClient.watch}): an async iterable of events, or driven by its
  * callbacks. `cursor` is the seq (one pipeline) or position (`*`) of the last event delivered:
@@ -70,7 +78,18 @@ export class Watch implements AsyncIterable<PipelineEvent> {
   ) {
     this.star = pipelineId === "*";
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
-    options.signal?.addEventListener("abort", () => this.close(), { once: true });
+    const signal = options.signal;
+    if (signal?.aborted) {
+      this.close();
+      return;
+    }
+
+    if (signal) {
+      const onAbort = () => this.close();
+      signal.addEventListener("abort", onAbort, { once: true });
+      void this.done.then(() => signal.removeEventListener("abort", onAbort));
+    }
+
     if (options.onEvent) {
       this.begin();
     }
@@ -97,6 +116,8 @@ export class Watch implements AsyncIterable<PipelineEvent> {
       for (;;) {
         const next = this.queue.shift();
         if (next !== undefined) {
+          this.lastCursor = this.star ? next.position : next.seq;
+          this.wake(); // Room again for a connection waiting on a full queue.
           yield next;
           continue;
         }
@@ -120,7 +141,7 @@ export class Watch implements AsyncIterable<PipelineEvent> {
   private begin(): void {
     if (!this.started) {
       this.started = true;
-      void this.run();
+      this.run().catch((error: unknown) => this.finish(error instanceof BusFlowError ? error : new BusFlowError(`The watch of ${this.pipelineId} failed: ${describe(error)}`, { cause: error })));
     }
   }
 
@@ -130,6 +151,7 @@ export class Watch implements AsyncIterable<PipelineEvent> {
     let after = this.options.after ?? null;
     while (!this.stop.signal.aborted) {
       let cause: unknown = null;
+      let connectedAt: number | null = null;
       try {
         if (after === null) {
           // One pipeline from its first event; `*` from now: the store's position, read before anything after it.
@@ -144,18 +166,26 @@ export class Watch implements AsyncIterable<PipelineEvent> {
           sink: {
             signal: this.stop.signal,
             subscribed: () => {
-              failures = 0;
-              this.options.onConnected?.();
+              connectedAt = Date.now();
+              safely(() => this.options.onConnected?.());
             },
             event: async (event) => {
+              if (this.ended) {
+                return true;
+              }
+
               const order = this.star ? event.position : event.seq;
               if (order <= (after ?? 0)) {
-                return this.ended; // Already delivered (a replay overlapping what came live).
+                return false; // Already delivered (a replay overlapping what came live).
+              }
+
+              // The cursor moves only once the event is handed over.
+              if (!(await this.deliver(event))) {
+                return true;
               }
 
               after = order;
-              this.lastCursor = order;
-              await this.deliver(event);
+              failures = 0;
               if (!this.star && isFinal(event)) {
                 this.finish(null);
               }
@@ -182,11 +212,16 @@ export class Watch implements AsyncIterable<PipelineEvent> {
         return;
       }
 
+      // A connection that lasted does not count against the next ones.
+      if (connectedAt !== null && Date.now() - connectedAt >= policy.maxDelayMs) {
+        failures = 0;
+      }
+
       failures++;
-      if (failures > policy.maxAttempts) {
+      if (failures >= policy.maxAttempts) {
         this.finish(new BusFlowConnectionError(
-          `Gave up watching ${this.pipelineId} on ${this.client.options.baseUrl}: ${policy.maxAttempts} connections failed in a row (last: ${describe(cause)})`,
-          policy.maxAttempts,
+          `Gave up watching ${this.pipelineId} on ${this.client.options.baseUrl}: ${failures} connections failed in a row (last: ${describe(cause)})`,
+          failures,
           cause));
         return;
       }
@@ -194,19 +229,37 @@ export class Watch implements AsyncIterable<PipelineEvent> {
       // Exponential back-off with a cap, and jitter so that many clients do not come back at once.
       const ceiling = Math.min(policy.maxDelayMs, policy.minDelayMs * 2 ** (failures - 1));
       const delayMs = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-      this.options.onReconnecting?.({ attempt: failures, delayMs, cause });
+      safely(() => this.options.onReconnecting?.({ attempt: failures, delayMs, cause }));
       await sleep(delayMs, this.stop.signal);
     }
   }
 
-  private async deliver(event: PipelineEvent): Promise<void> {
+  /** Hands an event to the callback or the iterator's queue; false when the watch ended meanwhile (or the callback failed, which ends it). */
+  private async deliver(event: PipelineEvent): Promise<boolean> {
     if (this.options.onEvent) {
-      await this.options.onEvent(event);
-      return;
+      try {
+        await this.options.onEvent(event);
+      } catch (error) {
+        this.finish(new BusFlowError(`onEvent failed on ${event.type} ${event.pipelineId} seq ${event.seq}: ${describe(error)}`, { cause: error }));
+        return false;
+      }
+
+      this.lastCursor = this.star ? event.position : event.seq;
+      return true;
+    }
+
+    // A reader that falls behind holds up the connection, not this process's memory.
+    while (this.queue.length >= queueLimit && !this.ended) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+
+    if (this.ended) {
+      return false;
     }
 
     this.queue.push(event);
     this.wake();
+    return true;
   }
 
   private finish(error: BusFlowError | null): void {
@@ -217,12 +270,11 @@ export class Watch implements AsyncIterable<PipelineEvent> {
     this.ended = true;
     this.error = error;
     this.stop.abort();
-    if (error) {
-      this.options.onError?.(error);
-    }
-
     this.wake();
     this.resolveDone();
+    if (error) {
+      safely(() => this.options.onError?.(error));
+    }
   }
 
   private wake(): void {
@@ -243,6 +295,15 @@ function isTerminal(error: unknown): boolean {
   }
 
   return false;
+}
+
+/** Runs a notification callback; what it throws is not the watch's concern. */
+function safely(callback: () => void): void {
+  try {
+    callback();
+  } catch {
+    // Ignored, as documented on WatchHandlers.
+  }
 }
 
 function describe(error: unknown): string {

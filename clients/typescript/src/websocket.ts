@@ -9,7 +9,9 @@ const pingIntervalMs = 15_000;
  * One WebSocket connection of a watch: subscribes from `after` (events in batches) and hands each
  * event to the sink until the socket closes (resolves false: reconnect), the watch wants no more
  * (resolves false after closing), or the server refuses the subscription (rejects with
- * BusFlowSubscriptionError). A handshake refused for auth rejects with the API's 401 or 403.
+ * BusFlowSubscriptionError). A handshake refused for auth rejects with the API's 401 or 403. For
+ * one pipeline, its status is read once subscribed: one that does not exist for the caller rejects
+ * with `404 pipeline_not_found`, one that ended at or before `after` resolves true.
  */
 export async function runWebSocket({ client, pipelineId, after, options, sink }: TransportRequest): Promise<boolean> {
   const Socket = client.options.WebSocket ?? globalThis.WebSocket;
@@ -17,7 +19,7 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
     throw new TypeError("No WebSocket here: on Node.js 20 run with --experimental-websocket or pass BusFlowClientOptions.WebSocket (the ws package); Node.js 22+ and browsers have one");
   }
 
-  const url = new URL("/ws", client.options.baseUrl);
+  const url = client.url("/ws");
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   // Browsers' WebSockets cannot set headers: the edge takes the credentials as access_token.
   const credential = client.options.apiKey ?? client.options.token;
@@ -41,7 +43,7 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
     batch: true,
   };
 
-  const outcome = await new Promise<{ error?: unknown; cause?: unknown }>((resolve) => {
+  const outcome = await new Promise<{ error?: unknown; cause?: unknown; finished?: boolean }>((resolve) => {
     const heartbeat = setInterval(() => {
       if (Date.now() - lastFrame > 2 * pingIntervalMs) {
         settle({ cause: new Error(`no frame from the server for ${2 * pingIntervalMs} ms`) });
@@ -55,7 +57,13 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
     const onAbort = () => settle({});
     sink.signal.addEventListener("abort", onAbort, { once: true });
 
-    function settle(result: { error?: unknown; cause?: unknown }) {
+    let settled = false;
+    function settle(result: { error?: unknown; cause?: unknown; finished?: boolean }) {
+      if (settled) {
+        return;
+      }
+
+      settled = true;
       clearInterval(heartbeat);
       sink.signal.removeEventListener("abort", onAbort);
       socket.onmessage = null;
@@ -81,7 +89,7 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
       lastFrame = Date.now();
       // Frames are handled one after another, in order, even when a handler waits.
       frames = frames.then(async () => {
-        if (typeof message.data !== "string") {
+        if (settled || typeof message.data !== "string") {
           return;
         }
 
@@ -90,6 +98,23 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
           case "subscribed":
             if (frame.pipelineId === pipelineId || pipelineId !== "*" && frame.pipelineId.toLowerCase() === pipelineId.toLowerCase()) {
               sink.subscribed();
+              if (pipelineId !== "*") {
+                // The WebSocket accepts a pipeline that does not exist (or is another tenant's), one that
+                // ended at or before `after` and one whose tags the filter excludes, and then sends
+                // nothing: end such a watch as SSE does.
+                client.status(pipelineId, { signal: sink.signal }).then(
+                  (status) => {
+                    const tagged = Object.entries(options.tags ?? {}).every(([key, value]) => status.tags[key] === value);
+                    if ((status.status !== "Running" && status.lastSeq <= after) || !tagged) {
+                      settle({ finished: true });
+                    }
+                  },
+                  (error: unknown) => {
+                    if (error instanceof BusFlowApiError && error.status === 404) {
+                      settle({ error });
+                    }
+                  });
+              }
             }
 
             return;
@@ -127,6 +152,8 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
     };
   });
 
+  // No event of this connection is handed over once the next connection may be delivering.
+  await frames.catch(() => {});
   if (outcome.error) {
     throw outcome.error;
   }
@@ -145,5 +172,5 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
     throw outcome.cause;
   }
 
-  return false;
+  return outcome.finished === true;
 }

@@ -32,7 +32,8 @@ test("a tenant's key starts and watches its pipelines, and another tenant sees n
   const seenByB = [];
   let bConnected = false;
   const watchB = b.watch("*", { onEvent: (e) => seenByB.push(e), onConnected: () => (bConnected = true) });
-  while (!bConnected) {
+  for (let waited = 0; !bConnected; waited += 50) {
+    assert.ok(waited < 30_000, "b's watch did not connect");
     await delay(50);
   }
 
@@ -48,8 +49,15 @@ test("a tenant's key starts and watches its pipelines, and another tenant sees n
   await assert.rejects(b.cancel(id), (error) => error instanceof BusFlowApiError && error.code === "pipeline_not_found");
   await assert.rejects(a.start("wordcount", { input: { texts: ["a"] }, tags: { tenant: "tenant-b" } }), (error) =>
     error instanceof BusFlowApiError && error.status === 400 && error.code === "tenant_tag_reserved");
-  await delay(500);
+  // B's watch works: it gets B's own pipeline, which started after A's ended, and nothing of A's.
+  const own = await b.start("wordcount", { input: { texts: ["b"] } });
+  for (let waited = 0; !seenByB.some((e) => e.pipelineId === own && e.type === "PipelineCompleted"); waited += 50) {
+    assert.ok(waited < 30_000, "b's watch did not get b's pipeline");
+    await delay(50);
+  }
+
   watchB.close();
   assert.deepEqual(seenByB.filter((e) => e.pipelineId === id), []);
+  assert.ok(seenByB.every((e) => e.pipelineId === own && e.tags.tenant === "tenant-b"));
   assert.ok(!(await b.list()).pipelines.some((p) => p.pipelineId === id));
 });

@@ -2,7 +2,7 @@
 // and typed errors on bad input.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { BusFlowApiError, BusFlowClient, BusFlowSubscriptionError, isFinal } from "../dist/index.js";
+import { BusFlowApiError, BusFlowClient, BusFlowError, BusFlowSubscriptionError, isFinal } from "../dist/index.js";
 import { TestHost, collect } from "./support/host.mjs";
 import WebSocketOfWs from "ws";
 
@@ -138,6 +138,53 @@ describe("watching", () => {
       assert.equal(watch.cursor, seen[1].position);
     });
   }
+
+  for (const transport of ["websocket", "sse"]) {
+    test(`ends over ${transport} for a pipeline that does not exist, one fully seen, or tags it lacks`, async () => {
+      const errors = [];
+      const missing = client.watch(crypto.randomUUID(), { transport, onEvent: () => {}, onError: (e) => errors.push(e) });
+      await missing.done;
+      assert.equal(errors.length, 1);
+      assert.ok(errors[0] instanceof BusFlowApiError && errors[0].code === "pipeline_not_found", `${errors[0]}`);
+
+      const id = await client.start("wordcount", { input: { texts: ["a"] }, tags: { suite: "ends" } });
+      const all = await collect(client.watch(id, { transport }));
+      assert.deepEqual(await collect(client.watch(id, { transport, after: all.at(-1).seq }), 10_000), []);
+      assert.deepEqual(await collect(client.watch(id, { transport, tags: { suite: "other" } }), 10_000), []);
+      assert.equal((await collect(client.watch(id, { transport, tags: { suite: "ends" } }))).length, all.length);
+    });
+  }
+
+  test("ends with the handler's error when onEvent throws, with the cursor before that event", async () => {
+    const id = await client.start("wordcount", { input: { texts: ["a"] } });
+    const errors = [];
+    const seen = [];
+    const watch = client.watch(id, {
+      onEvent: (e) => {
+        if (e.seq === 3) throw new Error("handler failed");
+        seen.push(e.seq);
+      },
+      onError: (e) => errors.push(e),
+    });
+    await watch.done;
+    assert.deepEqual(seen, [1, 2]);
+    assert.equal(watch.cursor, 2);
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof BusFlowError && errors[0].cause?.message === "handler failed");
+  });
+
+  test("does not start with a signal that is already aborted", async () => {
+    const watch = client.watch("*", { signal: AbortSignal.abort(), onEvent: () => assert.fail("no event expected") });
+    await watch.done;
+    assert.deepEqual(await collect(client.watch("*", { signal: AbortSignal.abort() }), 5_000), []);
+  });
+
+  test("keeps a path the base URL has (an edge behind a proxy)", async () => {
+    const slashed = new BusFlowClient({ baseUrl: `${host.baseUrl}/` });
+    assert.ok(Array.isArray((await slashed.list()).pipelines));
+    const prefixed = new BusFlowClient({ baseUrl: `${host.baseUrl}/prefix` });
+    await assert.rejects(prefixed.list(), (error) => error instanceof BusFlowApiError && error.status === 404);
+  });
 
   test("on a WebSocket constructor given in the options (the ws package, for Node.js without a global WebSocket)", async () => {
     const withWs = new BusFlowClient({ baseUrl: host.baseUrl, WebSocket: WebSocketOfWs });

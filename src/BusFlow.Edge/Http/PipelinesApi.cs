@@ -263,7 +263,7 @@ internal static partial class PipelinesApi
             return;
         }
 
-        var (after, eventTypes) = start;
+        var (after, eventTypes, tags) = start;
 
         // The final event always comes, so the stream ends when the pipeline does.
         eventTypes?.UnionWith([nameof(PipelineCompleted), nameof(PipelineFailed), nameof(PipelineCancelled)]);
@@ -275,15 +275,17 @@ internal static partial class PipelinesApi
             return;
         }
 
-        if (state!.Status != PipelineStatus.Running && after >= state.LastSeq)
+        // Finished and fully seen, or tags that are not the pipeline's (all its events carry them): nothing to
+        // send. 204 tells EventSource to stop reconnecting.
+        if ((state!.Status != PipelineStatus.Running && after >= state.LastSeq)
+            || tags?.Any(t => !state.Tags.TryGetValue(t.Key, out var value) || value != t.Value) == true)
         {
-            // Finished and fully seen: 204 tells EventSource to stop reconnecting.
             http.Response.StatusCode = StatusCodes.Status204NoContent;
             return;
         }
 
         var connection = new SseConnection(http.Response, http.Principal(), edge.Hub.Options, metrics);
-        await RunStreamAsync(http, edge, connection, new Subscription(state.CorrelationId.ToString(), state.CorrelationId, new PipelineEventFilter { EventTypes = eventTypes }, connection, after ?? 0) { Batch = true });
+        await RunStreamAsync(http, edge, connection, new Subscription(state.CorrelationId.ToString(), state.CorrelationId, new PipelineEventFilter { EventTypes = eventTypes, Tags = tags }, connection, after ?? 0) { Batch = true });
     }
 
     /// <summary>
@@ -299,20 +301,7 @@ internal static partial class PipelinesApi
             return;
         }
 
-        var (after, eventTypes) = start;
-
-        var tags = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var tag in http.Request.Query["tag"])
-        {
-            if (tag is null || tag.IndexOf('=', StringComparison.Ordinal) is not (> 0 and var at))
-            {
-                await Problems.Invalid("invalid_query", $"tag '{Problems.Truncate(tag ?? "")}' is not key=value.").ExecuteAsync(http);
-                return;
-            }
-
-            tags[tag[..at]] = tag[(at + 1)..];
-        }
-
+        var (after, eventTypes, tags) = start;
         if (after is { } from && from > await edge.Events.LastPositionAsync(http.RequestAborted))
         {
             await Problems.Invalid("after_out_of_range", $"after {from} is beyond the last position recorded.").ExecuteAsync(http);
@@ -320,15 +309,16 @@ internal static partial class PipelinesApi
         }
 
         var connection = new SseConnection(http.Response, http.Principal(), edge.Hub.Options, metrics, everyPipeline: true);
-        var filter = new PipelineEventFilter { EventTypes = eventTypes, Tags = tags.Count == 0 ? null : tags };
+        var filter = new PipelineEventFilter { EventTypes = eventTypes, Tags = tags };
         await RunStreamAsync(http, edge, connection, new Subscription("*", null, filter, connection, after) { Batch = true });
     }
 
     /// <summary>
     /// Where a stream starts (the later of <c>?after=</c> and <c>Last-Event-ID</c>; null when neither
-    /// is given) and its event types; null, with the problem written, when either is invalid.
+    /// is given), its event types and its tags (<c>tag=key=value</c>, repeated); null, with the
+    /// problem written, when any is invalid.
     /// </summary>
-    private static async Task<(long? After, HashSet<string>? EventTypes)?> StreamStartAsync(HttpContext http, string unit)
+    private static async Task<(long? After, HashSet<string>? EventTypes, Dictionary<string, string>? Tags)?> StreamStartAsync(HttpContext http, string unit)
     {
         // An EventSource reconnecting keeps its URL (?after=) and sends Last-Event-ID: the later one wins.
         var lastEventId = http.Request.Headers["Last-Event-ID"].ToString();
@@ -346,8 +336,18 @@ internal static partial class PipelinesApi
             return null;
         }
 
+        var tags = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var tag in http.Request.Query["tag"])
+        {
+            if (tag is null || tag.IndexOf('=', StringComparison.Ordinal) is not (> 0 and var at) || !tags.TryAdd(tag[..at], tag[(at + 1)..]))
+            {
+                await Problems.Invalid("invalid_query", $"tag '{Problems.Truncate(tag ?? "")}' is not key=value, or names a key given before.").ExecuteAsync(http);
+                return null;
+            }
+        }
+
         var given = lastEventId.Length > 0 || http.Request.Query.ContainsKey("after");
-        return (given ? Math.Max(after, lastEvent) : null, eventTypes);
+        return (given ? Math.Max(after, lastEvent) : null, eventTypes, tags.Count == 0 ? null : tags);
     }
 
     /// <summary>Opens the stream when the node has room for another connection, and serves it until either side ends it.</summary>

@@ -85,7 +85,7 @@ internal sealed class SseConnection(HttpResponse response, BusFlowPrincipal prin
         await response.Body.WriteAsync(DataPrefix, cancellationToken);
         await response.Body.WriteAsync(e.Json, cancellationToken);
         await response.Body.WriteAsync(EventEnd, cancellationToken);
-        if (!everyPipeline && e.EventType is nameof(PipelineCompleted) or nameof(PipelineFailed) or nameof(PipelineCancelled))
+        if (!everyPipeline && (e.EventType is nameof(PipelineCompleted) or nameof(PipelineFailed) or nameof(PipelineCancelled)))
         {
             RequestClose(CloseCodes.Normal, "pipeline finished", drain: true);
         }

@@ -25,7 +25,7 @@ namespace BusFlow.Store.Internal;
 internal sealed partial class OutboxDelivery(
     IDbContextFactory<BusFlowDbContext> databases,
     IBus bus,
-    IStepSendEndpoints addresses,
+    IBusFlowSendEndpoints addresses,
     OutboxSignal signal,
     ColocatedStepFold colocated,
     StoreWriteGate writes,

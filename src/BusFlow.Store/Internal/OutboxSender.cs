@@ -16,7 +16,7 @@ namespace BusFlow.Store.Internal;
 /// </summary>
 internal sealed partial class OutboxSender(
     IBus bus,
-    IStepSendEndpoints addresses,
+    IBusFlowSendEndpoints addresses,
     IDbContextFactory<BusFlowDbContext> databases,
     StoreWriteGate writes,
     BusFlowStoreOptions options,
@@ -52,7 +52,7 @@ internal sealed partial class OutboxSender(
     }
 
     /// <summary>Sends or publishes one stored outbox row with its own MessageId; an unreadable row is logged and skipped.</summary>
-    public static async Task SendStoredAsync(IBus bus, IStepSendEndpoints addresses, OutboxMessageRecord row, TimeSpan confirmTimeout, TimeProvider time, ILogger logger, CancellationToken cancellationToken)
+    public static async Task SendStoredAsync(IBus bus, IBusFlowSendEndpoints addresses, OutboxMessageRecord row, TimeSpan confirmTimeout, TimeProvider time, ILogger logger, CancellationToken cancellationToken)
     {
         if (OutboxRows.Read(row) is not var (message, type))
         {
@@ -68,12 +68,12 @@ internal sealed partial class OutboxSender(
     /// up waiting for the broker's confirmation after <paramref name="confirmTimeout"/>: a send the
     /// client never completes throws <see cref="TimeoutException"/> and is left behind.
     /// </summary>
-    private static async Task SendAsync(IBus bus, IStepSendEndpoints addresses, OutboxMessageRecord row, object message, Type type, TimeSpan confirmTimeout, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task SendAsync(IBus bus, IBusFlowSendEndpoints addresses, OutboxMessageRecord row, object message, Type type, TimeSpan confirmTimeout, TimeProvider time, CancellationToken cancellationToken)
     {
         Task sending;
         if (row.Destination is { } destination)
         {
-            var endpoint = await addresses.GetAsync(bus, new Uri(destination), cancellationToken).WaitAsync(confirmTimeout, time, cancellationToken);
+            var endpoint = await addresses.GetSendEndpointAsync(bus, new Uri(destination), cancellationToken).WaitAsync(confirmTimeout, time, cancellationToken);
             sending = endpoint.Send(message, type, Pipe.Execute<SendContext>(c => c.MessageId = row.MessageId), cancellationToken);
         }
         else

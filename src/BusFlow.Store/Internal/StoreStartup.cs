@@ -65,7 +65,7 @@ internal sealed partial class StoreStartup(
             .ToListAsync(cancellationToken);
         foreach (var p in pending)
         {
-            await followUp.AfterCommitAsync(p.CorrelationId, p.NextDeadline, [], cancellationToken);
+            followUp.RearmDeadline(p.CorrelationId, p.NextDeadline!.Value);
         }
 
         var requeued = 0;

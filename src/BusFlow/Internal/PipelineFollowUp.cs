@@ -10,6 +10,8 @@ namespace BusFlow.Internal;
 /// </summary>
 internal sealed partial class PipelineFollowUp(PipelineClock clock, PipelineMetrics metrics, IEnumerable<IPipelineObserver> observers, ILogger<PipelineFollowUp> logger) : IPipelineCommitFollowUp
 {
+    public void RearmDeadline(Guid pipelineId, DateTimeOffset deadline) => clock.Schedule(pipelineId, deadline);
+
     public async Task AfterCommitAsync(Guid pipelineId, DateTimeOffset? nextDeadline, IReadOnlyList<PipelineEvent> events, CancellationToken cancellationToken)
     {
         if (nextDeadline is { } deadline)

@@ -13,7 +13,7 @@ namespace BusFlow.Internal;
 /// and the message goes to the exchange: it waits in the queue even when no process consumes it
 /// yet, as with <c>queue:</c>.
 /// </summary>
-internal sealed class SendAddresses(QuorumQueueDeclarations? quorum) : IStepSendEndpoints
+internal sealed class SendAddresses(QuorumQueueDeclarations? quorum) : IBusFlowSendEndpoints
 {
     /// <summary>Classic queues, the in-memory transport, or a bus BusFlow did not configure: addresses as they are.</summary>
     public static SendAddresses AsGiven { get; } = new(quorum: null);
@@ -22,7 +22,7 @@ internal sealed class SendAddresses(QuorumQueueDeclarations? quorum) : IStepSend
     public async Task<MassTransit.ISendEndpoint> EndpointAsync(MassTransit.ISendEndpointProvider provider, Uri destination, CancellationToken cancellationToken) =>
         await provider.GetSendEndpoint(await ForAsync(destination, cancellationToken));
 
-    Task<MassTransit.ISendEndpoint> IStepSendEndpoints.GetAsync(MassTransit.ISendEndpointProvider provider, Uri destination, CancellationToken cancellationToken) =>
+    Task<MassTransit.ISendEndpoint> IBusFlowSendEndpoints.GetSendEndpointAsync(MassTransit.ISendEndpointProvider provider, Uri destination, CancellationToken cancellationToken) =>
         EndpointAsync(provider, destination, cancellationToken);
 
     /// <summary>The address to send to for <paramref name="destination"/>: itself, or its declared quorum queue's exchange.</summary>

@@ -104,16 +104,24 @@ function freePort() {
   });
 }
 
-/** Collects a watch's events until it ends or `timeoutMs` passes (then the watch is closed and the test fails). */
+/** Collects a watch's events until it ends by itself; throws when it has not within `timeoutMs` (the watch is closed). */
 export async function collect(watch, timeoutMs = 60_000) {
   const events = [];
-  const timer = setTimeout(() => watch.close(), timeoutMs);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    watch.close();
+  }, timeoutMs);
   try {
     for await (const event of watch) {
       events.push(event);
     }
   } finally {
     clearTimeout(timer);
+  }
+
+  if (timedOut) {
+    throw new Error(`the watch of ${watch.pipelineId} did not end within ${timeoutMs} ms (${events.length} events)`);
   }
 
   return events;
