@@ -29,9 +29,9 @@ export class BusFlowApiError extends BusFlowError {
 }
 
 /**
- * The server refused a subscription (a WebSocket `error` frame, or an SSE request's problem): a
- * bad filter, an `after` beyond the last event, too many subscriptions. Reconnecting would not
- * help, so the watch ends with it.
+ * The server refused a WebSocket subscription (an `error` frame): a bad filter, an `after` beyond
+ * the last event, too many subscriptions. Reconnecting would not help, so the watch ends with it.
+ * (An SSE request's refusal is a problem answer: BusFlowApiError.)
  */
 export class BusFlowSubscriptionError extends BusFlowError {
   readonly code: SubscriptionErrorCode | ProblemCode | string;

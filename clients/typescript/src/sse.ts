@@ -73,7 +73,11 @@ export async function runSse({ client, pipelineId, after, options, sink }: Trans
           if (data.length > 0) {
             const event = JSON.parse(data.join("\n")) as PipelineEvent;
             data = [];
-            if (await sink.event(event)) {
+            // The server is not idle while the reader takes its time.
+            clearTimeout(idle);
+            const enough = await sink.event(event);
+            resetIdle();
+            if (enough) {
               await reader.cancel().catch(() => {});
               return false;
             }

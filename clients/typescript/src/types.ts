@@ -46,7 +46,8 @@ export interface PipelineStarted extends EventEnvelope {
   type: "PipelineStarted";
   input: Json;
   parentStepName: string | null;
-  definitionVersion: string;
+  /** Null on events stored before versions were recorded. */
+  definitionVersion: string | null;
 }
 
 export interface StepStarted extends EventEnvelope, StepEventFields {
@@ -78,9 +79,9 @@ export interface StepFailed extends EventEnvelope, StepEventFields {
 export interface StepSuspended extends EventEnvelope, StepEventFields {
   type: "StepSuspended";
   suspendId: string;
-  reason: string;
+  reason: string | null;
   request: Json;
-  expiresAt: string;
+  expiresAt: string | null;
 }
 
 export interface PipelineCompleted extends EventEnvelope {
@@ -189,6 +190,8 @@ export interface PipelineStatus {
 export interface PipelineSummary {
   pipelineId: string;
   definition: string;
+  /** The definition version the pipeline runs on (empty before versions were recorded). */
+  definitionVersion: string;
   status: PipelineStatusName;
   tags: Record<string, string>;
   parentPipelineId: string | null;
@@ -218,7 +221,7 @@ export interface DefinitionStep {
   childDefinition: string | null;
   dependsOn: string[];
   consumes: string[];
-  produces: string | null;
+  produces: string;
   over: string | null;
   maxAttempts: number;
   timeoutMs: number | null;

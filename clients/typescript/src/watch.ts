@@ -12,6 +12,8 @@ export interface ReconnectOptions {
   maxDelayMs?: number;
   /** Connections that may fail in a row before the watch gives up with BusFlowConnectionError (default 60: about five minutes at the cap). A connection that delivered an event, or lasted `maxDelayMs`, does not count. */
   maxAttempts?: number;
+  /** How long a watch of one pipeline keeps asking for a pipeline the edge does not know (default 10,000 ms) before it ends with `404 pipeline_not_found`: a child's start may still be on its way. */
+  notFoundGraceMs?: number;
 }
 
 /**
@@ -48,7 +50,7 @@ export interface TransportRequest {
   sink: TransportSink;
 }
 
-const defaults = { minDelayMs: 250, maxDelayMs: 5_000, maxAttempts: 60 };
+const defaults = { minDelayMs: 250, maxDelayMs: 5_000, maxAttempts: 60, notFoundGraceMs: 10_000 };
 
 /** Events an iterated watch holds for its reader; past it the connection waits (and the edge's backpressure applies). */
 const queueLimit = 1_024;
@@ -77,6 +79,14 @@ export class Watch implements AsyncIterable<PipelineEvent> {
     private readonly options: WatchOptions,
   ) {
     this.star = pipelineId === "*";
+    if (!(client.options.fetch ?? globalThis.fetch)) {
+      throw new TypeError("No fetch here: pass BusFlowClientOptions.fetch");
+    }
+
+    if ((options.transport ?? "websocket") === "websocket" && !(client.options.WebSocket ?? globalThis.WebSocket)) {
+      throw new TypeError("No WebSocket here: on Node.js 20 run with --experimental-websocket or pass BusFlowClientOptions.WebSocket (the ws package), or watch with transport: \"sse\"; Node.js 22+ and browsers have one");
+    }
+
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     const signal = options.signal;
     if (signal?.aborted) {
@@ -100,8 +110,9 @@ export class Watch implements AsyncIterable<PipelineEvent> {
     return this.lastCursor;
   }
 
-  /** Ends the watch: the connection closes and the iterator finishes. */
+  /** Ends the watch: the connection closes, and the iterator finishes without the events it still held. */
   close(): void {
+    this.queue.length = 0;
     this.stop.abort();
     this.finish(null);
   }
@@ -147,6 +158,7 @@ export class Watch implements AsyncIterable<PipelineEvent> {
 
   private async run(): Promise<void> {
     const policy = { ...defaults, ...this.client.options.reconnect, ...this.options.reconnect };
+    const began = Date.now();
     let failures = 0;
     let after = this.options.after ?? null;
     while (!this.stop.signal.aborted) {
@@ -200,7 +212,10 @@ export class Watch implements AsyncIterable<PipelineEvent> {
           this.finish(null);
         }
       } catch (error) {
-        if (isTerminal(error)) {
+        // A pipeline not found just after it was started (a child whose start is on its way) may be
+        // found a moment later: not found counts as final only after the grace.
+        const waitForIt = error instanceof BusFlowApiError && error.code === "pipeline_not_found" && Date.now() - began < policy.notFoundGraceMs;
+        if (isTerminal(error) && !waitForIt) {
           this.finish(error as BusFlowError);
           return;
         }

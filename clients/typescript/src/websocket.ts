@@ -5,6 +5,9 @@ import type { TransportRequest } from "./watch.js";
 /** Without a frame for this long after a ping, the connection counts as lost. */
 const pingIntervalMs = 15_000;
 
+/** Frames received and not yet handed over (up to 512 events each) before a slow reader is let go. */
+const maxPendingFrames = 16;
+
 /**
  * One WebSocket connection of a watch: subscribes from `after` (events in batches) and hands each
  * event to the sink until the socket closes (resolves false: reconnect), the watch wants no more
@@ -14,10 +17,8 @@ const pingIntervalMs = 15_000;
  * with `404 pipeline_not_found`, one that ended at or before `after` resolves true.
  */
 export async function runWebSocket({ client, pipelineId, after, options, sink }: TransportRequest): Promise<boolean> {
-  const Socket = client.options.WebSocket ?? globalThis.WebSocket;
-  if (!Socket) {
-    throw new TypeError("No WebSocket here: on Node.js 20 run with --experimental-websocket or pass BusFlowClientOptions.WebSocket (the ws package); Node.js 22+ and browsers have one");
-  }
+  // The watch checked that there is one.
+  const Socket = (client.options.WebSocket ?? globalThis.WebSocket)!;
 
   const url = client.url("/ws");
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
@@ -31,6 +32,7 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
   let opened = false;
   let frames: Promise<void> = Promise.resolve();
   let lastFrame = Date.now();
+  let pending = 0;
   const subscribe: SubscribeMessage = {
     type: "subscribe",
     pipelineId,
@@ -66,9 +68,12 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
       settled = true;
       clearInterval(heartbeat);
       sink.signal.removeEventListener("abort", onAbort);
+      socket.onopen = null;
       socket.onmessage = null;
       socket.onclose = null;
-      socket.onerror = null;
+      // Not null: the ws package emits an error when a socket still connecting is closed, and an
+      // error without a listener ends a Node process.
+      socket.onerror = () => {};
       if (socket.readyState === 0 || socket.readyState === 1) {
         try {
           socket.close(1000);
@@ -87,8 +92,16 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
     };
     socket.onmessage = (message: MessageEvent) => {
       lastFrame = Date.now();
+      // A WebSocket cannot pause reading: a reader this far behind is let go, and the watch resumes
+      // from its cursor once the reader caught up (the frames not yet handed over are dropped).
+      if (++pending > maxPendingFrames) {
+        settle({ cause: new Error(`the reader fell ${maxPendingFrames} frames behind; resuming from its cursor`) });
+        return;
+      }
+
       // Frames are handled one after another, in order, even when a handler waits.
       frames = frames.then(async () => {
+        pending--;
         if (settled || typeof message.data !== "string") {
           return;
         }
@@ -109,11 +122,9 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
                       settle({ finished: true });
                     }
                   },
-                  (error: unknown) => {
-                    if (error instanceof BusFlowApiError && error.status === 404) {
-                      settle({ error });
-                    }
-                  });
+                  // 404: no such pipeline for this caller (the watch decides whether to wait for it);
+                  // anything else: connect and ask again, rather than wait in silence.
+                  (error: unknown) => settle(error instanceof BusFlowApiError && error.status === 404 ? { error } : { cause: error }));
               }
             }
 

@@ -142,7 +142,7 @@ describe("watching", () => {
   for (const transport of ["websocket", "sse"]) {
     test(`ends over ${transport} for a pipeline that does not exist, one fully seen, or tags it lacks`, async () => {
       const errors = [];
-      const missing = client.watch(crypto.randomUUID(), { transport, onEvent: () => {}, onError: (e) => errors.push(e) });
+      const missing = client.watch(crypto.randomUUID(), { transport, reconnect: { notFoundGraceMs: 500 }, onEvent: () => {}, onError: (e) => errors.push(e) });
       await missing.done;
       assert.equal(errors.length, 1);
       assert.ok(errors[0] instanceof BusFlowApiError && errors[0].code === "pipeline_not_found", `${errors[0]}`);
@@ -174,9 +174,58 @@ describe("watching", () => {
   });
 
   test("does not start with a signal that is already aborted", async () => {
-    const watch = client.watch("*", { signal: AbortSignal.abort(), onEvent: () => assert.fail("no event expected") });
+    const events = [];
+    const errors = [];
+    const watch = client.watch("*", { after: 0, signal: AbortSignal.abort(), onEvent: (e) => events.push(e), onError: (e) => errors.push(e) });
     await watch.done;
-    assert.deepEqual(await collect(client.watch("*", { signal: AbortSignal.abort() }), 5_000), []);
+    assert.deepEqual([events, errors], [[], []]);
+    assert.deepEqual(await collect(client.watch("*", { after: 0, signal: AbortSignal.abort() }), 5_000), []);
+  });
+
+  test("yields nothing more once closed, though it held events", async () => {
+    const id = await client.start("wordcount", { input: { texts: ["a b", "c"] } });
+    await collect(client.watch(id));
+    const watch = client.watch(id);
+    const seen = [];
+    for await (const event of watch) {
+      seen.push(event.seq);
+      await new Promise((r) => setTimeout(r, 300)); // the rest of the history is queued meanwhile
+      watch.close();
+    }
+
+    assert.deepEqual(seen, [1]);
+    assert.equal(watch.cursor, 1);
+  });
+
+  test("closes a ws socket still connecting without an uncaught error", async () => {
+    for (const wait of [0, 1, 5]) {
+      const watch = new BusFlowClient({ baseUrl: host.baseUrl, WebSocket: WebSocketOfWs }).watch("*", { after: 0, onEvent: () => {} });
+      await new Promise((r) => setTimeout(r, wait));
+      watch.close();
+      await watch.done;
+    }
+
+    // An uncaught error would have failed this test (and the process) by now.
+    await new Promise((r) => setTimeout(r, 200));
+  });
+
+  test("reads SSE lines split anywhere, CRLF across chunks included", async () => {
+    const id = crypto.randomUUID();
+    // Each event's JSON on two data lines (the reader joins them with a line feed).
+    const data = (seq, type) => JSON.stringify({ type, pipelineId: id, seq, position: seq, timestamp: "2026-12-03T00:00:00Z", definition: "d", tags: {}, parentPipelineId: null })
+      .replace(",", ",\r\ndata: ");
+    const text = `: ping\r\n\r\nid: 1\r\nevent: PipelineStarted\r\ndata: ${data(1, "PipelineStarted")}\r\n\r\nid: 2\r\nevent: PipelineCompleted\r\ndata: ${data(2, "PipelineCompleted")}\r\n\r\n`;
+    // Chunks that end right after each CR, so every CRLF is split across two reads.
+    const chunks = text.split(/(?<=\r)/);
+    assert.ok(chunks.length > 5);
+    const fetchChunks = async () => new Response(new ReadableStream({
+      start(controller) {
+        for (const chunk of chunks) controller.enqueue(new TextEncoder().encode(chunk));
+        controller.close();
+      },
+    }), { status: 200, headers: { "Content-Type": "text/event-stream" } });
+    const events = await collect(new BusFlowClient({ baseUrl: "http://sse.invalid", fetch: fetchChunks }).watch(id, { transport: "sse" }), 5_000);
+    assert.deepEqual(events.map((e) => [e.seq, e.type]), [[1, "PipelineStarted"], [2, "PipelineCompleted"]]);
   });
 
   test("keeps a path the base URL has (an edge behind a proxy)", async () => {
