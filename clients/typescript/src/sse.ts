@@ -25,6 +25,10 @@ export async function runSse({ client, pipelineId, after, options, sink }: Trans
   const abort = new AbortController();
   const onAbort = () => abort.abort();
   sink.signal.addEventListener("abort", onAbort, { once: true });
+  if (sink.signal.aborted) {
+    abort.abort();
+  }
+
   let idle: ReturnType<typeof setTimeout> | undefined;
   const resetIdle = () => {
     clearTimeout(idle);

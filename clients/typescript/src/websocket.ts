@@ -161,6 +161,11 @@ export async function runWebSocket({ client, pipelineId, after, options, sink }:
         settle({ cause: new Error("the WebSocket could not connect") });
       }
     };
+
+    // Closed while this connection was being made: an abort listener added now would never fire.
+    if (sink.signal.aborted) {
+      settle({});
+    }
   });
 
   // No event of this connection is handed over once the next connection may be delivering.
