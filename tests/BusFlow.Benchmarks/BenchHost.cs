@@ -156,7 +156,7 @@ public sealed class BenchHost : IAsyncDisposable
     /// <summary>Signalled on Ctrl+C or SIGTERM (the host's console lifetime): scenarios stop waiting, the database and virtual host are removed.</summary>
     public CancellationToken Stopping => _host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
 
-    public static async Task<BenchHost> Start(BenchDatabase database, BenchVirtualHost vhost, BenchSettings settings)
+    public static async Task<BenchHost> Start(BenchDatabase database, RabbitMqVirtualHost vhost, BenchSettings settings)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);

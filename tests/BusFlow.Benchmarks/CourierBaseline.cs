@@ -96,7 +96,7 @@ public sealed class CourierHost : IThroughputSystem
     private CompletionCounter Counter => _host.Services.GetRequiredService<CompletionCounter>();
 
     /// <summary>On the in-memory transport, or on RabbitMQ when <paramref name="vhost"/> is given.</summary>
-    public static async Task<CourierHost> Start(BenchVirtualHost? vhost, int concurrency)
+    public static async Task<CourierHost> Start(RabbitMqVirtualHost? vhost, int concurrency)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);

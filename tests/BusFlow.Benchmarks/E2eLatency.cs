@@ -228,7 +228,7 @@ public static class E2eLatency
     private static async Task RunStack(string stack, E2eSettings settings, Dictionary<(string, string, double), List<LatencyRun>> results)
     {
         BenchDatabase? database = null;
-        BenchVirtualHost? vhost = null;
+        RabbitMqVirtualHost? vhost = null;
         var sqlite = Path.Combine(Path.GetTempPath(), $"busflow-e2e-{Guid.NewGuid():N}.db");
         try
         {

@@ -194,7 +194,7 @@ public static class E2eScaling
         return md.ToString();
     }
 
-    private static async Task<string> ServerVersions(BenchDatabase database, BenchVirtualHost vhost)
+    private static async Task<string> ServerVersions(BenchDatabase database, RabbitMqVirtualHost vhost)
     {
         await using var data = Npgsql.NpgsqlDataSource.Create(database.ConnectionString);
         await using var version = data.CreateCommand("SHOW server_version");

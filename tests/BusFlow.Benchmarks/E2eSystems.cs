@@ -172,9 +172,9 @@ public sealed class BusFlowE2eHost : IThroughputSystem
     private CompletionCounter Counter => _host.Services.GetRequiredService<CompletionCounter>();
 
     /// <summary>Only a driver: no saga and no workers here, they run in other processes (scaling).</summary>
-    public static Task<BusFlowE2eHost> StartDriver(BenchVirtualHost vhost) => Start(vhost, null, driverOnly: true);
+    public static Task<BusFlowE2eHost> StartDriver(RabbitMqVirtualHost vhost) => Start(vhost, null, driverOnly: true);
 
-    public static async Task<BusFlowE2eHost> Start(BenchVirtualHost? vhost, BusFlowStoreOptions? store, bool driverOnly = false)
+    public static async Task<BusFlowE2eHost> Start(RabbitMqVirtualHost? vhost, BusFlowStoreOptions? store, bool driverOnly = false)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);

@@ -288,7 +288,7 @@ public sealed class SetupResources : IAsyncDisposable
     private readonly string? _sqlite;
     private readonly BenchDatabase? _database;
 
-    private SetupResources(BusFlowStoreOptions store, string servers, string? sqlite = null, BenchDatabase? database = null, BenchVirtualHost? busflow = null, BenchVirtualHost? courier = null)
+    private SetupResources(BusFlowStoreOptions store, string servers, string? sqlite = null, BenchDatabase? database = null, RabbitMqVirtualHost? busflow = null, RabbitMqVirtualHost? courier = null)
     {
         Store = store;
         Servers = servers;
@@ -302,9 +302,9 @@ public sealed class SetupResources : IAsyncDisposable
 
     public string Servers { get; }
 
-    public BenchVirtualHost? BusFlowVirtualHost { get; }
+    public RabbitMqVirtualHost? BusFlowVirtualHost { get; }
 
-    public BenchVirtualHost? CourierVirtualHost { get; }
+    public RabbitMqVirtualHost? CourierVirtualHost { get; }
 
     public static async Task<SetupResources> Create(string setup)
     {

@@ -4,11 +4,11 @@ namespace BusFlow.Chaos;
 
 /// <summary>
 /// The RabbitMQ and PostgreSQL that tests/servers.sh started: a virtual host and a database of the
-/// run's own (the benchmarks' <see cref="BenchVirtualHost"/> and <see cref="BenchDatabase"/>, linked
-/// into this project), and the commands that stop and start the servers themselves
+/// run's own (<see cref="BenchVirtualHost"/> and <see cref="BenchDatabase"/> of BusFlow.Testing, as the
+/// benchmarks make them), and the commands that stop and start the servers themselves
 /// (tests/rabbitmqctl.sh, tests/postgresctl.sh).
 /// </summary>
-public sealed class ChaosServers(BenchVirtualHost virtualHost, BenchDatabase database) : IAsyncDisposable
+public sealed class ChaosServers(RabbitMqVirtualHost virtualHost, BenchDatabase database) : IAsyncDisposable
 {
     public string ConnectionString => database.ConnectionString;
 

@@ -9,19 +9,8 @@ namespace BusFlow.Testing;
 /// <summary>The machine a run was on, and the commit it measured, for the tables in docs/performance.md.</summary>
 public static class BenchMachine
 {
-    public static string RepositoryRoot
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "BusFlow.sln")))
-            {
-                dir = dir.Parent;
-            }
-
-            return dir?.FullName ?? throw new InvalidOperationException("BusFlow.sln not found above " + AppContext.BaseDirectory);
-        }
-    }
+    /// <summary>The repository's root folder (<see cref="RunningHost.RepositoryRoot"/>).</summary>
+    public static string RepositoryRoot => RunningHost.RepositoryRoot;
 
     public static string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
 

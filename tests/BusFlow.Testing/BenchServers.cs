@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Net.Http.Headers;
-using System.Text;
 using Npgsql;
 
 namespace BusFlow.Testing;
@@ -51,64 +49,8 @@ public sealed class BenchDatabase : IAsyncDisposable
     }
 }
 
-/// <summary>A fresh RabbitMQ virtual host created through the management API and deleted afterwards (as the integration tests do).</summary>
-public sealed class BenchVirtualHost : IAsyncDisposable
+/// <summary>The benchmarks' fresh RabbitMQ virtual host: <see cref="RabbitMqVirtualHost"/> on <see cref="BenchServers"/>' broker.</summary>
+public static class BenchVirtualHost
 {
-    private readonly HttpClient _http;
-
-    private BenchVirtualHost(HttpClient http, string name)
-    {
-        _http = http;
-        Name = name;
-    }
-
-    public string Name { get; }
-
-    public static async Task<BenchVirtualHost> Create()
-    {
-        var broker = BenchServers.RabbitMq;
-        var (user, password) = Credentials(broker);
-        var http = new HttpClient { BaseAddress = new Uri($"http://{broker.Host}:{BenchServers.RabbitMqManagementPort}/api/") };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));
-        var name = "busflow-bench-" + Guid.NewGuid().ToString("N")[..12];
-        (await http.PutAsync(new Uri($"vhosts/{name}", UriKind.Relative), null)).EnsureSuccessStatusCode();
-        using var permissions = new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json");
-        (await http.PutAsync(new Uri($"permissions/{name}/{Uri.EscapeDataString(user)}", UriKind.Relative), permissions)).EnsureSuccessStatusCode();
-        return new BenchVirtualHost(http, name);
-    }
-
-    /// <summary>The RabbitMQ server's version, from the management API.</summary>
-    public async Task<string> ServerVersion()
-    {
-        using var overview = System.Text.Json.JsonDocument.Parse(await _http.GetStringAsync(new Uri("overview", UriKind.Relative)));
-        return $"RabbitMQ {overview.RootElement.GetProperty("rabbitmq_version").GetString()} (Erlang {overview.RootElement.GetProperty("erlang_version").GetString()})";
-    }
-
-    /// <summary>Configuration that points BusFlow at this virtual host.</summary>
-    public Dictionary<string, string?> BusFlowSettings()
-    {
-        var broker = BenchServers.RabbitMq;
-        var (user, password) = Credentials(broker);
-        return new()
-        {
-            ["BusFlow:Transport"] = "RabbitMq",
-            ["BusFlow:RabbitMq:Host"] = broker.Host,
-            ["BusFlow:RabbitMq:Port"] = broker.Port.ToString(CultureInfo.InvariantCulture),
-            ["BusFlow:RabbitMq:VirtualHost"] = Name,
-            ["BusFlow:RabbitMq:Username"] = user,
-            ["BusFlow:RabbitMq:Password"] = password,
-        };
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        using var _ = await _http.DeleteAsync(new Uri($"vhosts/{Name}", UriKind.Relative));
-        _http.Dispose();
-    }
-
-    private static (string User, string Password) Credentials(Uri broker)
-    {
-        var parts = broker.UserInfo.Split(':');
-        return (Uri.UnescapeDataString(parts[0]), parts.Length > 1 ? Uri.UnescapeDataString(parts[1]) : "");
-    }
+    public static Task<RabbitMqVirtualHost> Create() => RabbitMqVirtualHost.Create(BenchServers.RabbitMq, BenchServers.RabbitMqManagementPort, "busflow-bench-");
 }

@@ -7,25 +7,36 @@ namespace BusFlow.Testing;
 public sealed class RabbitMqVirtualHost : IAsyncDisposable
 {
     private readonly HttpClient _http;
+    private readonly Uri _broker;
 
-    private RabbitMqVirtualHost(HttpClient http, string name)
+    private RabbitMqVirtualHost(HttpClient http, Uri broker, string name)
     {
         _http = http;
+        _broker = broker;
         Name = name;
     }
 
     public string Name { get; }
 
-    public static async Task<RabbitMqVirtualHost> Create()
+    /// <summary>A virtual host on the tests' broker (<see cref="TestServers"/>).</summary>
+    public static Task<RabbitMqVirtualHost> Create() => Create(TestServers.RabbitMq, TestServers.RabbitMqManagementPort, "busflow-test-");
+
+    /// <summary>A virtual host named <paramref name="prefix"/> and a random suffix on <paramref name="broker"/>, managed through its management port.</summary>
+    public static async Task<RabbitMqVirtualHost> Create(Uri broker, int managementPort, string prefix)
     {
-        var broker = TestServers.RabbitMq;
-        var user = Uri.UnescapeDataString(broker.UserInfo.Split(':')[0]);
-        var password = Uri.UnescapeDataString(broker.UserInfo.Split(':')[1]);
-        var http = new HttpClient { BaseAddress = new Uri($"http://{broker.Host}:{TestServers.RabbitMqManagementPort}/api/") };
+        var (user, password) = Credentials(broker);
+        var http = new HttpClient { BaseAddress = new Uri($"http://{broker.Host}:{managementPort}/api/") };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));
-        var vhost = new RabbitMqVirtualHost(http, "busflow-test-" + Guid.NewGuid().ToString("N")[..12]);
+        var vhost = new RabbitMqVirtualHost(http, broker, prefix + Guid.NewGuid().ToString("N")[..12]);
         await vhost.CreateAsync();
         return vhost;
+    }
+
+    /// <summary>The RabbitMQ server's version, from the management API.</summary>
+    public async Task<string> ServerVersion()
+    {
+        using var overview = System.Text.Json.JsonDocument.Parse(await _http.GetStringAsync(new Uri("overview", UriKind.Relative)));
+        return $"RabbitMQ {overview.RootElement.GetProperty("rabbitmq_version").GetString()} (Erlang {overview.RootElement.GetProperty("erlang_version").GetString()})";
     }
 
     /// <summary>
@@ -92,27 +103,35 @@ public sealed class RabbitMqVirtualHost : IAsyncDisposable
     private async Task CreateAsync()
     {
         (await _http.PutAsync($"vhosts/{Name}", null)).EnsureSuccessStatusCode();
-        var user = Uri.UnescapeDataString(TestServers.RabbitMq.UserInfo.Split(':')[0]);
+        var (user, _) = Credentials(_broker);
         using var permissions = new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json");
         (await _http.PutAsync($"permissions/{Name}/{Uri.EscapeDataString(user)}", permissions)).EnsureSuccessStatusCode();
     }
 
     /// <summary>Configuration that points BusFlow at this virtual host.</summary>
-    public Dictionary<string, string?> BusFlowSettings() => Settings(Name);
+    public Dictionary<string, string?> BusFlowSettings() => Settings(_broker, Name);
 
     /// <summary>Configuration that points BusFlow at the named virtual host of the test broker.</summary>
-    public static Dictionary<string, string?> Settings(string virtualHost)
+    public static Dictionary<string, string?> Settings(string virtualHost) => Settings(TestServers.RabbitMq, virtualHost);
+
+    private static Dictionary<string, string?> Settings(Uri broker, string virtualHost)
     {
-        var broker = TestServers.RabbitMq;
+        var (user, password) = Credentials(broker);
         return new()
         {
             ["BusFlow:Transport"] = "RabbitMq",
             ["BusFlow:RabbitMq:Host"] = broker.Host,
             ["BusFlow:RabbitMq:Port"] = broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["BusFlow:RabbitMq:VirtualHost"] = virtualHost,
-            ["BusFlow:RabbitMq:Username"] = Uri.UnescapeDataString(broker.UserInfo.Split(':')[0]),
-            ["BusFlow:RabbitMq:Password"] = Uri.UnescapeDataString(broker.UserInfo.Split(':')[1]),
+            ["BusFlow:RabbitMq:Username"] = user,
+            ["BusFlow:RabbitMq:Password"] = password,
         };
+    }
+
+    private static (string User, string Password) Credentials(Uri broker)
+    {
+        var parts = broker.UserInfo.Split(':');
+        return (Uri.UnescapeDataString(parts[0]), parts.Length > 1 ? Uri.UnescapeDataString(parts[1]) : "");
     }
 
     public async ValueTask DisposeAsync()

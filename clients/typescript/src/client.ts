@@ -147,7 +147,7 @@ export class BusFlowClient {
     const response = await this.fetchWithAuth(path, { method, body: init.body, headers: init.headers, signal: init.signal });
     const text = await response.text();
     if (!response.ok) {
-      throw await problemOf(response, text);
+      throw problemOf(response, text);
     }
 
     return (text.length === 0 ? undefined : JSON.parse(text)) as T;

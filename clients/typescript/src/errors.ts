@@ -55,7 +55,7 @@ export class BusFlowConnectionError extends BusFlowError {
 }
 
 /** @internal The error for a problem answer (or any other failed answer). */
-export async function problemOf(response: Response, text: string): Promise<BusFlowApiError> {
+export function problemOf(response: Response, text: string): BusFlowApiError {
   let problem: ProblemDetails | null = null;
   if (text.length > 0) {
     try {

@@ -49,7 +49,7 @@ export async function runSse({ client, pipelineId, after, options, sink }: Trans
     }
 
     if (!response.ok || !response.body) {
-      throw await problemOf(response, await response.text());
+      throw problemOf(response, await response.text());
     }
 
     sink.subscribed();

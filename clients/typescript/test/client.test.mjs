@@ -142,10 +142,19 @@ describe("watching", () => {
   for (const transport of ["websocket", "sse"]) {
     test(`ends over ${transport} for a pipeline that does not exist, one fully seen, or tags it lacks`, async () => {
       const errors = [];
-      const missing = client.watch(crypto.randomUUID(), { transport, reconnect: { notFoundGraceMs: 500 }, onEvent: () => {}, onError: (e) => errors.push(e) });
+      const retries = [];
+      const missing = client.watch(crypto.randomUUID(), {
+        transport,
+        reconnect: { minDelayMs: 100, maxDelayMs: 200, notFoundGraceMs: 1_000 },
+        onEvent: () => {},
+        onError: (e) => errors.push(e),
+        onReconnecting: ({ cause }) => retries.push(cause),
+      });
       await missing.done;
       assert.equal(errors.length, 1);
       assert.ok(errors[0] instanceof BusFlowApiError && errors[0].code === "pipeline_not_found", `${errors[0]}`);
+      // Within the grace, not found was asked again (a child's start may still be on its way).
+      assert.ok(retries.length > 0 && retries.every((c) => c instanceof BusFlowApiError && c.code === "pipeline_not_found"), `${retries}`);
 
       const id = await client.start("wordcount", { input: { texts: ["a"] }, tags: { suite: "ends" } });
       const all = await collect(client.watch(id, { transport }));
@@ -154,6 +163,20 @@ describe("watching", () => {
       assert.equal((await collect(client.watch(id, { transport, tags: { suite: "ends" } }))).length, all.length);
     });
   }
+
+  test("retries a passing problem (503) and then delivers every event", async () => {
+    const id = await client.start("wordcount", { input: { texts: ["a b"] } });
+    let refusals = 2;
+    const refusing = async (url, init) => String(url).includes("/stream") && refusals-- > 0
+      ? new Response(JSON.stringify({ status: 503, code: "too_many_connections", title: "Too many connections" }), { status: 503, headers: { "Content-Type": "application/problem+json", "Retry-After": "5" } })
+      : fetch(url, init);
+    const retries = [];
+    const events = await collect(new BusFlowClient({ baseUrl: host.baseUrl, fetch: refusing, reconnect: { minDelayMs: 50 } })
+      .watch(id, { transport: "sse", onReconnecting: ({ cause }) => retries.push(cause) }));
+    assert.ok(gapless(events) && isFinal(events.at(-1)));
+    assert.equal(retries.length, 2);
+    assert.ok(retries.every((c) => c instanceof BusFlowApiError && c.code === "too_many_connections" && c.retryAfter === 5));
+  });
 
   test("ends with the handler's error when onEvent throws, with the cursor before that event", async () => {
     const id = await client.start("wordcount", { input: { texts: ["a"] } });

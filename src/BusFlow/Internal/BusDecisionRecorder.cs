@@ -19,7 +19,7 @@ internal sealed class BusDecisionRecorder(PipelineFollowUp followUp, SendAddress
         {
             if (outgoing.Destination is { } destination)
             {
-                var endpoint = await addresses.EndpointAsync(context, destination, context.CancellationToken);
+                var endpoint = await addresses.GetSendEndpointAsync(context, destination, context.CancellationToken);
                 await endpoint.Send(outgoing.Message, outgoing.Message.GetType());
             }
             else

@@ -53,7 +53,7 @@ internal sealed partial class DefinitionHandOff<TMessage>(BusFlowRoles roles, Ti
                 // transport would lose it, and the first hand-off's time would be forgotten).
             }
 
-            var endpoint = await addresses.EndpointAsync(context, new Uri("queue:" + QueueNames.Saga), CancellationToken.None);
+            var endpoint = await addresses.GetSendEndpointAsync(context, new Uri("queue:" + QueueNames.Saga), CancellationToken.None);
             await endpoint.Send(context.Message, Pipe.Execute<SendContext<TMessage>>(send =>
             {
                 send.MessageId = context.MessageId;

@@ -62,7 +62,7 @@ internal sealed partial class PipelineClock(IServiceProvider services, TimeProvi
                 {
                     // Bounded: RabbitMQ.Client 7 can leave a send waiting forever after a broker
                     // restart, which would stop every later wake-up; a wake-up is safe to repeat.
-                    var endpoint = await addresses.EndpointAsync(bus, saga, stoppingToken).WaitAsync(SendTimeout, time, stoppingToken);
+                    var endpoint = await addresses.GetSendEndpointAsync(bus, saga, stoppingToken).WaitAsync(SendTimeout, time, stoppingToken);
                     await endpoint.Send(new WakePipeline(pending[i]), stoppingToken).WaitAsync(SendTimeout, time, stoppingToken);
                 }
                 catch (Exception ex) when (!stoppingToken.IsCancellationRequested)

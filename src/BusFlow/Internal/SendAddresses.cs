@@ -19,11 +19,8 @@ internal sealed class SendAddresses(QuorumQueueDeclarations? quorum) : IBusFlowS
     public static SendAddresses AsGiven { get; } = new(quorum: null);
 
     /// <summary>The send endpoint for <paramref name="destination"/> (see <see cref="ForAsync"/>).</summary>
-    public async Task<MassTransit.ISendEndpoint> EndpointAsync(MassTransit.ISendEndpointProvider provider, Uri destination, CancellationToken cancellationToken) =>
+    public async Task<MassTransit.ISendEndpoint> GetSendEndpointAsync(MassTransit.ISendEndpointProvider provider, Uri destination, CancellationToken cancellationToken) =>
         await provider.GetSendEndpoint(await ForAsync(destination, cancellationToken));
-
-    Task<MassTransit.ISendEndpoint> IBusFlowSendEndpoints.GetSendEndpointAsync(MassTransit.ISendEndpointProvider provider, Uri destination, CancellationToken cancellationToken) =>
-        EndpointAsync(provider, destination, cancellationToken);
 
     /// <summary>The address to send to for <paramref name="destination"/>: itself, or its declared quorum queue's exchange.</summary>
     public ValueTask<Uri> ForAsync(Uri destination, CancellationToken cancellationToken) =>
