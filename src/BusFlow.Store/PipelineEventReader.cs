@@ -157,17 +157,17 @@ public sealed partial class PipelineEventReader(IDbContextFactory<BusFlowDbConte
                 // is seen by the query that follows.
                 await using var head = db.Database.GetDbConnection().CreateCommand();
                 head.CommandText = LastPositionSql;
-                StoreDialect.AddParameter(head, "counter", Internal.OutboxDelivery.PositionCounter);
+                _dialect.AddParameter(head, "counter", Internal.OutboxDelivery.PositionCounter);
                 lookedUpTo = Convert.ToInt64(await head.ExecuteScalarAsync(cancellationToken) ?? 0L, System.Globalization.CultureInfo.InvariantCulture);
             }
 
             await using var command = db.Database.GetDbConnection().CreateCommand();
             command.CommandText = query.Sql;
-            StoreDialect.AddParameter(command, "after", after);
-            StoreDialect.AddParameter(command, "limit", limit);
+            _dialect.AddParameter(command, "after", after);
+            _dialect.AddParameter(command, "limit", limit);
             foreach (var (name, value) in query.Parameters)
             {
-                StoreDialect.AddParameter(command, name, value);
+                _dialect.AddParameter(command, name, value);
             }
 
             var rows = new List<StoredEvent>(limit);

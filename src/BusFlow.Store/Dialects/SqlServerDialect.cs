@@ -24,6 +24,18 @@ internal sealed class SqlServerDialect : StoreDialect
 
     public override StoreProviderKind Kind => StoreProviderKind.SqlServer;
 
+    /// <summary>
+    /// Every string as nvarchar(max): one declared type for every length, so SQL Server keeps one
+    /// plan per statement instead of one per combination of string lengths.
+    /// </summary>
+    public override void Declare(System.Data.Common.DbParameter parameter)
+    {
+        if (parameter.Value is string)
+        {
+            parameter.Size = -1;
+        }
+    }
+
     public override string EfProviderName => "Microsoft.EntityFrameworkCore.SqlServer";
 
     public override string MigrationsAssembly => StoreProvider.SqlServerMigrations;

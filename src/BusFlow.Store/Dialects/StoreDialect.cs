@@ -249,18 +249,18 @@ internal abstract class StoreDialect
         .. PipelineEventReader.Statements(this),
     ];
 
-    internal static void AddParameter(DbCommand command, string name, object value)
+    /// <summary>Adds parameter <paramref name="name"/> with <paramref name="value"/>, declared as this database wants it (<see cref="Declare"/>).</summary>
+    public void AddParameter(DbCommand command, string name, object value)
     {
         var parameter = command.CreateParameter();
         parameter.ParameterName = name;
         parameter.Value = value;
-        if (value is string && command is Microsoft.Data.SqlClient.SqlCommand)
-        {
-            // One declared type for every length (nvarchar(max)), so SQL Server keeps one plan per
-            // statement instead of one per combination of string lengths.
-            parameter.Size = -1;
-        }
-
+        Declare(parameter);
         command.Parameters.Add(parameter);
+    }
+
+    /// <summary>Declares a parameter whose value was just set, for every raw statement the store sends (this one's, the event log's, a group's rows).</summary>
+    public virtual void Declare(DbParameter parameter)
+    {
     }
 }

@@ -88,11 +88,11 @@ internal static class GroupRows
             var connection = transaction.Connection!;
             if (connection.CanCreateBatch)
             {
-                await ExecuteBatchAsync(connection, transaction, statements, cancellationToken);
+                await ExecuteBatchAsync(connection, transaction, statements, dialect, cancellationToken);
             }
             else
             {
-                await ExecuteOneByOneAsync(connection, transaction, statements, cancellationToken);
+                await ExecuteOneByOneAsync(connection, transaction, statements, dialect, cancellationToken);
             }
         }
         catch (DbException ex)
@@ -186,7 +186,7 @@ internal static class GroupRows
         };
     }
 
-    private static async Task ExecuteBatchAsync(DbConnection connection, DbTransaction transaction, List<Statement> statements, CancellationToken cancellationToken)
+    private static async Task ExecuteBatchAsync(DbConnection connection, DbTransaction transaction, List<Statement> statements, StoreDialect dialect, CancellationToken cancellationToken)
     {
         await using var batch = connection.CreateBatch();
         batch.Transaction = transaction;
@@ -199,6 +199,7 @@ internal static class GroupRows
                 var parameter = command.CreateParameter();
                 parameter.ParameterName = "p" + i;
                 parameter.Value = statement.Values[i];
+                dialect.Declare(parameter);
                 command.Parameters.Add(parameter);
             }
 
@@ -229,7 +230,7 @@ internal static class GroupRows
         }
     }
 
-    private static async Task ExecuteOneByOneAsync(DbConnection connection, DbTransaction transaction, List<Statement> statements, CancellationToken cancellationToken)
+    private static async Task ExecuteOneByOneAsync(DbConnection connection, DbTransaction transaction, List<Statement> statements, StoreDialect dialect, CancellationToken cancellationToken)
     {
         var commands = new Dictionary<string, DbCommand>(StringComparer.Ordinal);
         try
@@ -254,6 +255,7 @@ internal static class GroupRows
                 for (var i = 0; i < statement.Values.Length; i++)
                 {
                     command.Parameters[i].Value = statement.Values[i];
+                    dialect.Declare(command.Parameters[i]);
                 }
 
                 if (statement.Returns is { } generated)

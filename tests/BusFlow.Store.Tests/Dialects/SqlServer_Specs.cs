@@ -116,4 +116,19 @@ public sealed class When_the_store_runs_on_SQL_Server_without_a_server
         Assert.Contains(PostgresDialect.Instance.Statements(postgres.Model), sql => Parse(sql).Count > 0);
         Assert.Contains(SqliteDialect.Instance.Statements(sqlite.Model), sql => Parse(sql).Count > 0);
     }
+
+    [Fact]
+    public void Should_declare_every_string_parameter_as_nvarchar_max()
+    {
+        // One plan per statement whatever the strings' lengths, for the store's own statements and a group's rows alike.
+        using var command = new Microsoft.Data.SqlClient.SqlCommand();
+        SqlServerDialect.Instance.AddParameter(command, "short", "a");
+        SqlServerDialect.Instance.AddParameter(command, "long", new string('x', 5000));
+        SqlServerDialect.Instance.AddParameter(command, "number", 42L);
+        Assert.Equal([-1, -1, 0], command.Parameters.Cast<Microsoft.Data.SqlClient.SqlParameter>().Select(p => p.Size));
+
+        using var postgres = new Npgsql.NpgsqlCommand();
+        PostgresDialect.Instance.AddParameter(postgres, "short", "a");
+        Assert.Equal(0, postgres.Parameters[0].Size);
+    }
 }
